@@ -1,0 +1,83 @@
+//! What every request shares: the store, the process-wide Make client and the keyring that seals Make
+//! credentials. Built once at start-up (see `cli.rs`).
+
+use crate::crypto::{Binding, CryptoError, KeyError, Keyring, SecretString};
+use crate::domain::TenantId;
+use crate::make::{MakeClient, MakeTarget};
+use crate::store::{ConnectionRecord, Store, StoreError};
+
+/// The AAD purpose of sealed Make tokens.
+pub const CONNECTION_SECRET: &str = "make_connection";
+
+pub struct App {
+    pub store: Store,
+    pub make: MakeClient,
+    /// `None` when no master key is configured (then Make connections cannot be stored or used).
+    pub keys: Option<Keyring>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("{0}")]
+    NoKey(#[from] KeyError),
+    #[error("{0}")]
+    Crypto(#[from] CryptoError),
+}
+
+impl App {
+    pub fn keyring(&self) -> Result<&Keyring, SecretError> {
+        self.keys.as_ref().ok_or(SecretError::NoKey(KeyError::Missing))
+    }
+
+    /// The AAD binding of a connection's token.
+    pub fn binding<'a>(tenant: &'a str, connection_id: &'a str) -> Binding<'a> {
+        Binding { purpose: CONNECTION_SECRET, tenant_id: tenant, record_id: connection_id }
+    }
+
+    /// Decrypt a connection's token into a call target.
+    pub fn target(&self, tenant: TenantId, c: &ConnectionRecord) -> Result<MakeTarget, SecretError> {
+        let tenant = tenant.to_string();
+        let token = self.keyring()?.open_secret(&c.sealed, Self::binding(&tenant, &c.id))?;
+        Ok(MakeTarget { base_url: c.base_url.clone(), auth_kind: c.auth_kind, token })
+    }
+
+    pub fn seal_token(
+        &self,
+        tenant: TenantId,
+        connection_id: &str,
+        token: &SecretString,
+    ) -> Result<crate::crypto::Sealed, SecretError> {
+        let tenant = tenant.to_string();
+        Ok(self.keyring()?.seal_secret(token, Self::binding(&tenant, connection_id)))
+    }
+
+    /// Start-up check: every stored secret must be decryptable with the configured keys. A wrong or
+    /// missing master key is reported here, clearly, rather than as failures on first use.
+    pub async fn check_secret_keys(&self) -> Result<(), StartupKeyError> {
+        let stored = self.store.secret_key_ids().await?;
+        let missing: Vec<String> =
+            stored.into_iter().filter(|id| !self.keys.as_ref().is_some_and(|k| k.has_key(id))).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(StartupKeyError::Mismatch {
+            missing: missing.join(", "),
+            configured: self
+                .keys
+                .as_ref()
+                .map_or_else(|| "no master key".into(), |k| format!("key id {}", k.current_id())),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupKeyError {
+    #[error(
+        "the stored Make credentials are encrypted under master key id {missing}, but the configuration has {configured}; \
+         set MBM_MASTER_KEY (or MBM_MASTER_KEY_FILE) to the key they were encrypted with, or list it in \
+         MBM_PREVIOUS_MASTER_KEYS and run `make-budget-mcp keys rotate`"
+    )]
+    Mismatch { missing: String, configured: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,343 @@
+//! Layered configuration: built-in defaults < TOML file < `MBM_*` environment variables < command-line
+//! flags. Flags and environment variables are declared together in `cli.rs` (clap reads both, flags
+//! winning); this module merges them over the file and checks the result. `config/example.toml`
+//! documents every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::auth::Role;
+use crate::crypto::KeySources;
+use crate::make::MakeClientConfig;
+
+/// The config file as written (every key optional).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub database_url: Option<String>,
+    pub log: Option<String>,
+    pub log_format: Option<LogFormat>,
+    #[serde(default)]
+    pub database: DatabaseFile,
+    #[serde(default)]
+    pub local: LocalFile,
+    #[serde(default)]
+    pub http: HttpFile,
+    #[serde(default)]
+    pub secrets: SecretsFile,
+    #[serde(default)]
+    pub make: MakeFile,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsFile {
+    pub master_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MakeFile {
+    pub request_timeout_secs: Option<u64>,
+    pub max_attempts: Option<u32>,
+    pub retry_base_delay_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseFile {
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalFile {
+    pub tenant: Option<String>,
+    pub subject: Option<String>,
+    pub role: Option<Role>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    pub listen: Option<String>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Values given on the command line or in the environment (clap has already merged those two).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub database_url: Option<String>,
+    pub log: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub max_connections: Option<u32>,
+    pub local_tenant: Option<String>,
+    pub local_subject: Option<String>,
+    pub local_role: Option<Role>,
+    pub listen: Option<String>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
+    /// `MBM_MASTER_KEY` (environment only: a secret never goes on a command line).
+    pub master_key: Option<String>,
+    /// `MBM_PREVIOUS_MASTER_KEYS` (environment only).
+    pub previous_master_keys: Option<String>,
+    pub master_key_file: Option<PathBuf>,
+    pub make_request_timeout_secs: Option<u64>,
+    pub make_max_attempts: Option<u32>,
+    pub make_retry_base_delay_ms: Option<u64>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub max_connections: u32,
+    pub local: LocalOperator,
+    pub http: HttpSettings,
+    /// Where the master key for Make credentials comes from.
+    pub keys: KeySources,
+    pub make: MakeClientConfig,
+}
+
+/// The principal used over stdio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalOperator {
+    pub tenant: String,
+    pub subject: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// `Host` header values accepted on /mcp (DNS-rebinding protection). Default: loopback names only.
+    pub allowed_hosts: Vec<String>,
+    /// `Origin` header values accepted on /mcp; empty means requests with an Origin header are not
+    /// checked against a list (requests without one always pass).
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting `{key}`: {rule}")]
+    Invalid { key: &'static str, rule: String },
+    #[error("no database URL given and no data directory could be determined; set MBM_DATABASE_URL")]
+    NoDataDir,
+}
+
+pub const DEFAULT_LOG: &str = "info,sqlx=warn";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+/// The config file used when none is named: `<config dir>/make-budget-mcp/config.toml`, if it exists.
+pub fn default_config_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "make-budget-mcp")
+        .map(|d| d.config_dir().join("config.toml"))
+        .filter(|p| p.is_file())
+}
+
+pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+}
+
+fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "local-operator".to_owned())
+}
+
+impl Config {
+    /// Merge overrides over the file over defaults, and check the result.
+    pub fn resolve(file: FileConfig, o: Overrides) -> Result<Self, ConfigError> {
+        let make = make_settings(&o, &file.make)?;
+        let database_url = match o.database_url.or(file.database_url) {
+            Some(url) => url,
+            None => {
+                let path = crate::store::default_sqlite_path().ok_or(ConfigError::NoDataDir)?;
+                format!("sqlite://{}", path.display())
+            }
+        };
+        crate::store::Dialect::from_url(&database_url)
+            .map_err(|e| ConfigError::Invalid { key: "database_url", rule: e.to_string() })?;
+        let max_connections = o.max_connections.or(file.database.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if !(1..=1000).contains(&max_connections) {
+            return Err(ConfigError::Invalid {
+                key: "database.max_connections",
+                rule: format!("must be between 1 and 1000 (got {max_connections})"),
+            });
+        }
+        let tenant = o.local_tenant.or(file.local.tenant).unwrap_or_else(|| "local".to_owned());
+        let tenant = crate::domain::validation::text("local.tenant", &tenant, 1, 100)
+            .map_err(|e| ConfigError::Invalid { key: "local.tenant", rule: e.rule })?;
+        let subject = o.local_subject.or(file.local.subject).unwrap_or_else(os_user);
+        let subject = crate::domain::validation::text("local.subject", &subject, 1, 200)
+            .map_err(|e| ConfigError::Invalid { key: "local.subject", rule: e.rule })?;
+        let role = o.local_role.or(file.local.role).unwrap_or(Role::Admin);
+        let listen_text = o.listen.or(file.http.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| ConfigError::Invalid {
+            key: "http.listen",
+            rule: format!("must be an IP address and port such as 127.0.0.1:8080 (got {listen_text:?})"),
+        })?;
+        let allowed_hosts = o
+            .allowed_hosts
+            .or(file.http.allowed_hosts)
+            .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]);
+        let allowed_origins = o.allowed_origins.or(file.http.allowed_origins).unwrap_or_default();
+        let keys = KeySources {
+            master_key: o.master_key.filter(|k| !k.trim().is_empty()),
+            previous_keys: o.previous_master_keys.filter(|k| !k.trim().is_empty()),
+            key_file: o.master_key_file.or(file.secrets.master_key_file),
+            default_file: default_key_file(&database_url),
+        };
+        Ok(Config {
+            database_url,
+            log: o.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.to_owned()),
+            log_format: o.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            max_connections,
+            local: LocalOperator { tenant, subject, role },
+            http: HttpSettings { listen, allowed_hosts, allowed_origins },
+            keys,
+            make,
+        })
+    }
+}
+
+/// With the embedded SQLite store and no key configured, the master key lives in `master.key` beside the
+/// database file (created on first use, owner-only). PostgreSQL deployments must configure their key:
+/// every instance needs the same one.
+fn default_key_file(database_url: &str) -> Option<PathBuf> {
+    let path = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    Some(Path::new(path).parent().unwrap_or(Path::new(".")).join("master.key"))
+}
+
+fn make_settings(o: &Overrides, f: &MakeFile) -> Result<MakeClientConfig, ConfigError> {
+    let d = MakeClientConfig::default();
+    let timeout = o.make_request_timeout_secs.or(f.request_timeout_secs).unwrap_or(d.request_timeout.as_secs());
+    if !(1..=600).contains(&timeout) {
+        return Err(ConfigError::Invalid {
+            key: "make.request_timeout_secs",
+            rule: format!("must be 1 to 600 (got {timeout})"),
+        });
+    }
+    let attempts = o.make_max_attempts.or(f.max_attempts).unwrap_or(d.max_attempts);
+    if !(1..=20).contains(&attempts) {
+        return Err(ConfigError::Invalid {
+            key: "make.max_attempts",
+            rule: format!("must be 1 to 20 (got {attempts})"),
+        });
+    }
+    let base = o.make_retry_base_delay_ms.or(f.retry_base_delay_ms).unwrap_or(d.base_delay.as_millis() as u64);
+    if !(1..=60_000).contains(&base) {
+        return Err(ConfigError::Invalid {
+            key: "make.retry_base_delay_ms",
+            rule: format!("must be 1 to 60000 (got {base})"),
+        });
+    }
+    Ok(MakeClientConfig {
+        request_timeout: std::time::Duration::from_secs(timeout),
+        max_attempts: attempts,
+        base_delay: std::time::Duration::from_millis(base),
+        ..d
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            database_url = "sqlite:///from/file.db"
+            log = "debug"
+            [local]
+            tenant = "acme"
+            role = "viewer"
+            [http]
+            listen = "127.0.0.1:9000"
+            "#,
+        )
+        .unwrap();
+        let o = Overrides {
+            database_url: Some("postgres://u@h/db".into()),
+            local_role: Some(Role::Operator),
+            ..Default::default()
+        };
+        let c = Config::resolve(file, o).unwrap();
+        assert_eq!(c.database_url, "postgres://u@h/db", "flag/env beats file");
+        assert_eq!(c.log, "debug", "file beats default");
+        assert_eq!(c.local.tenant, "acme");
+        assert_eq!(c.local.role, Role::Operator);
+        assert_eq!(c.http.listen.port(), 9000);
+        assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS, "default when nothing is set");
+    }
+
+    #[test]
+    fn the_embedded_store_keeps_its_key_beside_the_database() {
+        assert_eq!(
+            default_key_file("sqlite:///var/lib/mbm/db.sqlite3?mode=rwc"),
+            Some(PathBuf::from("/var/lib/mbm/master.key"))
+        );
+        assert_eq!(default_key_file("postgres://u@h/db"), None);
+        assert_eq!(default_key_file("sqlite::memory:"), None);
+        let c = Config::resolve(FileConfig::default(), Overrides { make_max_attempts: Some(0), ..Default::default() });
+        assert!(c.unwrap_err().to_string().contains("`make.max_attempts`"));
+    }
+
+    #[test]
+    fn bad_settings_name_their_key() {
+        let e =
+            Config::resolve(FileConfig::default(), Overrides { listen: Some("nowhere".into()), ..Default::default() });
+        assert!(e.unwrap_err().to_string().contains("`http.listen`"));
+        let e = Config::resolve(
+            FileConfig::default(),
+            Overrides { database_url: Some("mysql://x".into()), ..Default::default() },
+        );
+        assert!(e.unwrap_err().to_string().contains("`database_url`"));
+        let e = toml::from_str::<FileConfig>("colour = 1").unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn the_example_config_parses_and_covers_every_key() {
+        let text = include_str!("../config/example.toml");
+        let uncommented: String = text
+            .lines()
+            .map(|l| l.strip_prefix("# ").filter(|r| r.contains(" = ") || r.starts_with('[')).unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file: FileConfig = toml::from_str(&uncommented).expect("example config parses");
+        assert!(file.database_url.is_some() && file.log.is_some() && file.log_format.is_some());
+        assert!(file.database.max_connections.is_some());
+        assert!(file.local.tenant.is_some() && file.local.subject.is_some() && file.local.role.is_some());
+        assert!(file.http.listen.is_some() && file.http.allowed_hosts.is_some() && file.http.allowed_origins.is_some());
+        assert!(file.secrets.master_key_file.is_some());
+        assert!(file.make.request_timeout_secs.is_some() && file.make.max_attempts.is_some());
+        assert!(file.make.retry_base_delay_ms.is_some());
+        Config::resolve(file, Overrides::default()).expect("example config is valid");
+    }
+}

@@ -1,0 +1,318 @@
+//! Thresholds on a budget and the rule for when a crossing is recorded.
+//!
+//! A threshold is a percentage of the limit (1–200 %) or an absolute amount, watched on `actual` spend so
+//! far or on the `forecast` of the period-end total. Amounts are compared in centi-units: centicredits for
+//! credit budgets, operations × 100 for operation budgets, so both compare exactly as integers.
+//!
+//! The crossing rule ([`decide`]) is pure and takes the time as an argument:
+//! - a threshold crosses when its value reaches the amount while it was below; that is recorded once;
+//! - it is not recorded again in the same period until it has gone back below, and the cooldown since its
+//!   last crossing has passed, and it reaches the amount anew;
+//! - a new period starts it afresh.
+
+use jiff::{SignedDuration, Timestamp};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::budget::LIMIT_MAX;
+use super::validation::{self, ValidationError};
+
+pub const PERCENT_MAX: i64 = 200;
+/// Absolute thresholds may reach twice the largest limit (an overrun alarm on a large budget).
+pub const ABSOLUTE_MAX: i64 = 2 * LIMIT_MAX;
+/// Longest cooldown: 30 days.
+pub const COOLDOWN_MAX_MINUTES: i64 = 43_200;
+pub const LABEL_MAX_CHARS: usize = 120;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdKind {
+    /// `value` is a percentage of the budget's limit, 1–200.
+    Percent,
+    /// `value` is an amount in the budget's unit (credits or operations).
+    Absolute,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// Spend so far in the period.
+    Actual,
+    /// The forecast of the period-end total.
+    Forecast,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+    Emergency,
+}
+
+macro_rules! str_enum {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$v),)* _ => None }
+            }
+        }
+    };
+}
+str_enum!(ThresholdKind { Percent => "percent", Absolute => "absolute" });
+str_enum!(Basis { Actual => "actual", Forecast => "forecast" });
+str_enum!(Severity { Info => "info", Warning => "warning", Critical => "critical", Emergency => "emergency" });
+
+/// The cooldown when none is given: an hour.
+pub fn default_cooldown() -> i64 {
+    60
+}
+
+/// A threshold as submitted. Checked by [`ThresholdSpec::new`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdDraft {
+    /// "percent" of the limit or an "absolute" amount.
+    pub kind: ThresholdKind,
+    /// 1–200 for percent; for absolute, an amount in the budget's unit.
+    #[schemars(range(min = 1, max = ABSOLUTE_MAX))]
+    pub value: i64,
+    /// Watch "actual" spend so far or the "forecast" period-end total.
+    pub basis: Basis,
+    pub severity: Severity,
+    /// After a crossing, another crossing in the same period is recorded only once the value has gone
+    /// back below and this many minutes have passed. Default 60; at most 43200 (30 days).
+    #[serde(default = "default_cooldown")]
+    #[schemars(range(min = 0, max = COOLDOWN_MAX_MINUTES))]
+    pub cooldown_minutes: i64,
+    /// Optional name, e.g. "80 % warning".
+    #[serde(default)]
+    #[schemars(length(max = LABEL_MAX_CHARS))]
+    pub label: Option<String>,
+}
+
+/// A checked threshold definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(transparent)]
+#[schemars(transparent)]
+pub struct ThresholdSpec(ThresholdDraft);
+
+impl std::ops::Deref for ThresholdSpec {
+    type Target = ThresholdDraft;
+    fn deref(&self) -> &ThresholdDraft {
+        &self.0
+    }
+}
+
+impl ThresholdSpec {
+    pub fn new(d: ThresholdDraft) -> Result<Self, ValidationError> {
+        let max = match d.kind {
+            ThresholdKind::Percent => PERCENT_MAX,
+            ThresholdKind::Absolute => ABSOLUTE_MAX,
+        };
+        validation::int_range("value", d.value, 1, max)?;
+        validation::int_range("cooldown_minutes", d.cooldown_minutes, 0, COOLDOWN_MAX_MINUTES)?;
+        let label = d.label.as_deref().map(|l| validation::text("label", l, 1, LABEL_MAX_CHARS)).transpose()?;
+        Ok(Self(ThresholdDraft { label, ..d }))
+    }
+
+    pub(crate) fn from_stored(d: ThresholdDraft) -> Self {
+        Self(d)
+    }
+
+    /// The amount in centi-units for a budget with this limit (whole units).
+    pub fn amount_centi(&self, limit: i64) -> i64 {
+        match self.kind {
+            ThresholdKind::Percent => limit.saturating_mul(self.value),
+            ThresholdKind::Absolute => self.value.saturating_mul(100),
+        }
+    }
+
+    pub fn cooldown(&self) -> SignedDuration {
+        SignedDuration::from_mins(self.cooldown_minutes)
+    }
+
+    /// A short description, e.g. "80 % of the limit on forecast" or "30000 on actual".
+    pub fn describe(&self) -> String {
+        let what = match self.kind {
+            ThresholdKind::Percent => format!("{} % of the limit", self.value),
+            ThresholdKind::Absolute => self.value.to_string(),
+        };
+        format!("{what} on {} spend", self.basis.as_str())
+    }
+}
+
+/// A stored threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Threshold {
+    /// Threshold id (UUID).
+    pub id: String,
+    pub budget_id: String,
+    #[serde(flatten)]
+    pub spec: ThresholdSpec,
+    /// Pass it back to `update_threshold`.
+    pub version: i64,
+    pub created_at: String,
+    pub created_by: String,
+    pub updated_at: String,
+    pub updated_by: String,
+}
+
+/// A recorded crossing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct CrossingEvent {
+    pub id: String,
+    pub threshold_id: String,
+    pub budget_id: String,
+    /// The period it happened in, "first_day/last_day".
+    pub period_key: String,
+    /// RFC 3339 UTC.
+    pub crossed_at: String,
+    pub basis: Basis,
+    pub severity: Severity,
+    /// The watched value when it crossed, in centi-units.
+    pub value_centi: i64,
+    /// The threshold's amount, in centi-units.
+    pub amount_centi: i64,
+}
+
+/// What is remembered about a threshold between evaluations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrossingState {
+    /// The period this state belongs to (`PeriodWindow::key`).
+    pub period_key: String,
+    /// The value was at or above the amount at the last evaluation that changed the state.
+    pub above: bool,
+    pub last_crossed_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Record a crossing now.
+    Cross,
+    /// The value went back below: re-arm (no event).
+    Rearm,
+    Unchanged,
+}
+
+/// The crossing rule; see the module docs. `state` may belong to an earlier period.
+pub fn decide(
+    state: Option<&CrossingState>,
+    period_key: &str,
+    value: i64,
+    amount: i64,
+    now: Timestamp,
+    cooldown: SignedDuration,
+) -> Decision {
+    let current = state.filter(|s| s.period_key == period_key);
+    let above = current.is_some_and(|s| s.above);
+    let last = current.and_then(|s| s.last_crossed_at);
+    if value >= amount {
+        let cooled = last.is_none_or(|t| now.duration_since(t) >= cooldown);
+        if !above && cooled { Decision::Cross } else { Decision::Unchanged }
+    } else if above {
+        Decision::Rearm
+    } else {
+        Decision::Unchanged
+    }
+}
+
+/// The state after applying `decision`.
+pub fn next_state(
+    state: Option<&CrossingState>,
+    period_key: &str,
+    decision: Decision,
+    now: Timestamp,
+) -> Option<CrossingState> {
+    let current = state.filter(|s| s.period_key == period_key).cloned();
+    match decision {
+        Decision::Cross => {
+            Some(CrossingState { period_key: period_key.into(), above: true, last_crossed_at: Some(now) })
+        }
+        Decision::Rearm => Some(CrossingState {
+            period_key: period_key.into(),
+            above: false,
+            last_crossed_at: current.and_then(|s| s.last_crossed_at),
+        }),
+        Decision::Unchanged => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(mins: i64) -> Timestamp {
+        Timestamp::UNIX_EPOCH + SignedDuration::from_mins(mins)
+    }
+
+    /// Drive the rule through a sequence of (minute, value) readings; returns the minutes of crossings.
+    fn run(readings: &[(i64, &str, i64)], amount: i64, cooldown_mins: i64) -> Vec<i64> {
+        let mut state: Option<CrossingState> = None;
+        let mut crossings = Vec::new();
+        for (minute, period, value) in readings {
+            let d =
+                decide(state.as_ref(), period, *value, amount, t(*minute), SignedDuration::from_mins(cooldown_mins));
+            if d == Decision::Cross {
+                crossings.push(*minute);
+            }
+            if let Some(s) = next_state(state.as_ref(), period, d, t(*minute)) {
+                state = Some(s);
+            }
+        }
+        crossings
+    }
+
+    #[test]
+    fn fires_once_while_above() {
+        let r = [(0, "p1", 50), (10, "p1", 80), (20, "p1", 90), (30, "p1", 120)];
+        assert_eq!(run(&r, 80, 60), vec![10]);
+    }
+
+    #[test]
+    fn refires_only_after_dropping_below_and_the_cooldown() {
+        // Crosses at 10, drops at 20, back above at 30 (inside the 60 min cooldown): nothing; at 80 it is
+        // still above and the cooldown has passed, and it had gone below: crosses anew.
+        let r = [(10, "p1", 90), (20, "p1", 70), (30, "p1", 95), (80, "p1", 95)];
+        assert_eq!(run(&r, 80, 60), vec![10, 80]);
+        // Without dropping below, the cooldown alone never re-fires.
+        let r = [(10, "p1", 90), (100, "p1", 90), (500, "p1", 99)];
+        assert_eq!(run(&r, 80, 60), vec![10]);
+        // Zero cooldown: every fresh crossing counts.
+        let r = [(10, "p1", 90), (11, "p1", 10), (12, "p1", 90)];
+        assert_eq!(run(&r, 80, 0), vec![10, 12]);
+    }
+
+    #[test]
+    fn re_arms_in_the_next_period() {
+        let r = [(10, "march", 90), (20, "march", 95), (30, "april", 85), (40, "april", 90)];
+        assert_eq!(run(&r, 80, 60), vec![10, 30], "a new period fires even inside the cooldown");
+    }
+
+    #[test]
+    fn amounts_are_exact_in_centi_units() {
+        let d = |kind, value| ThresholdDraft {
+            kind,
+            value,
+            basis: Basis::Actual,
+            severity: Severity::Warning,
+            cooldown_minutes: 60,
+            label: None,
+        };
+        assert_eq!(ThresholdSpec::new(d(ThresholdKind::Percent, 80)).unwrap().amount_centi(40_000), 3_200_000);
+        assert_eq!(ThresholdSpec::new(d(ThresholdKind::Absolute, 30_000)).unwrap().amount_centi(40_000), 3_000_000);
+        assert_eq!(ThresholdSpec::new(d(ThresholdKind::Percent, 201)).unwrap_err().field, "value");
+        assert_eq!(ThresholdSpec::new(d(ThresholdKind::Percent, 0)).unwrap_err().field, "value");
+        let mut cd = d(ThresholdKind::Percent, 80);
+        cd.cooldown_minutes = -1;
+        assert_eq!(ThresholdSpec::new(cd).unwrap_err().field, "cooldown_minutes");
+        assert_eq!(
+            ThresholdSpec::new(d(ThresholdKind::Percent, 80)).unwrap().describe(),
+            "80 % of the limit on actual spend"
+        );
+    }
+}

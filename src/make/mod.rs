@@ -1,0 +1,494 @@
+//! The Make.com API client: one per process, shared by every tenant and task.
+//!
+//! - reqwest with rustls; the `Authorization` header is marked sensitive so it never appears in debug
+//!   output, and the token is held as a [`SecretString`].
+//! - Requests are paced per Make organization at the plan's `apiLimit` (requests/minute; 60 until the
+//!   organization has been read), with a steady rate of 90 % of the limit plus a burst of 10 %, so no
+//!   60-second window exceeds the limit.
+//! - 429, 500, 502, 503, 504, timeouts and connection failures are retried with exponential backoff and
+//!   jitter, honouring `Retry-After` when Make sends it, up to a retry budget; then the call fails with
+//!   an error that says how many attempts were made and carries Make's last error body. Retrying is safe
+//!   because every call is idempotent: reads, and start/stop, which set a state.
+//! - Errors are typed and carry Make's error body (`message`, `detail`, `code`).
+//!
+//! Facts about the API are in `../shared/make-api.md`.
+
+pub mod types;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::crypto::SecretString;
+use crate::domain::ValidationError;
+pub use types::*;
+
+/// Make's documented default when the plan's limit is not yet known (the Free plan is not documented).
+pub const DEFAULT_API_LIMIT: u32 = 60;
+
+/// How a connection authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    /// A Make API token, sent as `Authorization: Token …`.
+    ApiToken,
+    /// An OAuth 2.0 access token, sent as `Authorization: Bearer …`.
+    OauthAccessToken,
+}
+
+impl AuthKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::ApiToken => "api_token",
+            AuthKind::OauthAccessToken => "oauth_access_token",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "api_token" => Some(AuthKind::ApiToken),
+            "oauth_access_token" => Some(AuthKind::OauthAccessToken),
+            _ => None,
+        }
+    }
+
+    fn scheme(self) -> &'static str {
+        match self {
+            AuthKind::ApiToken => "Token",
+            AuthKind::OauthAccessToken => "Bearer",
+        }
+    }
+}
+
+/// Make's public zones.
+pub const ZONES: &[&str] =
+    &["eu1.make.com", "eu2.make.com", "us1.make.com", "us2.make.com", "eu1.make.celonis.com", "us1.make.celonis.com"];
+
+/// Turn a zone as a user gives it into the API base URL.
+///
+/// Accepted: a zone host (`eu1.make.com`), any other host name for private instances
+/// (`make.example.com`, https assumed), or a URL `https://host[:port]`. Plain `http://` is accepted only
+/// for loopback hosts (a local test server): a token must never cross a network unencrypted.
+pub fn api_base_url(zone: &str) -> Result<String, ValidationError> {
+    let zone = zone.trim().trim_end_matches('/');
+    let invalid = |rule: &str| ValidationError::new("zone", rule.to_owned());
+    let (scheme, rest) = match zone.split_once("://") {
+        Some((s, rest)) => (s.to_ascii_lowercase(), rest),
+        None => ("https".to_owned(), zone),
+    };
+    let authority = rest.strip_suffix("/api/v2").unwrap_or(rest);
+    if authority.is_empty()
+        || authority.contains('/')
+        || authority.contains('@')
+        || !authority.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+    {
+        return Err(invalid(
+            "must be a Make zone such as \"eu1.make.com\", a private instance host, or https://host[:port]",
+        ));
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    match scheme.as_str() {
+        "https" => {}
+        "http" if matches!(host, "localhost" | "127.0.0.1" | "::1") => {}
+        "http" => return Err(invalid("plain http is allowed only for loopback hosts; use https")),
+        _ => return Err(invalid("the scheme must be https")),
+    }
+    Ok(format!("{scheme}://{}/api/v2", authority.to_ascii_lowercase()))
+}
+
+/// Where and as whom to call Make.
+#[derive(Debug, Clone)]
+pub struct MakeTarget {
+    /// e.g. `https://eu1.make.com/api/v2`
+    pub base_url: String,
+    pub auth_kind: AuthKind,
+    pub token: SecretString,
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct MakeClientConfig {
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    /// First backoff delay; doubles per attempt.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Longest `Retry-After` that is honoured; beyond it the call gives up rather than stall.
+    pub max_retry_after: Duration,
+    /// `pg[limit]` for list endpoints.
+    pub page_size: u32,
+}
+
+impl Default for MakeClientConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_attempts: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+            page_size: 100,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MakeError {
+    /// Make answered with an error status. `body` is Make's error body when it sent one.
+    #[error("Make answered {status}{}", describe(.body))]
+    Api { status: u16, body: MakeErrorBody },
+    #[error("Make did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot reach Make: {0}")]
+    Transport(String),
+    #[error("Make sent a response that could not be read ({0})")]
+    Decode(String),
+    /// Retried errors persisted past the retry budget.
+    #[error("gave up after {attempts} attempts; last error: {last}")]
+    GaveUp { attempts: u32, last: Box<MakeError> },
+}
+
+fn describe(b: &MakeErrorBody) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = &b.code {
+        parts.push(c.clone());
+    }
+    if let Some(m) = &b.message {
+        parts.push(m.clone());
+    }
+    if let Some(d) = b.detail.as_ref().filter(|d| Some(*d) != b.message.as_ref()) {
+        parts.push(d.clone());
+    }
+    if parts.is_empty() { String::new() } else { format!(": {}", parts.join(" — ")) }
+}
+
+impl MakeError {
+    /// The final HTTP status and Make's error body, looking through a give-up.
+    pub fn api_error(&self) -> Option<(u16, &MakeErrorBody)> {
+        match self {
+            MakeError::Api { status, body } => Some((*status, body)),
+            MakeError::GaveUp { last, .. } => last.api_error(),
+            _ => None,
+        }
+    }
+
+    fn is_retryable(&self) -> bool {
+        match self {
+            MakeError::Api { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504),
+            MakeError::Timeout(_) | MakeError::Transport(_) => true,
+            MakeError::Decode(_) | MakeError::GaveUp { .. } => false,
+        }
+    }
+}
+
+/// Per-organization pacers, with the `apiLimit` each was built for.
+type Pacers = HashMap<i64, (u32, Arc<DefaultDirectRateLimiter>)>;
+
+/// The process-wide Make client.
+#[derive(Clone)]
+pub struct MakeClient {
+    http: reqwest::Client,
+    config: Arc<MakeClientConfig>,
+    pacers: Arc<Mutex<Pacers>>,
+}
+
+impl std::fmt::Debug for MakeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MakeClient").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+fn quota(api_limit: u32) -> Quota {
+    let limit = api_limit.max(2);
+    let burst = (limit / 10).max(1);
+    let steady = limit - burst;
+    Quota::with_period(Duration::from_secs(60) / steady)
+        .expect("a positive period")
+        .allow_burst(NonZeroU32::new(burst).expect("burst is at least 1"))
+}
+
+impl MakeClient {
+    pub fn new(config: MakeClientConfig) -> Result<Self, MakeError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .user_agent(concat!("make-budget-mcp/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| MakeError::Transport(e.to_string()))?;
+        Ok(Self { http, config: Arc::new(config), pacers: Default::default() })
+    }
+
+    pub fn config(&self) -> &MakeClientConfig {
+        &self.config
+    }
+
+    /// Pace calls for `org` at its plan's limit from now on.
+    pub fn set_api_limit(&self, org: i64, api_limit: u32) {
+        let mut pacers = self.pacers.lock().expect("pacer lock");
+        if pacers.get(&org).is_none_or(|(l, _)| *l != api_limit) {
+            pacers.insert(org, (api_limit, Arc::new(RateLimiter::direct(quota(api_limit)))));
+        }
+    }
+
+    async fn pace(&self, org: i64) {
+        let limiter = {
+            let mut pacers = self.pacers.lock().expect("pacer lock");
+            pacers
+                .entry(org)
+                .or_insert_with(|| (DEFAULT_API_LIMIT, Arc::new(RateLimiter::direct(quota(DEFAULT_API_LIMIT)))))
+                .1
+                .clone()
+        };
+        limiter.until_ready().await;
+    }
+
+    /// How long to wait before attempt `attempt + 1` (attempt counts from 1).
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(ra) = retry_after {
+            return ra;
+        }
+        let exp = self.config.base_delay.saturating_mul(2u32.saturating_pow(attempt - 1)).min(self.config.max_delay);
+        // ±20 % jitter so that many clients do not retry in lockstep.
+        exp.mul_f64(rand::random_range(0.8..=1.2))
+    }
+
+    /// One call with pacing and retries; `org` is the organization the call counts against.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        target: &MakeTarget,
+        org: i64,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, MakeError> {
+        let url = format!("{}{path}", target.base_url);
+        let mut auth = HeaderValue::from_str(&format!("{} {}", target.auth_kind.scheme(), target.token.expose()))
+            .map_err(|_| MakeError::Transport("the token contains characters not allowed in a header".into()))?;
+        auth.set_sensitive(true);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.pace(org).await;
+            let sent =
+                self.http.request(method.clone(), &url).query(query).header(AUTHORIZATION, auth.clone()).send().await;
+            let (err, retry_after) = match sent {
+                Ok(resp) if resp.status().is_success() => {
+                    let bytes = resp.bytes().await.map_err(|e| MakeError::Transport(e.to_string()))?;
+                    tracing::debug!(%method, path, attempt, "make call ok");
+                    return serde_json::from_slice(&bytes).map_err(|e| MakeError::Decode(e.to_string()));
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = retry_after(resp.headers().get(RETRY_AFTER));
+                    let body = resp
+                        .bytes()
+                        .await
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<MakeErrorBody>(&b).ok())
+                        .unwrap_or_default();
+                    (MakeError::Api { status: status.as_u16(), body }, retry_after)
+                }
+                Err(e) if e.is_timeout() => (MakeError::Timeout(self.config.request_timeout), None),
+                Err(e) => (MakeError::Transport(error_chain(&e)), None),
+            };
+            tracing::info!(%method, path, attempt, error = %err, "make call failed");
+            if !err.is_retryable() {
+                return Err(err);
+            }
+            let too_long = retry_after.is_some_and(|ra| ra > self.config.max_retry_after);
+            if attempt >= self.config.max_attempts || too_long {
+                return Err(MakeError::GaveUp { attempts: attempt, last: Box::new(err) });
+            }
+            tokio::time::sleep(self.backoff(attempt, retry_after)).await;
+        }
+    }
+
+    /// Every item of a paged list endpoint (`pg[offset]`/`pg[limit]`); stops at the first short page.
+    async fn all_pages<P: DeserializeOwned, T>(
+        &self,
+        target: &MakeTarget,
+        org: i64,
+        path: &str,
+        query: &[(&str, String)],
+        items: impl Fn(P) -> Vec<T>,
+    ) -> Result<Vec<T>, MakeError> {
+        let limit = self.config.page_size.max(1);
+        let mut out = Vec::new();
+        for page in 0u32.. {
+            let mut q = query.to_vec();
+            q.push(("pg[offset]", (page * limit).to_string()));
+            q.push(("pg[limit]", limit.to_string()));
+            let got = items(self.call::<P>(target, org, Method::GET, path, &q).await?);
+            let n = got.len();
+            out.extend(got);
+            if n < limit as usize || page >= 100_000 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn organization(&self, t: &MakeTarget, org: i64) -> Result<Organization, MakeError> {
+        let o: OrganizationEnvelope = self.call(t, org, Method::GET, &format!("/organizations/{org}"), &[]).await?;
+        if let Some(limit) = o.organization.license.as_ref().and_then(|l| l.api_limit) {
+            self.set_api_limit(org, u32::try_from(limit).unwrap_or(u32::MAX).max(1));
+        }
+        Ok(o.organization)
+    }
+
+    pub async fn teams(&self, t: &MakeTarget, org: i64) -> Result<Vec<Team>, MakeError> {
+        self.all_pages(t, org, "/teams", &[("organizationId", org.to_string())], |p: TeamsPage| p.teams).await
+    }
+
+    pub async fn scenarios(&self, t: &MakeTarget, org: i64) -> Result<Vec<Scenario>, MakeError> {
+        self.all_pages(t, org, "/scenarios", &[("organizationId", org.to_string())], |p: ScenariosPage| p.scenarios)
+            .await
+    }
+
+    pub async fn scenario(&self, t: &MakeTarget, org: i64, scenario: i64) -> Result<Scenario, MakeError> {
+        let s: ScenarioEnvelope = self.call(t, org, Method::GET, &format!("/scenarios/{scenario}"), &[]).await?;
+        Ok(s.scenario)
+    }
+
+    /// Daily usage of the last 30 days, with day boundaries in the organization's time zone.
+    pub async fn usage(&self, t: &MakeTarget, org: i64, of: UsageOf) -> Result<Vec<UsageDay>, MakeError> {
+        let path = match of {
+            UsageOf::Organization => format!("/organizations/{org}/usage"),
+            UsageOf::Team(id) => format!("/teams/{id}/usage"),
+            UsageOf::Scenario(id) => format!("/scenarios/{id}/usage"),
+        };
+        let u: UsageEnvelope =
+            self.call(t, org, Method::GET, &path, &[("organizationTimezone", "true".into())]).await?;
+        Ok(u.data)
+    }
+
+    /// Per-scenario consumption in the current reset period, for one team.
+    pub async fn consumptions(&self, t: &MakeTarget, org: i64, team: i64) -> Result<ConsumptionsEnvelope, MakeError> {
+        let q = [("teamId", team.to_string()), ("organizationId", org.to_string())];
+        self.call(t, org, Method::GET, "/scenarios/consumptions", &q).await
+    }
+
+    /// Activate (`true`, `POST …/start`) or deactivate (`false`, `POST …/stop`) a scenario; returns the
+    /// state Make reports afterwards.
+    pub async fn set_scenario_active(
+        &self,
+        t: &MakeTarget,
+        org: i64,
+        scenario: i64,
+        active: bool,
+    ) -> Result<bool, MakeError> {
+        let verb = if active { "start" } else { "stop" };
+        let s: ScenarioEnvelope =
+            self.call(t, org, Method::POST, &format!("/scenarios/{scenario}/{verb}"), &[]).await?;
+        Ok(s.scenario.is_active.unwrap_or(active))
+    }
+}
+
+/// Which usage series to read.
+#[derive(Debug, Clone, Copy)]
+pub enum UsageOf {
+    Organization,
+    Team(i64),
+    Scenario(i64),
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(v: Option<&HeaderValue>) -> Option<Duration> {
+    let s = v?.to_str().ok()?.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = jiff::fmt::rfc2822::parse(s).ok()?.timestamp();
+    let now = jiff::Timestamp::now();
+    Some(Duration::try_from(when.duration_since(now)).unwrap_or(Duration::ZERO))
+}
+
+/// A transport error with its causes ("error sending request: connection refused"). URLs carry no
+/// secrets (the token travels in a header).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    msg
+}
+
+impl From<StatusCode> for MakeError {
+    fn from(s: StatusCode) -> Self {
+        MakeError::Api { status: s.as_u16(), body: MakeErrorBody::default() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones_become_https_base_urls() {
+        assert_eq!(api_base_url("eu1.make.com").unwrap(), "https://eu1.make.com/api/v2");
+        assert_eq!(api_base_url("https://Make.Example.com:8443/").unwrap(), "https://make.example.com:8443/api/v2");
+        assert_eq!(api_base_url("https://us2.make.com/api/v2").unwrap(), "https://us2.make.com/api/v2");
+        assert_eq!(api_base_url("http://127.0.0.1:4010").unwrap(), "http://127.0.0.1:4010/api/v2");
+        for bad in ["http://eu1.make.com", "ftp://x", "", "eu1.make.com/evil", "user@host", "https://a b"] {
+            let e = api_base_url(bad).unwrap_err();
+            assert_eq!(e.field, "zone", "{bad}");
+        }
+        for z in ZONES {
+            assert!(api_base_url(z).is_ok());
+        }
+    }
+
+    #[test]
+    fn pacing_keeps_every_minute_under_the_limit() {
+        for limit in [2u32, 60, 120, 240, 1000] {
+            let q = quota(limit);
+            let per_minute = Duration::from_secs(60).as_nanos() / q.replenish_interval().as_nanos();
+            assert!(per_minute as u32 + q.burst_size().get() <= limit, "{limit}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_honours_retry_after() {
+        let c = MakeClient::new(MakeClientConfig {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            ..Default::default()
+        })
+        .unwrap();
+        for (attempt, nominal) in [(1, 100u64), (2, 200), (3, 400), (5, 1000), (9, 1000)] {
+            let d = c.backoff(attempt, None).as_millis() as u64;
+            assert!((nominal * 8 / 10..=nominal * 12 / 10).contains(&d), "attempt {attempt}: {d} ms");
+        }
+        assert_eq!(c.backoff(1, Some(Duration::from_secs(7))), Duration::from_secs(7));
+        assert_eq!(retry_after(Some(&HeaderValue::from_static("3"))), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(Some(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"))), Some(Duration::ZERO));
+        assert_eq!(retry_after(Some(&HeaderValue::from_static("soon"))), None);
+    }
+
+    #[test]
+    fn errors_carry_makes_body() {
+        let e = MakeError::Api {
+            status: 403,
+            body: MakeErrorBody {
+                message: Some("Permission denied".into()),
+                detail: Some("Access denied.".into()),
+                code: Some("SC403".into()),
+            },
+        };
+        assert_eq!(e.to_string(), "Make answered 403: SC403 — Permission denied — Access denied.");
+        let g = MakeError::GaveUp { attempts: 5, last: Box::new(e) };
+        assert_eq!(g.api_error().unwrap().1.code.as_deref(), Some("SC403"));
+    }
+}

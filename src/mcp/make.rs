@@ -1,0 +1,602 @@
+//! Make.com tools: connect an organization (credentials sealed at rest), sync usage, read scenarios and
+//! their usage, and pause or resume scenarios in Make.
+
+use std::collections::HashSet;
+
+use rmcp::handler::server::tool::Extension;
+use rmcp::handler::server::wrapper::Json;
+use rmcp::model::ProgressNotificationParam;
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::params::Parameters;
+use super::{BudgetServer, CallCtx, ToolError};
+use crate::audit::Actor;
+use crate::crypto::SecretString;
+use crate::domain::ValidationError;
+use crate::domain::budget::MAKE_ID_MAX;
+use crate::domain::clock::format_timestamp;
+use crate::domain::validation;
+use crate::engine::control::{self, ChangeOutcome, ControlError, ScenarioChange};
+use crate::engine::evaluate::{self, Crossing};
+use crate::engine::sync::{self, OrgSyncReport, Progress, SyncError};
+use crate::make::{self, AuthKind};
+use crate::store::{
+    ConnectionRecord, ConsumptionRow, OrgRecord, ScenarioFilter, ScenarioRecord, UsageRow, UsageSubject,
+};
+
+pub const MAX_ORGS_PER_CONNECTION: usize = 20;
+pub const MAX_SCENARIOS_PER_CALL: usize = 100;
+pub const REASON_MAX_CHARS: usize = 500;
+const TOKEN_MAX_CHARS: usize = 4096;
+const USAGE_RANGE_MAX_DAYS: i32 = 400;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectMakeArgs {
+    /// Make zone of the organizations: "eu1.make.com", "eu2.make.com", "us1.make.com", "us2.make.com",
+    /// "eu1.make.celonis.com", "us1.make.celonis.com", or the host (or https://host:port) of a private
+    /// instance. The zone is in the Make dashboard's URL.
+    #[schemars(length(min = 1, max = 200))]
+    pub zone: String,
+    /// "api_token" for a Make API token (Profile → API access), "oauth_access_token" for an OAuth token.
+    pub auth_kind: AuthKind,
+    /// The token. Write-only: stored encrypted and never shown again, in any output or log.
+    #[schemars(length(min = 8, max = TOKEN_MAX_CHARS))]
+    pub token: String,
+    /// Make organization ids this token covers and this tenant will budget (1–20).
+    #[schemars(length(min = 1, max = MAX_ORGS_PER_CONNECTION), inner(range(min = 1, max = MAKE_ID_MAX)))]
+    pub organization_ids: Vec<i64>,
+    /// A name for the connection; default: the zone.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 120))]
+    pub label: Option<String>,
+}
+
+/// A Make connection as shown to clients: never the token.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ConnectionView {
+    pub id: String,
+    pub label: String,
+    /// Make API base URL.
+    pub base_url: String,
+    pub auth_kind: AuthKind,
+    pub organizations: Vec<OrgRecord>,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+impl From<ConnectionRecord> for ConnectionView {
+    fn from(c: ConnectionRecord) -> Self {
+        Self {
+            id: c.id,
+            label: c.label,
+            base_url: c.base_url,
+            auth_kind: c.auth_kind,
+            organizations: c.organizations,
+            created_at: c.created_at,
+            created_by: c.created_by,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ConnectionList {
+    pub connections: Vec<ConnectionView>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionRef {
+    /// Connection id from `list_make_connections`.
+    #[schemars(length(min = 36, max = 36))]
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Removed {
+    pub id: String,
+    pub removed: bool,
+    /// Organizations that are no longer connected. Their synced usage history is kept.
+    pub organization_ids: Vec<i64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncArgs {
+    /// Sync only this organization; default: every connected organization.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = MAKE_ID_MAX))]
+    pub organization_id: Option<i64>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SyncResult {
+    /// True when every organization synced.
+    pub all_synced: bool,
+    pub organizations: Vec<OrgSyncReport>,
+    /// Thresholds of active budgets on the synced organizations that were crossed with the new data
+    /// (each recorded once per period, and audited).
+    pub threshold_crossings: Vec<Crossing>,
+}
+
+fn default_page() -> u32 {
+    100
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListScenariosArgs {
+    #[serde(default)]
+    #[schemars(range(min = 1, max = MAKE_ID_MAX))]
+    pub organization_id: Option<i64>,
+    #[serde(default)]
+    #[schemars(range(min = 1, max = MAKE_ID_MAX))]
+    pub team_id: Option<i64>,
+    #[serde(default)]
+    #[schemars(range(min = 1, max = MAKE_ID_MAX))]
+    pub folder_id: Option<i64>,
+    /// Only active (scheduling on) or only inactive scenarios.
+    #[serde(default)]
+    pub active: Option<bool>,
+    /// Only scenarios marked critical (true) or not (false).
+    #[serde(default)]
+    pub critical: Option<bool>,
+    /// `next_cursor` of the previous page.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = MAKE_ID_MAX))]
+    pub cursor: Option<i64>,
+    /// Page size, 1–500. Default 100.
+    #[serde(default = "default_page")]
+    #[schemars(range(min = 1, max = 500))]
+    pub limit: u32,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ScenarioList {
+    pub scenarios: Vec<ScenarioRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioUsageArgs {
+    #[schemars(range(min = 1, max = MAKE_ID_MAX))]
+    pub scenario_id: i64,
+    /// First day, YYYY-MM-DD (organization time zone). Default: 30 days before `to`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>", extend("format" = "date"))]
+    pub from: Option<jiff::civil::Date>,
+    /// Last day, YYYY-MM-DD. Default: today (UTC) + 1, which covers every organization time zone.
+    #[serde(default)]
+    #[schemars(with = "Option<String>", extend("format" = "date"))]
+    pub to: Option<jiff::civil::Date>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ScenarioUsage {
+    pub scenario: ScenarioRecord,
+    pub from: String,
+    pub to: String,
+    /// Days with stored usage in the range, oldest first.
+    pub days: Vec<UsageRow>,
+    /// Sum over `days`, in centicredits (hundredths of a credit).
+    pub total_centicredits: i64,
+    /// Consumption in the organization's current reset period, if Make reported any.
+    pub current_period: Option<ConsumptionRow>,
+    /// When this scenario's data was last synced.
+    pub synced_at: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioControlArgs {
+    /// Make scenario ids (from `list_scenarios`), 1–100, each in an organization connected to this tenant.
+    #[schemars(length(min = 1, max = MAX_SCENARIOS_PER_CALL), inner(range(min = 1, max = MAKE_ID_MAX)))]
+    pub scenario_ids: Vec<i64>,
+    /// Why; recorded in the audit log, e.g. "marketing budget at 100 % on 2026-03-20".
+    #[schemars(length(min = 1, max = REASON_MAX_CHARS))]
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ScenarioControlResult {
+    pub changed: usize,
+    pub already_in_state: usize,
+    pub failed: usize,
+    pub results: Vec<ScenarioChange>,
+}
+
+fn unique_ids(field: &str, ids: &[i64], max: usize) -> Result<Vec<i64>, ValidationError> {
+    if ids.is_empty() || ids.len() > max {
+        return Err(ValidationError::new(field, format!("must list 1 to {max} ids (got {})", ids.len())));
+    }
+    let mut seen = HashSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        validation::int_range(&format!("[{i}]"), *id, 1, MAKE_ID_MAX).map_err(|e| e.within(field))?;
+        if !seen.insert(*id) {
+            return Err(ValidationError::new(field, format!("lists {id} twice")));
+        }
+    }
+    Ok(ids.to_vec())
+}
+
+fn make_error(context: &str, e: &make::MakeError) -> ToolError {
+    ToolError::Make(format!("{context}: {e}"))
+}
+
+fn control_error(call: &CallCtx, e: ControlError) -> ToolError {
+    match e {
+        ControlError::NotConnected(_) => ToolError::Invalid(ValidationError::new("scenario_ids", e.to_string())),
+        ControlError::Secret(s) => ToolError::Unavailable(s.to_string()),
+        ControlError::Store(s) => ToolError::internal(&call.request_id, &s),
+    }
+}
+
+impl BudgetServer {
+    async fn set_active(
+        &self,
+        call: &CallCtx,
+        args: ScenarioControlArgs,
+        active: bool,
+    ) -> Result<Json<ScenarioControlResult>, ToolError> {
+        let ids = unique_ids("scenario_ids", &args.scenario_ids, MAX_SCENARIOS_PER_CALL)?;
+        let reason = validation::text("reason", &args.reason, 1, REASON_MAX_CHARS)?;
+        let results = control::set_scenarios_active(
+            &self.app,
+            call.principal.tenant_id,
+            &Actor::from(&call.principal),
+            &call.tool,
+            &call.request_id,
+            &ids,
+            active,
+            &reason,
+        )
+        .await
+        .map_err(|e| control_error(call, e))?;
+        let count = |o| results.iter().filter(|r| r.outcome == o).count();
+        Ok(Json(ScenarioControlResult {
+            changed: count(ChangeOutcome::Changed),
+            already_in_state: count(ChangeOutcome::AlreadyInState),
+            failed: count(ChangeOutcome::Failed),
+            results,
+        }))
+    }
+}
+
+#[tool_router(router = make_tools, vis = "pub(super)")]
+impl BudgetServer {
+    /// Connect Make organizations to this tenant (admin). Give the zone, the kind of token, the token and
+    /// the organization ids it covers. Each organization is checked with Make (GET /organizations/{id})
+    /// and its plan (allowance, API limit, reset dates) stored. The token is encrypted at rest and never
+    /// shown again. Then call `sync_usage` to pull usage.
+    #[tool(annotations(
+        title = "Connect Make",
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = false,
+        open_world_hint = true
+    ))]
+    async fn connect_make(
+        &self,
+        Parameters(args): Parameters<ConnectMakeArgs>,
+        Extension(call): Extension<CallCtx>,
+    ) -> Result<Json<ConnectionView>, ToolError> {
+        let base_url = make::api_base_url(&args.zone)?;
+        let token = args.token.trim();
+        if token.len() < 8
+            || token.len() > TOKEN_MAX_CHARS
+            || token.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ValidationError::new("token", "must be 8 to 4096 characters without spaces").into());
+        }
+        let token = SecretString::new(token);
+        let orgs = unique_ids("organization_ids", &args.organization_ids, MAX_ORGS_PER_CONNECTION)?;
+        let label = match &args.label {
+            Some(l) => validation::text("label", l, 1, 120)?,
+            None => args.zone.trim().to_owned(),
+        };
+        let keys = self.app.keyring().map_err(|e| ToolError::Unavailable(e.to_string()))?;
+        let ts = self.tenant(&call);
+        let existing = ts.organizations().await.map_err(call.internal())?;
+        if let Some(o) = existing.iter().find(|o| orgs.contains(&o.organization_id)) {
+            return Err(ToolError::Conflict(format!(
+                "organization {} is already connected (connection {}); remove that connection first to replace it",
+                o.organization_id, o.connection_id
+            )));
+        }
+
+        let id = uuid::Uuid::now_v7().to_string();
+        let target = make::MakeTarget { base_url: base_url.clone(), auth_kind: args.auth_kind, token: token.clone() };
+        let now = format_timestamp(self.now());
+        let mut records = Vec::with_capacity(orgs.len());
+        for org in &orgs {
+            let o = self
+                .app
+                .make
+                .organization(&target, *org)
+                .await
+                .map_err(|e| make_error(&format!("Make did not confirm access to organization {org}"), &e))?;
+            records.push(sync::org_record(&o, &id, &now));
+        }
+        let tenant = call.principal.tenant_id.to_string();
+        let record = ConnectionRecord {
+            id: id.clone(),
+            label,
+            base_url,
+            auth_kind: args.auth_kind,
+            sealed: keys.seal_secret(&token, crate::app::App::binding(&tenant, &id)),
+            created_at: now,
+            created_by: call.principal.subject.clone(),
+            organizations: records,
+        };
+        let mut tx = ts.begin().await.map_err(call.internal())?;
+        tx.insert_connection(&record).await.map_err(call.store_err("connection", &id))?;
+        let view = ConnectionView::from(record);
+        tx.commit(call.audit(format!("make_connection:{id}"), None::<&ConnectionView>, Some(&view)))
+            .await
+            .map_err(call.internal())?;
+        Ok(Json(view))
+    }
+
+    /// List this tenant's Make connections with their organizations, plan facts and last sync time.
+    /// Tokens are never shown.
+    #[tool(annotations(
+        title = "List Make connections",
+        read_only_hint = true,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
+    async fn list_make_connections(
+        &self,
+        Extension(call): Extension<CallCtx>,
+    ) -> Result<Json<ConnectionList>, ToolError> {
+        let conns = self.tenant(&call).connections().await.map_err(call.internal())?;
+        Ok(Json(ConnectionList { connections: conns.into_iter().map(ConnectionView::from).collect() }))
+    }
+
+    /// Remove a Make connection (admin): its token is deleted and its organizations are no longer
+    /// synced or controlled. Synced usage history is kept.
+    #[tool(annotations(
+        title = "Remove Make connection",
+        read_only_hint = false,
+        destructive_hint = true,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
+    async fn remove_make_connection(
+        &self,
+        Parameters(args): Parameters<ConnectionRef>,
+        Extension(call): Extension<CallCtx>,
+    ) -> Result<Json<Removed>, ToolError> {
+        let ts = self.tenant(&call);
+        let existing = ts.connection(&args.id).await.map_err(call.store_err("connection", &args.id))?;
+        let mut tx = ts.begin().await.map_err(call.internal())?;
+        tx.delete_connection(&args.id).await.map_err(call.store_err("connection", &args.id))?;
+        let removed = Removed {
+            id: args.id.clone(),
+            removed: true,
+            organization_ids: existing.organizations.iter().map(|o| o.organization_id).collect(),
+        };
+        let before = ConnectionView::from(existing);
+        tx.commit(call.audit(format!("make_connection:{}", args.id), Some(&before), Some(&removed)))
+            .await
+            .map_err(call.internal())?;
+        Ok(Json(removed))
+    }
+
+    /// Pull usage from Make for every connected organization (or one): plan facts, teams, scenarios, 30
+    /// days of daily usage per organization, team and scenario, and each scenario's consumption in the
+    /// current billing period. Safe to repeat: days are replaced, never added twice. Large organizations
+    /// take a while (Make allows 60–1000 API calls a minute); progress is reported when the client asks.
+    #[tool(annotations(
+        title = "Sync usage from Make",
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = true,
+        open_world_hint = true
+    ))]
+    async fn sync_usage(
+        &self,
+        Parameters(args): Parameters<SyncArgs>,
+        Extension(call): Extension<CallCtx>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<SyncResult>, ToolError> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+        let (peer, token) = (ctx.peer.clone(), ctx.meta.get_progress_token());
+        let forward = tokio::spawn(async move {
+            while let Some(p) = rx.recv().await {
+                if let Some(token) = &token {
+                    let note = ProgressNotificationParam::new(token.clone(), f64::from(p.done))
+                        .with_total(f64::from(p.total))
+                        .with_message(p.message);
+                    let _ = peer.notify_progress(note).await;
+                }
+            }
+        });
+        let report = move |p: Progress| {
+            let _ = tx.send(p);
+        };
+        let actor = Actor::from(&call.principal);
+        let run = sync::sync_tenant(
+            &self.app,
+            call.principal.tenant_id,
+            &actor,
+            &call.tool,
+            &call.request_id,
+            args.organization_id,
+            &report,
+        );
+        let result = tokio::select! {
+            r = run => r,
+            _ = ctx.ct.cancelled() => {
+                tracing::info!(request_id = call.request_id, "sync cancelled by the client");
+                return Err(ToolError::Cancelled);
+            }
+        };
+        drop(report);
+        let _ = forward.await;
+        let organizations = match result {
+            Ok(r) => r,
+            Err(SyncError::NotConnected(id)) => {
+                return Err(ValidationError::new("organization_id", SyncError::NotConnected(id).to_string()).into());
+            }
+            Err(SyncError::Store(e)) => return Err(ToolError::internal(&call.request_id, &e)),
+        };
+        if organizations.is_empty() {
+            return Err(ToolError::Unavailable(
+                "no Make organization is connected to this tenant; an admin can add one with connect_make".into(),
+            ));
+        }
+        let all_synced = organizations.iter().all(|o| o.status == "synced");
+        if organizations.iter().all(|o| o.status != "synced") {
+            let why: Vec<String> = organizations
+                .iter()
+                .map(|o| format!("organization {}: {}", o.organization_id, o.error.as_deref().unwrap_or("failed")))
+                .collect();
+            return Err(ToolError::Make(format!("nothing could be synced; {}", why.join("; "))));
+        }
+        let synced: Vec<i64> =
+            organizations.iter().filter(|o| o.status == "synced").map(|o| o.organization_id).collect();
+        let threshold_crossings = evaluate::evaluate_organizations(
+            &self.app.store,
+            call.principal.tenant_id,
+            &synced,
+            self.now(),
+            &actor,
+            &call.request_id,
+        )
+        .await
+        .map_err(|e| ToolError::internal(&call.request_id, &e))?;
+        Ok(Json(SyncResult { all_synced, organizations, threshold_crossings }))
+    }
+
+    /// List Make scenarios as of the last sync (id, name, team, folder, active/paused state, schedule,
+    /// critical mark), filtered by organization, team, folder, active or critical, 100 per page by
+    /// default. Call `sync_usage` first for fresh data.
+    #[tool(annotations(
+        title = "List scenarios",
+        read_only_hint = true,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
+    async fn list_scenarios(
+        &self,
+        Parameters(args): Parameters<ListScenariosArgs>,
+        Extension(call): Extension<CallCtx>,
+    ) -> Result<Json<ScenarioList>, ToolError> {
+        validation::int_range("limit", i64::from(args.limit), 1, 500)?;
+        for (field, v) in [
+            ("organization_id", args.organization_id),
+            ("team_id", args.team_id),
+            ("folder_id", args.folder_id),
+            ("cursor", args.cursor),
+        ] {
+            if let Some(v) = v {
+                validation::int_range(field, v, 1, MAKE_ID_MAX)?;
+            }
+        }
+        let filter = ScenarioFilter {
+            organization_id: args.organization_id,
+            team_id: args.team_id,
+            folder_id: args.folder_id,
+            active: args.active,
+            critical: args.critical,
+        };
+        let (scenarios, next_cursor) =
+            self.tenant(&call).scenarios(&filter, args.cursor, args.limit).await.map_err(call.internal())?;
+        Ok(Json(ScenarioList { scenarios, next_cursor }))
+    }
+
+    /// Daily usage of one scenario (credits as centicredits, operations, data transfer) between two
+    /// days, from the last sync, plus its consumption in the current billing period.
+    #[tool(annotations(
+        title = "Scenario usage",
+        read_only_hint = true,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
+    async fn get_scenario_usage(
+        &self,
+        Parameters(args): Parameters<ScenarioUsageArgs>,
+        Extension(call): Extension<CallCtx>,
+    ) -> Result<Json<ScenarioUsage>, ToolError> {
+        validation::int_range("scenario_id", args.scenario_id, 1, MAKE_ID_MAX)?;
+        let today = self.now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+        let to = args.to.unwrap_or_else(|| today.tomorrow().unwrap_or(today));
+        let from = args.from.unwrap_or_else(|| to.checked_sub(jiff::Span::new().days(30)).unwrap_or(to));
+        if to < from {
+            return Err(ValidationError::new("to", format!("must not be before from ({from})")).into());
+        }
+        if from.until(to).map(|s| s.get_days()).unwrap_or(i32::MAX) > USAGE_RANGE_MAX_DAYS {
+            return Err(ValidationError::new(
+                "from",
+                format!("the range may span at most {USAGE_RANGE_MAX_DAYS} days"),
+            )
+            .into());
+        }
+        let ts = self.tenant(&call);
+        let id = args.scenario_id.to_string();
+        let scenario = ts
+            .connected_scenarios(&[args.scenario_id])
+            .await
+            .map_err(call.internal())?
+            .pop()
+            .ok_or(ToolError::NotFound { what: "scenario", id: id.clone() })?;
+        let days = ts
+            .usage(UsageSubject::Scenario, args.scenario_id, &from.to_string(), &to.to_string())
+            .await
+            .map_err(call.internal())?;
+        let current_period = ts.consumption(args.scenario_id).await.map_err(call.internal())?;
+        Ok(Json(ScenarioUsage {
+            total_centicredits: days.iter().map(|d| d.centicredits).sum(),
+            synced_at: scenario.synced_at.clone(),
+            scenario,
+            from: from.to_string(),
+            to: to.to_string(),
+            days,
+            current_period,
+        }))
+    }
+
+    /// Deactivate Make scenarios now (POST /scenarios/{id}/stop), with a reason for the audit log. Each
+    /// id must be a scenario of a connected organization (see `list_scenarios`), or nothing is done. The
+    /// result says per scenario: changed, already inactive, or failed with Make's error. Reverse with
+    /// `resume_scenarios`.
+    #[tool(annotations(
+        title = "Pause scenarios",
+        read_only_hint = false,
+        destructive_hint = true,
+        idempotent_hint = true,
+        open_world_hint = true
+    ))]
+    async fn pause_scenarios(
+        &self,
+        Parameters(args): Parameters<ScenarioControlArgs>,
+        Extension(call): Extension<CallCtx>,
+    ) -> Result<Json<ScenarioControlResult>, ToolError> {
+        self.set_active(&call, args, false).await
+    }
+
+    /// Activate Make scenarios (POST /scenarios/{id}/start), with a reason for the audit log. WARNING:
+    /// Make runs an interval-scheduled scenario immediately when it is activated, and that run consumes
+    /// credits; the result flags such scenarios. Per scenario: changed, already active, or failed with
+    /// Make's error.
+    #[tool(annotations(
+        title = "Resume scenarios",
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = true,
+        open_world_hint = true
+    ))]
+    async fn resume_scenarios(
+        &self,
+        Parameters(args): Parameters<ScenarioControlArgs>,
+        Extension(call): Extension<CallCtx>,
+    ) -> Result<Json<ScenarioControlResult>, ToolError> {
+        self.set_active(&call, args, true).await
+    }
+}

@@ -1,0 +1,230 @@
+//! The MCP server: tool routing, the central RBAC guard, and server metadata.
+//!
+//! Every `tools/call` passes through [`BudgetServer::call_tool`]: it resolves the principal from the
+//! transport (never from arguments), checks the tool's permission in [`crate::auth::TOOL_PERMISSIONS`]
+//! (auditing denials), and only then hands the call to the tool, with a [`CallCtx`] in the request
+//! extensions. Tools are plain async methods grouped by subject (`identity`, `budgets`).
+
+mod budgets;
+pub mod error;
+mod identity;
+mod make;
+pub mod params;
+mod status;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, IntoContents, ServerCapabilities,
+    ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::audit::{Actor, AuditEntry, Outcome, redact};
+use crate::auth::{Principal, authorize, tool_permission};
+use crate::store::TenantStore;
+pub use error::ToolError;
+
+const INSTRUCTIONS: &str = "make-budget-mcp keeps Make.com (make.com) credit spend under budget. \
+Call `whoami` first: it shows your tenant, role and permissions. \
+Budgets: `create_budget`, `list_budgets`, `get_budget`, `update_budget`, `delete_budget`. \
+How a budget stands: `get_budget_status` (spent, forecast with intervals, thresholds, data freshness; \
+`chart: true` adds a PNG), `get_budget_chart`, `get_budget_history`, `forecast_spend`. \
+Thresholds: `add_threshold`, `update_threshold`, `remove_threshold`, `list_thresholds`. \
+Make.com data: an admin connects an organization with `connect_make`; `sync_usage` pulls usage from Make; \
+`list_scenarios` and `get_scenario_usage` read what was synced; `pause_scenarios` / `resume_scenarios` \
+deactivate or activate scenarios in Make (with a reason; audited). \
+Limits are integers in the budget's unit (credits or operations). \
+To change a budget, read it, then call `update_budget` with the `version` you read; a `conflict` error means \
+someone changed it in between: read it again and retry. \
+Errors begin with a code (invalid_argument, not_found, conflict, permission_denied, make_error, unavailable, internal) followed by what \
+to do about it.";
+
+/// What a tool knows about the call it is serving; inserted by the guard.
+#[derive(Debug, Clone)]
+pub struct CallCtx {
+    pub principal: Principal,
+    /// Correlation id: in the log, in audit records and in internal error messages.
+    pub request_id: String,
+    pub tool: String,
+}
+
+impl CallCtx {
+    /// The audit entry for a successful mutation by this call.
+    pub fn audit(&self, target: String, before: Option<&impl Serialize>, after: Option<&impl Serialize>) -> AuditEntry {
+        AuditEntry {
+            actor: Actor::from(&self.principal),
+            action: self.tool.clone(),
+            target,
+            outcome: Outcome::Success,
+            reason: None,
+            request_id: self.request_id.clone(),
+            before: before.map(snapshot),
+            after: after.map(snapshot),
+        }
+    }
+
+    pub fn store_err<'a>(
+        &'a self,
+        what: &'static str,
+        id: &'a str,
+    ) -> impl FnOnce(crate::store::StoreError) -> ToolError + 'a {
+        move |e| ToolError::from_store(&self.request_id, what, id, e)
+    }
+
+    pub fn internal(&self) -> impl FnOnce(crate::store::StoreError) -> ToolError + '_ {
+        move |e| ToolError::internal(&self.request_id, &e)
+    }
+}
+
+/// The redacted JSON form of a before/after state (plain data, so serialising cannot fail).
+fn snapshot<T: Serialize>(v: &T) -> serde_json::Value {
+    redact(serde_json::to_value(v).expect("audit snapshots serialise to JSON"))
+}
+
+/// The MCP server handler. One is created per stdio connection, per HTTP session or per stateless HTTP
+/// request; all share the store and the (prebuilt) tool router.
+#[derive(Clone)]
+pub struct BudgetServer {
+    app: Arc<App>,
+    tool_router: Arc<ToolRouter<BudgetServer>>,
+    /// The stdio principal (the local operator). `None` over HTTP, where each request carries its own.
+    local_principal: Option<Principal>,
+}
+
+impl BudgetServer {
+    /// All tools this server offers.
+    pub fn router() -> ToolRouter<BudgetServer> {
+        Self::identity_tools() + Self::budget_tools() + Self::make_tools() + Self::status_tools()
+    }
+
+    pub fn new(app: Arc<App>, tool_router: Arc<ToolRouter<BudgetServer>>, local_principal: Option<Principal>) -> Self {
+        Self { app, tool_router, local_principal }
+    }
+
+    fn tenant(&self, call: &CallCtx) -> TenantStore<'_> {
+        self.app.store.tenant(call.principal.tenant_id)
+    }
+
+    fn now(&self) -> jiff::Timestamp {
+        self.app.store.clock().now()
+    }
+
+    /// Over HTTP the authentication middleware put the principal into the request parts; over stdio it
+    /// is the configured local operator. HTTP requests never fall back to the local operator.
+    fn principal(&self, context: &RequestContext<RoleServer>) -> Option<Principal> {
+        match context.extensions.get::<http::request::Parts>() {
+            Some(parts) => parts.extensions.get::<Principal>().cloned(),
+            None => self.local_principal.clone(),
+        }
+    }
+
+    async fn deny(&self, principal: &Principal, tool: &str, request_id: &str, reason: String) {
+        let entry = AuditEntry {
+            actor: Actor::from(principal),
+            action: tool.to_owned(),
+            target: format!("tool:{tool}"),
+            outcome: Outcome::Denied,
+            reason: Some(reason),
+            request_id: request_id.to_owned(),
+            before: None,
+            after: None,
+        };
+        if let Err(e) = self.app.store.tenant(principal.tenant_id).record(entry).await {
+            tracing::error!(request_id, error = %e, "could not audit a denied call");
+        }
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for BudgetServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(
+                Implementation::new("make-budget-mcp", env!("CARGO_PKG_VERSION")).with_title("Make.com budget control"),
+            )
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let started = Instant::now();
+        let request_id = uuid::Uuid::now_v7().to_string();
+        let tool = request.name.to_string();
+        let Some(principal) = self.principal(&context) else {
+            tracing::error!(request_id, tool, "tool call without a principal");
+            return Err(ErrorData::internal_error(format!("no principal (correlation id {request_id})"), None));
+        };
+        let needed = match tool_permission(&tool) {
+            Ok(p) => p,
+            Err(e) if self.tool_router.has_route(&tool) => {
+                // A served tool missing from the permission table is a bug: refuse rather than run unguarded.
+                return Ok(CallToolResult::error(ToolError::internal(&request_id, &e).into_contents()).into());
+            }
+            Err(_) => return Err(ErrorData::invalid_params("tool not found", None)),
+        };
+        if let Err(denied) = authorize(&principal, needed) {
+            tracing::warn!(request_id, tool, subject = principal.subject, tenant = %principal.tenant_id,
+                           permission = %denied.permission, "permission denied");
+            self.deny(&principal, &tool, &request_id, denied.to_string()).await;
+            return Ok(CallToolResult::error(ToolError::Denied(denied).into_contents()).into());
+        }
+        let (subject, tenant) = (principal.subject.clone(), principal.tenant_id);
+        context.extensions.insert(CallCtx { principal, request_id: request_id.clone(), tool: tool.clone() });
+        let result = self.tool_router.call(ToolCallContext::new(self, request, context)).await;
+        let is_error = match &result {
+            Ok(CallToolResponse::Complete(r)) => r.is_error.unwrap_or(false),
+            Ok(_) => false,
+            Err(_) => true,
+        };
+        tracing::info!(request_id, tool, subject, tenant = %tenant, is_error,
+                       elapsed_ms = started.elapsed().as_millis() as u64, "tool call");
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::TOOL_PERMISSIONS;
+
+    #[test]
+    fn every_served_tool_has_a_permission_entry_and_vice_versa() {
+        let served: Vec<String> = BudgetServer::router().list_all().into_iter().map(|t| t.name.to_string()).collect();
+        for name in &served {
+            assert!(tool_permission(name).is_ok(), "tool {name} is served but has no permission entry");
+        }
+        for (name, _) in TOOL_PERMISSIONS {
+            assert!(served.iter().any(|s| s == name), "permission entry {name} has no tool");
+        }
+    }
+
+    #[test]
+    fn every_tool_is_described_bounded_and_annotated() {
+        for tool in BudgetServer::router().list_all() {
+            let name = tool.name.to_string();
+            let desc = tool.description.as_deref().unwrap_or("");
+            assert!(desc.len() >= 40, "{name}: description too thin for an agent: {desc:?}");
+            let a = tool.annotations.as_ref().unwrap_or_else(|| panic!("{name}: no annotations"));
+            assert!(a.read_only_hint.is_some() && a.open_world_hint.is_some(), "{name}: annotations incomplete");
+            if a.read_only_hint == Some(false) {
+                assert!(a.destructive_hint.is_some() && a.idempotent_hint.is_some(), "{name}: mutation hints missing");
+            }
+            assert!(tool.output_schema.is_some(), "{name}: no outputSchema");
+            let schema = serde_json::Value::Object((*tool.input_schema).clone());
+            assert_eq!(schema["type"], "object", "{name}");
+            if schema["properties"].as_object().is_some_and(|p| !p.is_empty()) {
+                assert_eq!(schema["additionalProperties"], false, "{name}: unknown fields must be refused");
+            }
+        }
+    }
+}

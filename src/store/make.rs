@@ -1,0 +1,787 @@
+//! Make data: connections (with sealed tokens), organizations and their plan facts, and what a sync
+//! brings back (teams, scenarios, daily usage, current-period consumption).
+//!
+//! A sync of one organization is written by [`MutationTx::apply_org_sync`] in one transaction: daily
+//! usage is upserted by (subject, day), so syncing again replaces days instead of adding to them, and a
+//! sync interrupted before its commit leaves nothing half-written.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::sql::{Arg, Select, bind_all, insert_rows};
+use super::{MutationTx, Store, StoreError, TenantStore, get_bool, is_unique_violation};
+use crate::crypto::Sealed;
+use crate::make::AuthKind;
+
+/// A stored Make connection. `sealed` is the encrypted token; it is never serialised.
+#[derive(Debug, Clone)]
+pub struct ConnectionRecord {
+    pub id: String,
+    pub label: String,
+    pub base_url: String,
+    pub auth_kind: AuthKind,
+    pub sealed: Sealed,
+    pub created_at: String,
+    pub created_by: String,
+    pub organizations: Vec<OrgRecord>,
+}
+
+/// A connected organization and the plan facts last read from Make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct OrgRecord {
+    pub organization_id: i64,
+    pub connection_id: String,
+    pub name: String,
+    /// Make zone, e.g. "eu1.make.com".
+    pub zone: Option<String>,
+    /// API requests per minute allowed for the organization.
+    pub api_limit: Option<i64>,
+    /// Plan allowance per reset period (operations; equal to credits for non-AI modules).
+    pub allowance: Option<i64>,
+    /// Operations consumed in the current reset period, as Make reported it.
+    pub operations_used: Option<i64>,
+    /// Current reset (billing) period start, RFC 3339.
+    pub last_reset: Option<String>,
+    /// Current reset period end; absent on unlimited plans.
+    pub next_reset: Option<String>,
+    pub restart_period: Option<String>,
+    /// Make paused the organization (subscription or credits).
+    pub is_paused: Option<bool>,
+    pub validated_at: String,
+    /// When usage was last synced; absent before the first sync.
+    pub synced_at: Option<String>,
+}
+
+/// A scenario as of the last sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ScenarioRecord {
+    pub scenario_id: i64,
+    pub organization_id: i64,
+    pub team_id: Option<i64>,
+    pub folder_id: Option<i64>,
+    pub name: String,
+    /// Scheduling switched on in Make.
+    pub is_active: bool,
+    /// Paused by Make for the subscription (out of credits), separately from `is_active`.
+    pub is_paused: bool,
+    /// Stopped by Make because of an error.
+    pub is_invalid: bool,
+    /// Make's scheduling type, e.g. "indefinitely" (interval) or "immediately" (webhook).
+    pub scheduling_type: Option<String>,
+    /// Seconds between runs for interval scheduling.
+    pub interval_secs: Option<i64>,
+    /// Marked critical here: never paused by automated selectors.
+    pub critical: bool,
+    pub synced_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSubject {
+    Organization,
+    Team,
+    Scenario,
+}
+
+impl UsageSubject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageSubject::Organization => "organization",
+            UsageSubject::Team => "team",
+            UsageSubject::Scenario => "scenario",
+        }
+    }
+}
+
+/// One day of usage of one subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct UsageRow {
+    #[serde(skip)]
+    pub subject: UsageSubject,
+    #[serde(skip)]
+    pub subject_id: i64,
+    #[serde(skip)]
+    pub organization_id: i64,
+    /// YYYY-MM-DD in the organization's time zone.
+    pub day: String,
+    /// Hundredths of a credit.
+    pub centicredits: i64,
+    pub operations: i64,
+    /// Bytes.
+    pub data_transfer: i64,
+    /// True when Make reported no centicredits and they were computed as operations × 100.
+    pub estimated: bool,
+}
+
+/// A scenario's consumption in the organization's current reset period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ConsumptionRow {
+    pub scenario_id: i64,
+    #[serde(skip)]
+    pub organization_id: i64,
+    pub centicredits: i64,
+    pub operations: i64,
+    pub transfer: i64,
+    pub estimated: bool,
+    /// Start of the period these figures cover, as Make reported it.
+    pub period_start: Option<String>,
+}
+
+/// Everything one sync read about one organization.
+#[derive(Debug, Clone)]
+pub struct OrgSync {
+    pub org: OrgRecord,
+    pub teams: Vec<(i64, String)>,
+    pub scenarios: Vec<ScenarioRecord>,
+    pub usage: Vec<UsageRow>,
+    pub consumptions: Vec<ConsumptionRow>,
+}
+
+/// Filters for listing synced scenarios.
+#[derive(Debug, Clone, Default)]
+pub struct ScenarioFilter {
+    pub organization_id: Option<i64>,
+    pub team_id: Option<i64>,
+    pub folder_id: Option<i64>,
+    pub active: Option<bool>,
+    pub critical: Option<bool>,
+}
+
+macro_rules! org_columns {
+    () => {
+        "organization_id, connection_id, name, zone, api_limit, allowance, operations_used, last_reset, next_reset,
+         restart_period, is_paused, validated_at, synced_at"
+    };
+}
+
+macro_rules! scenario_columns {
+    () => {
+        "scenario_id, organization_id, team_id, folder_id, name, is_active, is_paused, is_invalid, scheduling_type,
+         interval_secs, critical, synced_at"
+    };
+}
+
+fn opt_bool(row: &AnyRow, col: &str) -> Result<Option<bool>, sqlx::Error> {
+    match row.try_get::<Option<bool>, _>(col) {
+        Ok(b) => Ok(b),
+        Err(_) => Ok(row.try_get::<Option<i64>, _>(col)?.map(|v| v != 0)),
+    }
+}
+
+fn org_from_row(row: &AnyRow) -> Result<OrgRecord, StoreError> {
+    Ok(OrgRecord {
+        organization_id: row.try_get("organization_id")?,
+        connection_id: row.try_get("connection_id")?,
+        name: row.try_get("name")?,
+        zone: row.try_get("zone")?,
+        api_limit: row.try_get("api_limit")?,
+        allowance: row.try_get("allowance")?,
+        operations_used: row.try_get("operations_used")?,
+        last_reset: row.try_get("last_reset")?,
+        next_reset: row.try_get("next_reset")?,
+        restart_period: row.try_get("restart_period")?,
+        is_paused: opt_bool(row, "is_paused")?,
+        validated_at: row.try_get("validated_at")?,
+        synced_at: row.try_get("synced_at")?,
+    })
+}
+
+fn scenario_from_row(row: &AnyRow) -> Result<ScenarioRecord, StoreError> {
+    Ok(ScenarioRecord {
+        scenario_id: row.try_get("scenario_id")?,
+        organization_id: row.try_get("organization_id")?,
+        team_id: row.try_get("team_id")?,
+        folder_id: row.try_get("folder_id")?,
+        name: row.try_get("name")?,
+        is_active: get_bool(row, "is_active")?,
+        is_paused: get_bool(row, "is_paused")?,
+        is_invalid: get_bool(row, "is_invalid")?,
+        scheduling_type: row.try_get("scheduling_type")?,
+        interval_secs: row.try_get("interval_secs")?,
+        critical: get_bool(row, "critical")?,
+        synced_at: row.try_get("synced_at")?,
+    })
+}
+
+fn connection_from_row(row: &AnyRow) -> Result<ConnectionRecord, StoreError> {
+    let kind: String = row.try_get("auth_kind")?;
+    Ok(ConnectionRecord {
+        id: row.try_get("id")?,
+        label: row.try_get("label")?,
+        base_url: row.try_get("base_url")?,
+        auth_kind: AuthKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt { table: "make_connections", detail: format!("auth_kind {kind:?}") })?,
+        sealed: Sealed {
+            key_id: row.try_get("key_id")?,
+            nonce: row.try_get("nonce")?,
+            ciphertext: row.try_get("ciphertext")?,
+        },
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+        organizations: Vec::new(),
+    })
+}
+
+fn org_args(tenant: &str, o: &OrgRecord) -> Vec<Arg> {
+    vec![
+        Arg::Text(tenant.to_owned()),
+        Arg::Int(o.organization_id),
+        Arg::Text(o.connection_id.clone()),
+        Arg::Text(o.name.clone()),
+        Arg::OptText(o.zone.clone()),
+        Arg::OptInt(o.api_limit),
+        Arg::OptInt(o.allowance),
+        Arg::OptInt(o.operations_used),
+        Arg::OptText(o.last_reset.clone()),
+        Arg::OptText(o.next_reset.clone()),
+        Arg::OptText(o.restart_period.clone()),
+        Arg::OptBool(o.is_paused),
+        Arg::Text(o.validated_at.clone()),
+        Arg::OptText(o.synced_at.clone()),
+    ]
+}
+
+impl MutationTx {
+    /// Store a new connection and the organizations it covers. An organization already connected in
+    /// this tenant is a `Duplicate`.
+    pub async fn insert_connection(&mut self, c: &ConnectionRecord) -> Result<(), StoreError> {
+        let tenant = self.tenant.to_string();
+        sqlx::query(
+            "INSERT INTO make_connections (tenant_id, id, label, base_url, auth_kind, key_id, nonce, ciphertext,
+                 created_at, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&tenant)
+        .bind(&c.id)
+        .bind(&c.label)
+        .bind(&c.base_url)
+        .bind(c.auth_kind.as_str())
+        .bind(&c.sealed.key_id)
+        .bind(c.sealed.nonce.clone())
+        .bind(c.sealed.ciphertext.clone())
+        .bind(&c.created_at)
+        .bind(&c.created_by)
+        .execute(self.conn())
+        .await?;
+        let rows = c.organizations.iter().map(|o| org_args(&tenant, o)).collect();
+        insert_rows(
+            self.conn(),
+            concat!("INSERT INTO make_organizations (tenant_id, ", org_columns!(), ") VALUES"),
+            "",
+            rows,
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Database(db)
+                if is_unique_violation(&db, "make_organizations_pkey", "make_organizations.tenant_id") =>
+            {
+                StoreError::Duplicate("one of these organizations is already connected in this tenant".into())
+            }
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    /// Remove a connection; its organizations go with it (synced usage history stays).
+    pub async fn delete_connection(&mut self, id: &str) -> Result<(), StoreError> {
+        let tenant = self.tenant.to_string();
+        sqlx::query("DELETE FROM make_organizations WHERE tenant_id = $1 AND connection_id = $2")
+            .bind(&tenant)
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        let done = sqlx::query("DELETE FROM make_connections WHERE tenant_id = $1 AND id = $2")
+            .bind(&tenant)
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Replace a connection's sealed token (key rotation).
+    pub async fn update_connection_secret(&mut self, id: &str, sealed: &Sealed) -> Result<(), StoreError> {
+        let tenant = self.tenant.to_string();
+        let done = sqlx::query(
+            "UPDATE make_connections SET key_id = $3, nonce = $4, ciphertext = $5 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(&sealed.key_id)
+        .bind(sealed.nonce.clone())
+        .bind(sealed.ciphertext.clone())
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Write one organization's sync. Scenarios that no longer exist in Make are removed; the `critical`
+    /// mark of scenarios that remain is kept.
+    pub async fn apply_org_sync(&mut self, s: &OrgSync, synced_at: &str) -> Result<(), StoreError> {
+        let tenant = self.tenant.to_string();
+        let org = s.org.organization_id;
+        let updated = bind_all(
+            sqlx::query(
+                "UPDATE make_organizations SET name = $3, zone = $4, api_limit = $5, allowance = $6,
+                     operations_used = $7, last_reset = $8, next_reset = $9, restart_period = $10, is_paused = $11,
+                     synced_at = $12
+                 WHERE tenant_id = $1 AND organization_id = $2",
+            ),
+            vec![
+                Arg::Text(tenant.clone()),
+                Arg::Int(org),
+                Arg::Text(s.org.name.clone()),
+                Arg::OptText(s.org.zone.clone()),
+                Arg::OptInt(s.org.api_limit),
+                Arg::OptInt(s.org.allowance),
+                Arg::OptInt(s.org.operations_used),
+                Arg::OptText(s.org.last_reset.clone()),
+                Arg::OptText(s.org.next_reset.clone()),
+                Arg::OptText(s.org.restart_period.clone()),
+                Arg::OptBool(s.org.is_paused),
+                Arg::Text(synced_at.to_owned()),
+            ],
+        )
+        .execute(self.conn())
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+
+        sqlx::query("DELETE FROM make_teams WHERE tenant_id = $1 AND organization_id = $2")
+            .bind(&tenant)
+            .bind(org)
+            .execute(self.conn())
+            .await?;
+        let teams = s
+            .teams
+            .iter()
+            .map(|(id, name)| {
+                vec![
+                    Arg::Text(tenant.clone()),
+                    Arg::Int(org),
+                    Arg::Int(*id),
+                    Arg::Text(name.clone()),
+                    Arg::Text(synced_at.into()),
+                ]
+            })
+            .collect();
+        insert_rows(
+            self.conn(),
+            "INSERT INTO make_teams (tenant_id, organization_id, team_id, name, synced_at) VALUES",
+            "",
+            teams,
+        )
+        .await?;
+
+        let scenarios = s
+            .scenarios
+            .iter()
+            .map(|sc| {
+                vec![
+                    Arg::Text(tenant.clone()),
+                    Arg::Int(sc.scenario_id),
+                    Arg::Int(org),
+                    Arg::OptInt(sc.team_id),
+                    Arg::OptInt(sc.folder_id),
+                    Arg::Text(sc.name.clone()),
+                    Arg::Bool(sc.is_active),
+                    Arg::Bool(sc.is_paused),
+                    Arg::Bool(sc.is_invalid),
+                    Arg::OptText(sc.scheduling_type.clone()),
+                    Arg::OptInt(sc.interval_secs),
+                    Arg::Text(synced_at.into()),
+                ]
+            })
+            .collect();
+        insert_rows(
+            self.conn(),
+            "INSERT INTO make_scenarios (tenant_id, scenario_id, organization_id, team_id, folder_id, name, is_active,
+                 is_paused, is_invalid, scheduling_type, interval_secs, synced_at) VALUES",
+            "ON CONFLICT (tenant_id, scenario_id) DO UPDATE SET organization_id = excluded.organization_id,
+                 team_id = excluded.team_id, folder_id = excluded.folder_id, name = excluded.name,
+                 is_active = excluded.is_active, is_paused = excluded.is_paused, is_invalid = excluded.is_invalid,
+                 scheduling_type = excluded.scheduling_type, interval_secs = excluded.interval_secs,
+                 synced_at = excluded.synced_at",
+            scenarios,
+        )
+        .await?;
+        sqlx::query("DELETE FROM make_scenarios WHERE tenant_id = $1 AND organization_id = $2 AND synced_at <> $3")
+            .bind(&tenant)
+            .bind(org)
+            .bind(synced_at)
+            .execute(self.conn())
+            .await?;
+
+        let usage = s
+            .usage
+            .iter()
+            .map(|u| {
+                vec![
+                    Arg::Text(tenant.clone()),
+                    Arg::Text(u.subject.as_str().into()),
+                    Arg::Int(u.subject_id),
+                    Arg::Text(u.day.clone()),
+                    Arg::Int(u.organization_id),
+                    Arg::Int(u.centicredits),
+                    Arg::Int(u.operations),
+                    Arg::Int(u.data_transfer),
+                    Arg::Bool(u.estimated),
+                    Arg::Text(synced_at.into()),
+                ]
+            })
+            .collect();
+        insert_rows(
+            self.conn(),
+            "INSERT INTO usage_daily (tenant_id, subject_kind, subject_id, day, organization_id, centicredits, operations,
+                 data_transfer, estimated, synced_at) VALUES",
+            "ON CONFLICT (tenant_id, subject_kind, subject_id, day) DO UPDATE SET
+                 organization_id = excluded.organization_id, centicredits = excluded.centicredits,
+                 operations = excluded.operations, data_transfer = excluded.data_transfer,
+                 estimated = excluded.estimated, synced_at = excluded.synced_at",
+            usage,
+        )
+        .await?;
+
+        sqlx::query("DELETE FROM scenario_consumptions WHERE tenant_id = $1 AND organization_id = $2")
+            .bind(&tenant)
+            .bind(org)
+            .execute(self.conn())
+            .await?;
+        let consumptions = s
+            .consumptions
+            .iter()
+            .map(|c| {
+                vec![
+                    Arg::Text(tenant.clone()),
+                    Arg::Int(c.scenario_id),
+                    Arg::Int(org),
+                    Arg::Int(c.centicredits),
+                    Arg::Int(c.operations),
+                    Arg::Int(c.transfer),
+                    Arg::Bool(c.estimated),
+                    Arg::OptText(c.period_start.clone()),
+                    Arg::Text(synced_at.into()),
+                ]
+            })
+            .collect();
+        insert_rows(
+            self.conn(),
+            "INSERT INTO scenario_consumptions (tenant_id, scenario_id, organization_id, centicredits, operations,
+                 transfer, estimated, period_start, synced_at) VALUES",
+            "",
+            consumptions,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Record a scenario's activation state as Make reported it after a start/stop.
+    pub async fn set_scenario_active(&mut self, scenario_id: i64, active: bool) -> Result<(), StoreError> {
+        let tenant = self.tenant.to_string();
+        sqlx::query("UPDATE make_scenarios SET is_active = $3 WHERE tenant_id = $1 AND scenario_id = $2")
+            .bind(tenant)
+            .bind(scenario_id)
+            .bind(active)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+impl TenantStore<'_> {
+    /// Every connection of the tenant, with its organizations, oldest first.
+    pub async fn connections(&self) -> Result<Vec<ConnectionRecord>, StoreError> {
+        let tenant = self.tenant.to_string();
+        let rows = sqlx::query(
+            "SELECT id, label, base_url, auth_kind, key_id, nonce, ciphertext, created_at, created_by
+             FROM make_connections WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(&tenant)
+        .fetch_all(&self.store.pool)
+        .await?;
+        let mut conns = rows.iter().map(connection_from_row).collect::<Result<Vec<_>, _>>()?;
+        let orgs = self.organizations().await?;
+        for c in &mut conns {
+            c.organizations = orgs.iter().filter(|o| o.connection_id == c.id).cloned().collect();
+        }
+        Ok(conns)
+    }
+
+    pub async fn connection(&self, id: &str) -> Result<ConnectionRecord, StoreError> {
+        self.connections().await?.into_iter().find(|c| c.id == id).ok_or(StoreError::NotFound)
+    }
+
+    pub async fn organizations(&self) -> Result<Vec<OrgRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            org_columns!(),
+            " FROM make_organizations WHERE tenant_id = $1 ORDER BY organization_id"
+        ))
+        .bind(self.tenant.to_string())
+        .fetch_all(&self.store.pool)
+        .await?;
+        rows.iter().map(org_from_row).collect()
+    }
+
+    /// Synced scenarios, by id, `limit` at a time after `cursor` (a scenario id).
+    pub async fn scenarios(
+        &self,
+        f: &ScenarioFilter,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<ScenarioRecord>, Option<i64>), StoreError> {
+        let mut q = Select::new(
+            concat!("SELECT ", scenario_columns!(), " FROM make_scenarios WHERE tenant_id = $1"),
+            vec![Arg::Text(self.tenant.to_string())],
+        );
+        if let Some(c) = cursor {
+            q.push(" AND scenario_id > #", Arg::Int(c));
+        }
+        if let Some(v) = f.organization_id {
+            q.push(" AND organization_id = #", Arg::Int(v));
+        }
+        if let Some(v) = f.team_id {
+            q.push(" AND team_id = #", Arg::Int(v));
+        }
+        if let Some(v) = f.folder_id {
+            q.push(" AND folder_id = #", Arg::Int(v));
+        }
+        if let Some(v) = f.active {
+            q.push(" AND is_active = #", Arg::Bool(v));
+        }
+        if let Some(v) = f.critical {
+            q.push(" AND critical = #", Arg::Bool(v));
+        }
+        q.push(" ORDER BY scenario_id LIMIT #", Arg::Int(i64::from(limit) + 1));
+        let rows = q.fetch_all(&self.store.pool).await?;
+        let mut out = rows.iter().map(scenario_from_row).collect::<Result<Vec<_>, _>>()?;
+        let next = if out.len() > limit as usize {
+            out.truncate(limit as usize);
+            out.last().map(|s| s.scenario_id)
+        } else {
+            None
+        };
+        Ok((out, next))
+    }
+
+    /// The scenarios with these ids that belong to an organization connected in this tenant.
+    pub async fn connected_scenarios(&self, ids: &[i64]) -> Result<Vec<ScenarioRecord>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = sqlx::query(
+                "SELECT s.scenario_id, s.organization_id, s.team_id, s.folder_id, s.name, s.is_active, s.is_paused,
+                        s.is_invalid, s.scheduling_type, s.interval_secs, s.critical, s.synced_at
+                 FROM make_scenarios s
+                 JOIN make_organizations o ON o.tenant_id = s.tenant_id AND o.organization_id = s.organization_id
+                 WHERE s.tenant_id = $1 AND s.scenario_id = $2",
+            )
+            .bind(self.tenant.to_string())
+            .bind(*id)
+            .fetch_optional(&self.store.pool)
+            .await?;
+            if let Some(row) = row {
+                found.push(scenario_from_row(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Daily usage of one subject between two days (inclusive, YYYY-MM-DD), oldest first.
+    pub async fn usage(
+        &self,
+        subject: UsageSubject,
+        id: i64,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT day, organization_id, centicredits, operations, data_transfer, estimated FROM usage_daily
+             WHERE tenant_id = $1 AND subject_kind = $2 AND subject_id = $3 AND day >= $4 AND day <= $5 ORDER BY day",
+        )
+        .bind(self.tenant.to_string())
+        .bind(subject.as_str())
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.store.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UsageRow {
+                    subject,
+                    subject_id: id,
+                    organization_id: r.try_get("organization_id")?,
+                    day: r.try_get("day")?,
+                    centicredits: r.try_get("centicredits")?,
+                    operations: r.try_get("operations")?,
+                    data_transfer: r.try_get("data_transfer")?,
+                    estimated: get_bool(r, "estimated")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn consumption(&self, scenario_id: i64) -> Result<Option<ConsumptionRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT scenario_id, organization_id, centicredits, operations, transfer, estimated, period_start
+             FROM scenario_consumptions WHERE tenant_id = $1 AND scenario_id = $2",
+        )
+        .bind(self.tenant.to_string())
+        .bind(scenario_id)
+        .fetch_optional(&self.store.pool)
+        .await?;
+        row.map(|r| {
+            Ok(ConsumptionRow {
+                scenario_id: r.try_get("scenario_id")?,
+                organization_id: r.try_get("organization_id")?,
+                centicredits: r.try_get("centicredits")?,
+                operations: r.try_get("operations")?,
+                transfer: r.try_get("transfer")?,
+                estimated: get_bool(&r, "estimated")?,
+                period_start: r.try_get("period_start")?,
+            })
+        })
+        .transpose()
+    }
+}
+
+impl Store {
+    /// Every connection of every tenant with its sealed token: (tenant id, connection).
+    pub async fn all_connections(&self) -> Result<Vec<(String, ConnectionRecord)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, id, label, base_url, auth_kind, key_id, nonce, ciphertext, created_at, created_by
+             FROM make_connections ORDER BY tenant_id, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("tenant_id")?, connection_from_row(r)?))).collect()
+    }
+
+    /// The master key ids that stored secrets are encrypted under.
+    pub async fn secret_key_ids(&self) -> Result<Vec<String>, StoreError> {
+        let rows =
+            sqlx::query("SELECT DISTINCT key_id FROM make_connections ORDER BY key_id").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(r.try_get("key_id")?)).collect()
+    }
+}
+
+/// One day of spend within a budget's scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayUsage {
+    pub centicredits: i64,
+    pub operations: i64,
+    /// Some of it was estimated as operations × 100.
+    pub estimated: bool,
+}
+
+/// A scenario's spend within a date range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioSpend {
+    pub scenario_id: i64,
+    pub name: String,
+    pub centicredits: i64,
+    pub operations: i64,
+}
+
+/// Usage of a budget's scope between two days.
+#[derive(Debug, Clone, Default)]
+pub struct ScopeUsage {
+    /// Spend per day (YYYY-MM-DD), for days with synced data.
+    pub days: std::collections::BTreeMap<String, DayUsage>,
+    /// Days for which the organization's usage has been synced (a day with no spend is still covered).
+    pub covered: std::collections::BTreeSet<String>,
+    /// Scenarios in scope with their spend in the range, largest first.
+    pub scenarios: Vec<ScenarioSpend>,
+}
+
+impl TenantStore<'_> {
+    /// Daily spend of `scope` from `from` to `to` (inclusive, YYYY-MM-DD).
+    ///
+    /// A whole organization is read from the organization's own series, whole teams from the teams'
+    /// series (these include scenarios that were deleted since), anything narrower from its scenarios.
+    pub async fn scope_usage(
+        &self,
+        scope: &crate::domain::Scope,
+        from: &str,
+        to: &str,
+    ) -> Result<ScopeUsage, StoreError> {
+        let tenant = self.tenant.to_string();
+        let org = scope.organization_id;
+        let rows = sqlx::query(
+            "SELECT subject_kind, subject_id, day, centicredits, operations, estimated FROM usage_daily
+             WHERE tenant_id = $1 AND organization_id = $2 AND day >= $3 AND day <= $4",
+        )
+        .bind(&tenant)
+        .bind(org)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.store.pool)
+        .await?;
+        let scenarios = sqlx::query(
+            "SELECT scenario_id, team_id, folder_id, name FROM make_scenarios WHERE tenant_id = $1 AND organization_id = $2",
+        )
+        .bind(&tenant)
+        .bind(org)
+        .fetch_all(&self.store.pool)
+        .await?;
+        let mut members = std::collections::HashMap::new();
+        for r in &scenarios {
+            let id: i64 = r.try_get("scenario_id")?;
+            if scope.includes(id, r.try_get("team_id")?, r.try_get("folder_id")?) {
+                members.insert(id, r.try_get::<String, _>("name")?);
+            }
+        }
+        let mut out = ScopeUsage::default();
+        let mut per_scenario: std::collections::HashMap<i64, (i64, i64)> = std::collections::HashMap::new();
+        for r in &rows {
+            let kind: String = r.try_get("subject_kind")?;
+            let subject: i64 = r.try_get("subject_id")?;
+            let day: String = r.try_get("day")?;
+            let u = DayUsage {
+                centicredits: r.try_get("centicredits")?,
+                operations: r.try_get("operations")?,
+                estimated: get_bool(r, "estimated")?,
+            };
+            let counts = match kind.as_str() {
+                "organization" => {
+                    out.covered.insert(day.clone());
+                    scope.is_whole_organization()
+                }
+                "team" => scope.is_whole_teams() && scope.team_ids.binary_search(&subject).is_ok(),
+                _ => {
+                    if members.contains_key(&subject) {
+                        let e = per_scenario.entry(subject).or_default();
+                        e.0 += u.centicredits;
+                        e.1 += u.operations;
+                    }
+                    !scope.is_whole_organization() && !scope.is_whole_teams() && members.contains_key(&subject)
+                }
+            };
+            if counts {
+                let d = out.days.entry(day).or_default();
+                d.centicredits += u.centicredits;
+                d.operations += u.operations;
+                d.estimated |= u.estimated;
+            }
+        }
+        out.scenarios = per_scenario
+            .into_iter()
+            .map(|(id, (centicredits, operations))| ScenarioSpend {
+                scenario_id: id,
+                name: members.get(&id).cloned().unwrap_or_default(),
+                centicredits,
+                operations,
+            })
+            .collect();
+        out.scenarios.sort_by(|a, b| b.centicredits.cmp(&a.centicredits).then(a.scenario_id.cmp(&b.scenario_id)));
+        Ok(out)
+    }
+}

@@ -1,0 +1,332 @@
+//! The real binary over stdio, as Claude Desktop runs it, driven by rmcp's client: both lifecycles, the
+//! tool catalogue an agent sees, the local operator principal, bad input, and stdout purity.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_lifecycle_over_stdio_in_both_lifecycles() {
+    let db = sqlite_db();
+    for lifecycle in [Lifecycle::Initialize, Lifecycle::Discover] {
+        let (client, _logs) = stdio_client(&db.url, &[("MBM_LOCAL_SUBJECT", "desk-user")], lifecycle).await;
+        assert_eq!(client.peer_info().unwrap().protocol_version, lifecycle.expected_version());
+
+        let me = call_ok(&client, "whoami", json!({})).await;
+        assert_eq!((me["tenant_name"].as_str(), me["role"].as_str()), (Some("local"), Some("admin")));
+        assert_eq!((me["subject"].as_str(), me["transport"].as_str()), (Some("desk-user"), Some("stdio")));
+        assert_eq!(me["permissions"].as_array().unwrap().len(), 9);
+
+        let name = format!("Team budget {lifecycle:?}");
+        let mut args = budget_args(&name);
+        args["period"] = json!({"kind": "custom", "start": "2026-01-01", "end": "2026-03-31"});
+        let b = call_ok(&client, "create_budget", args).await;
+        let id = b["id"].as_str().unwrap();
+        assert_eq!(b["period"], json!({"kind": "custom", "start": "2026-01-01", "end": "2026-03-31"}));
+        let v2 = call_ok(&client, "update_budget", json!({"id": id, "version": 1, "active": false})).await;
+        assert_eq!((v2["active"].as_bool(), v2["version"].as_i64()), (Some(false), Some(2)));
+        let inactive = call_ok(&client, "list_budgets", json!({"active": false})).await;
+        assert!(inactive["budgets"].as_array().unwrap().iter().any(|x| x["id"] == id));
+        call_ok(&client, "delete_budget", json!({"id": id})).await;
+        client.cancel().await.unwrap();
+    }
+    // The local tenant was created once, on the first run, and everything was audited.
+    let store = open_store(&db.url).await;
+    assert_eq!(count(&store, "tenants", "").await, 1);
+    assert_eq!(count(&store, "audit_log", "action = 'tenant_create'").await, 1);
+    assert_eq!(count(&store, "audit_log", "actor_transport = 'stdio' AND actor_subject = 'desk-user'").await, 7);
+    assert!(store.verify_audit(None).await.unwrap().is_valid());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_catalogue_has_schemas_with_bounds_and_honest_annotations() {
+    let db = sqlite_db();
+    let (client, _logs) = stdio_client(&db.url, &[], Lifecycle::Initialize).await;
+    let tools = client.list_all_tools().await.unwrap();
+    let by_name = |n: &str| tools.iter().find(|t| t.name == n).unwrap_or_else(|| panic!("no tool {n}"));
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(
+        names,
+        [
+            "add_threshold",
+            "connect_make",
+            "create_budget",
+            "delete_budget",
+            "forecast_spend",
+            "get_budget",
+            "get_budget_chart",
+            "get_budget_history",
+            "get_budget_status",
+            "get_scenario_usage",
+            "list_budgets",
+            "list_make_connections",
+            "list_scenarios",
+            "list_thresholds",
+            "pause_scenarios",
+            "remove_make_connection",
+            "remove_threshold",
+            "resume_scenarios",
+            "sync_usage",
+            "update_budget",
+            "update_threshold",
+            "whoami"
+        ]
+    );
+
+    let hints = |n: &str| {
+        let a = by_name(n).annotations.clone().unwrap();
+        (a.read_only_hint, a.destructive_hint, a.idempotent_hint, a.open_world_hint)
+    };
+    assert_eq!(hints("whoami"), (Some(true), None, Some(true), Some(false)));
+    assert_eq!(hints("get_budget"), (Some(true), None, Some(true), Some(false)));
+    assert_eq!(hints("list_budgets"), (Some(true), None, Some(true), Some(false)));
+    assert_eq!(hints("create_budget"), (Some(false), Some(false), Some(false), Some(false)));
+    assert_eq!(hints("update_budget"), (Some(false), Some(true), Some(true), Some(false)));
+    assert_eq!(hints("delete_budget"), (Some(false), Some(true), Some(true), Some(false)));
+    // Tools that call Make are open-world; reads of synced data are not.
+    assert_eq!(hints("connect_make"), (Some(false), Some(false), Some(false), Some(true)));
+    assert_eq!(hints("sync_usage"), (Some(false), Some(false), Some(true), Some(true)));
+    assert_eq!(hints("pause_scenarios"), (Some(false), Some(true), Some(true), Some(true)));
+    assert_eq!(hints("resume_scenarios"), (Some(false), Some(false), Some(true), Some(true)));
+    assert_eq!(hints("remove_make_connection"), (Some(false), Some(true), Some(true), Some(false)));
+    for read in [
+        "list_make_connections",
+        "list_scenarios",
+        "get_scenario_usage",
+        "get_budget_status",
+        "get_budget_chart",
+        "get_budget_history",
+        "forecast_spend",
+        "list_thresholds",
+    ] {
+        assert_eq!(hints(read), (Some(true), None, Some(true), Some(false)), "{read}");
+    }
+    let connect = Value::Object((*by_name("connect_make").input_schema).clone());
+    assert_eq!(connect["properties"]["organization_ids"]["maxItems"], 20);
+    let kinds: Vec<&Value> =
+        connect["properties"]["auth_kind"]["oneOf"].as_array().unwrap().iter().map(|k| &k["const"]).collect();
+    assert_eq!(kinds, [&json!("api_token"), &json!("oauth_access_token")], "{}", connect["properties"]["auth_kind"]);
+
+    let schema = Value::Object((*by_name("create_budget").input_schema).clone());
+    let props = &schema["properties"];
+    assert_eq!(schema["additionalProperties"], false);
+    assert_eq!(
+        (props["limit"]["minimum"].as_i64(), props["limit"]["maximum"].as_i64()),
+        (Some(1), Some(1_000_000_000_000))
+    );
+    assert_eq!((props["name"]["minLength"].as_i64(), props["name"]["maxLength"].as_i64()), (Some(1), Some(120)));
+    assert_eq!(props["unit"]["enum"], json!(["credits", "operations"]), "{}", props["unit"]);
+    let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    for field in ["name", "unit", "limit", "period", "scope"] {
+        assert!(required.contains(&field), "{field} is required: {required:?}");
+    }
+    assert!(!schema.to_string().contains("$ref"), "input schemas are self-contained: {schema}");
+    assert_eq!(props["scope"]["properties"]["team_ids"]["items"]["minimum"], 1);
+    assert_eq!(props["scope"]["properties"]["team_ids"]["maxItems"], 500);
+    let list = Value::Object((*by_name("list_budgets").input_schema).clone());
+    assert_eq!(list["properties"]["limit"]["maximum"], 200);
+    for t in &tools {
+        let out = t.output_schema.as_ref().unwrap_or_else(|| panic!("{} has no outputSchema", t.name));
+        assert_eq!(out["type"], "object", "{}", t.name);
+        assert!(
+            t.description.as_ref().is_some_and(|d| d.len() > 60),
+            "{} needs a description an agent can act on",
+            t.name
+        );
+    }
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_operator_role_comes_from_configuration() {
+    let db = sqlite_db();
+    let (client, _logs) =
+        stdio_client(&db.url, &[("MBM_LOCAL_ROLE", "viewer"), ("MBM_LOCAL_TENANT", "team-x")], Lifecycle::Initialize)
+            .await;
+    let me = call_ok(&client, "whoami", json!({})).await;
+    assert_eq!((me["tenant_name"].as_str(), me["role"].as_str()), (Some("team-x"), Some("viewer")));
+    let e = call_err(&client, "create_budget", budget_args("nope")).await;
+    assert_eq!(e, "permission_denied: this call needs permission `budget:create`, which role `viewer` does not have");
+    call_ok(&client, "list_budgets", json!({})).await;
+    client.cancel().await.unwrap();
+    let store = open_store(&db.url).await;
+    assert_eq!(count(&store, "budgets", "").await, 0);
+    assert_eq!(
+        count(&store, "audit_log", "outcome = 'denied' AND actor_role = 'viewer' AND action = 'create_budget'").await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_names_the_field_and_writes_nothing() {
+    let db = sqlite_db();
+    let (client, _logs) = stdio_client(&db.url, &[], Lifecycle::Initialize).await;
+    let existing = call_ok(&client, "create_budget", budget_args("Existing")).await;
+    let id = existing["id"].as_str().unwrap();
+    let store = open_store(&db.url).await;
+    let (budgets, audit) = (count(&store, "budgets", "").await, count(&store, "audit_log", "").await);
+
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = budget_args("Fresh");
+        f(&mut v);
+        v
+    };
+    let huge = "x".repeat(10 * 1024 * 1024);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("create_budget", with(&|v| v["limit"] = "many".into()), "invalid argument `limit`: invalid type: string"),
+        (
+            "create_budget",
+            with(&|v| {
+                v.as_object_mut().unwrap().remove("unit");
+            }),
+            "missing field `unit`",
+        ),
+        (
+            "create_budget",
+            with(&|v| v["limit"] = 0.into()),
+            "invalid argument `limit`: must be between 1 and 1000000000000 (got 0)",
+        ),
+        (
+            "create_budget",
+            with(&|v| v["limit"] = 10_000_000_000_000i64.into()),
+            "invalid argument `limit`: must be between 1",
+        ),
+        ("create_budget", with(&|v| v["limit"] = 1.5.into()), "invalid argument `limit`"),
+        (
+            "create_budget",
+            with(&|v| v["scope"]["organization_id"] = (-3).into()),
+            "invalid argument `scope.organization_id`",
+        ),
+        ("create_budget", with(&|v| v["unit"] = "euros".into()), "invalid argument `unit`: unknown variant `euros`"),
+        (
+            "create_budget",
+            with(&|v| v["period"] = json!({"kind": "fortnightly"})),
+            "invalid argument `period.kind`: unknown variant `fortnightly`",
+        ),
+        (
+            "create_budget",
+            with(&|v| v["name"] = huge.clone().into()),
+            "invalid argument `name`: must be 1 to 120 characters",
+        ),
+        (
+            "create_budget",
+            with(&|v| v["description"] = huge.clone().into()),
+            "invalid argument `description`: must be at most 2000 characters",
+        ),
+        ("create_budget", with(&|v| v["owner"] = "me".into()), "unknown field `owner`"),
+        (
+            "create_budget",
+            with(&|v| v["scope"]["colour"] = "red".into()),
+            "invalid argument `scope.colour`: unknown field `colour`",
+        ),
+        (
+            "create_budget",
+            with(&|v| v["timezone"] = "Europe/Atlantis".into()),
+            "invalid argument `timezone`: must be an IANA time zone name",
+        ),
+        (
+            "create_budget",
+            with(&|v| v["period"] = json!({"kind": "custom", "start": "2026-03-31", "end": "2026-03-01"})),
+            "invalid argument `period.end`: must not be before start (2026-03-31)",
+        ),
+        (
+            "create_budget",
+            with(&|v| v["scope"]["team_ids"] = json!([1, "two"])),
+            "invalid argument `scope.team_ids[1]`: invalid type: string",
+        ),
+        (
+            "create_budget",
+            with(&|v| v["scope"]["scenario_ids"] = json!([0])),
+            "invalid argument `scope.scenario_ids[0]`: must be between 1",
+        ),
+        (
+            "create_budget",
+            with(&|v| v["money"] = json!({"currency": "euro", "price_per_1000_units_minor": 1})),
+            "invalid argument `money.currency`",
+        ),
+        ("create_budget", budget_args("Existing"), "conflict: a budget named \"Existing\" already exists"),
+        ("update_budget", json!({"id": id, "version": 1}), "nothing to update"),
+        (
+            "update_budget",
+            json!({"id": "budget-1", "version": 1, "limit": 5}),
+            "invalid argument `id`: must be a budget id",
+        ),
+        (
+            "update_budget",
+            json!({"id": id, "version": 0, "limit": 5}),
+            "invalid argument `version`: must be at least 1",
+        ),
+        ("update_budget", json!({"id": id, "version": 1, "limit": -5}), "invalid argument `limit`: must be between 1"),
+        ("update_budget", json!({"id": id, "version": 1, "timezone": ""}), "invalid argument `timezone`"),
+        ("delete_budget", json!({"id": id, "version": -1}), "invalid argument `version`: must be at least 1"),
+        ("get_budget", json!({"id": 42}), "invalid argument `id`: invalid type: integer"),
+        ("get_budget", json!({}), "missing field `id`"),
+        ("list_budgets", json!({"limit": 0}), "invalid argument `limit`: must be between 1 and 200 (got 0)"),
+        ("list_budgets", json!({"limit": -1}), "invalid argument `limit`: invalid value: integer `-1`"),
+        ("list_budgets", json!({"cursor": "page-2"}), "invalid argument `cursor`: must be a budget id"),
+        ("list_budgets", json!({"name_contains": ""}), "invalid argument `name_contains`"),
+    ];
+    for (tool, args, expected) in cases {
+        let text = call_err(&client, tool, args).await;
+        let text = text.strip_prefix("failed to deserialize parameters: ").unwrap_or(&text);
+        let text = text.strip_prefix("invalid_argument: ").unwrap_or(text);
+        assert!(text.contains(expected), "{tool}: expected {expected:?} in {:?}", &text[..text.len().min(300)]);
+        assert_eq!(count(&store, "budgets", "").await, budgets, "{tool} {expected}: no row written");
+        assert_eq!(count(&store, "audit_log", "").await, audit, "{tool} {expected}: no audit record written");
+    }
+    assert_eq!(call_ok(&client, "get_budget", json!({"id": id})).await, existing, "the existing budget is untouched");
+    client.cancel().await.unwrap();
+}
+
+/// In stdio mode stdout carries the protocol and nothing else; logs go to stderr.
+#[test]
+fn stdout_carries_only_json_rpc() {
+    let db = sqlite_db();
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .env("MBM_DATABASE_URL", &db.url)
+        .env("MBM_CONFIG", "/dev/null")
+        .env("MBM_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let requests = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+               "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "create_budget", "arguments": budget_args("stdout test")}}),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "get_budget", "arguments": {"id": "nope"}}}),
+    ];
+    for r in &requests {
+        writeln!(stdin, "{r}").unwrap();
+    }
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut answered = 0;
+    let mut line = String::new();
+    while answered < 3 {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "server closed stdout early");
+        let msg: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("non-JSON on stdout ({e}): {line:?}"));
+        assert_eq!(msg["jsonrpc"], "2.0", "{msg}");
+        if msg["id"] == 1 {
+            assert_eq!(msg["result"]["protocolVersion"], "2025-06-18", "a 2025-06-18 client is served in its version");
+        }
+        if msg.get("id").is_some() {
+            answered += 1;
+        }
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("serving MCP over stdio"), "logs go to stderr: {stderr}");
+    assert!(stderr.contains("tool call"), "{stderr}");
+    let rest = String::from_utf8_lossy(&out.stdout);
+    assert!(rest.lines().all(|l| serde_json::from_str::<Value>(l).is_ok()), "stdout after the answers: {rest:?}");
+}

@@ -1,0 +1,304 @@
+//! The store conformance suite: every case runs against SQLite and against PostgreSQL, so the two
+//! backends behave identically for everything the server relies on.
+
+mod support;
+
+use std::sync::Arc;
+
+use make_budget_mcp::admin;
+use make_budget_mcp::auth::Role;
+use make_budget_mcp::domain::{Budget, BudgetId, BudgetPatch, BudgetSpec, TenantId};
+use make_budget_mcp::store::{BudgetFilter, Store, StoreError};
+use support::*;
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let db = super::sqlite_db();
+                    super::cases::$case(super::open_store(&db.url).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(db) = super::postgres_db(concat!("store_conformance::postgres::", stringify!($case))).await
+                    else { return };
+                    let store = super::open_store(&db.url).await;
+                    super::cases::$case(store.clone()).await;
+                    store.close().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrations_are_idempotent,
+    tenant_creation_starts_its_audit_chain,
+    budgets_round_trip_every_field,
+    stale_versions_are_refused,
+    duplicate_names_are_refused_and_write_nothing,
+    tenants_are_isolated,
+    pagination_and_filters,
+    failed_audit_append_rolls_back_the_mutation,
+    concurrent_mutations_leave_a_gapless_chain,
+    tokens_issue_resolve_and_revoke,
+    verification_locates_tampering,
+);
+
+async fn tenant(store: &Store, name: &str) -> TenantId {
+    admin::create_tenant(store, name, &test_actor()).await.unwrap().id.parse().unwrap()
+}
+
+async fn create_budget(store: &Store, t: TenantId, name: &str) -> Budget {
+    let b = Budget::new(BudgetId::new(), BudgetSpec::new(draft(name)).unwrap(), store.clock().now(), "tester");
+    let mut tx = store.tenant(t).begin().await.unwrap();
+    tx.insert_budget(&b).await.unwrap();
+    tx.commit(test_entry("create_budget", &format!("budget:{}", b.id))).await.unwrap();
+    b
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn migrations_are_idempotent(store: Store) {
+        store.migrate().await.unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(count(&store, "tenants", "").await, 0);
+    }
+
+    pub async fn tenant_creation_starts_its_audit_chain(store: Store) {
+        let t = tenant(&store, "acme").await;
+        let report = store.verify_audit(Some(t)).await.unwrap();
+        assert!(report.is_valid());
+        assert_eq!(report.chains.len(), 1);
+        assert_eq!((report.chains[0].records_checked, report.chains[0].head_seq), (1, 1));
+        let recs = store.audit_records(t, 0, 10).await.unwrap();
+        assert_eq!(recs[0].entry.action, "tenant_create");
+        assert_eq!(recs[0].prev_hash, make_budget_mcp::audit::GENESIS_HASH);
+        assert_eq!(store.tenant_by_name("acme").await.unwrap().unwrap().id, t.to_string());
+
+        let dup = admin::create_tenant(&store, "acme", &test_actor()).await.unwrap_err();
+        assert!(dup.to_string().contains("already exists"), "{dup}");
+        assert_eq!(count(&store, "tenants", "").await, 1);
+        assert_eq!(count(&store, "audit_log", "").await, 1);
+    }
+
+    pub async fn budgets_round_trip_every_field(store: Store) {
+        let t = tenant(&store, "acme").await;
+        let mut d = draft("Custom quarter");
+        d.period =
+            serde_json::from_value(serde_json::json!({"kind": "custom", "start": "2024-02-29", "end": "2024-05-31"}))
+                .unwrap();
+        d.active = false;
+        d.scope.folder_ids = vec![7, 3];
+        d.scope.scenario_ids = vec![1000, 1001];
+        d.money = None;
+        let b = Budget::new(BudgetId::new(), BudgetSpec::new(d).unwrap(), store.clock().now(), "tester");
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        tx.insert_budget(&b).await.unwrap();
+        tx.commit(test_entry("create_budget", "b")).await.unwrap();
+        let read = store.tenant(t).budget(b.id.parse().unwrap()).await.unwrap();
+        assert_eq!(read, b);
+        assert_eq!(read.spec.scope.folder_ids, vec![3, 7], "normalised on the way in");
+
+        let with_money = create_budget(&store, t, "Money").await;
+        assert_eq!(store.tenant(t).budget(with_money.id.parse().unwrap()).await.unwrap(), with_money);
+    }
+
+    pub async fn stale_versions_are_refused(store: Store) {
+        let t = tenant(&store, "acme").await;
+        let b = create_budget(&store, t, "B").await;
+        let id: BudgetId = b.id.parse().unwrap();
+        let spec = b.spec.patched(BudgetPatch { limit: Some(5), ..Default::default() }).unwrap();
+        let v2 = b.updated(spec.clone(), store.clock().now(), "tester");
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        assert_eq!(tx.budget_for_update(id).await.unwrap(), b);
+        tx.update_budget(&v2).await.unwrap();
+        tx.commit(test_entry("update_budget", "b")).await.unwrap();
+        assert_eq!(store.tenant(t).budget(id).await.unwrap().version, 2);
+
+        // Writing a second "version 2" computed from the stale version 1 must not overwrite.
+        let stale = b.updated(spec, store.clock().now(), "someone-else");
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        let e = tx.update_budget(&stale).await.unwrap_err();
+        assert!(matches!(e, StoreError::VersionConflict { .. }), "{e:?}");
+        drop(tx);
+        assert_eq!(store.tenant(t).budget(id).await.unwrap().updated_by, "tester");
+    }
+
+    pub async fn duplicate_names_are_refused_and_write_nothing(store: Store) {
+        let t = tenant(&store, "acme").await;
+        create_budget(&store, t, "Same").await;
+        let audit_before = count(&store, "audit_log", "").await;
+        let b = Budget::new(BudgetId::new(), BudgetSpec::new(draft("Same")).unwrap(), store.clock().now(), "x");
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        let e = tx.insert_budget(&b).await.unwrap_err();
+        assert!(matches!(&e, StoreError::Duplicate(m) if m.contains("\"Same\"")), "{e:?}");
+        drop(tx);
+        assert_eq!(count(&store, "budgets", "").await, 1);
+        assert_eq!(count(&store, "audit_log", "").await, audit_before);
+
+        // The same name in another tenant is fine.
+        let other = tenant(&store, "other").await;
+        create_budget(&store, other, "Same").await;
+    }
+
+    pub async fn tenants_are_isolated(store: Store) {
+        let a = tenant(&store, "a").await;
+        let b = tenant(&store, "b").await;
+        let theirs = create_budget(&store, b, "Theirs").await;
+        let id: BudgetId = theirs.id.parse().unwrap();
+        let b_head = store.verify_audit(Some(b)).await.unwrap().chains[0].head_hash.clone();
+
+        assert!(matches!(store.tenant(a).budget(id).await, Err(StoreError::NotFound)));
+        let page = store.tenant(a).list_budgets(&BudgetFilter::default(), None, 50).await.unwrap();
+        assert!(page.budgets.is_empty());
+        let mut tx = store.tenant(a).begin().await.unwrap();
+        assert!(matches!(tx.budget_for_update(id).await, Err(StoreError::NotFound)));
+        assert!(matches!(tx.delete_budget(id).await, Err(StoreError::NotFound)));
+        let mut forged = theirs.clone();
+        forged.version += 1;
+        assert!(matches!(tx.update_budget(&forged).await, Err(StoreError::VersionConflict { .. })));
+        drop(tx);
+
+        assert_eq!(store.tenant(b).budget(id).await.unwrap(), theirs);
+        assert_eq!(store.verify_audit(Some(b)).await.unwrap().chains[0].head_hash, b_head);
+    }
+
+    pub async fn pagination_and_filters(store: Store) {
+        let t = tenant(&store, "acme").await;
+        let mut made = Vec::new();
+        for i in 0..7 {
+            made.push(create_budget(&store, t, &format!("Budget {i}")).await.id);
+        }
+        // A name with LIKE wildcards must match literally.
+        let mut d = draft("50%_off");
+        d.active = false;
+        d.unit = make_budget_mcp::domain::Unit::Operations;
+        d.scope.organization_id = 77;
+        let odd = Budget::new(BudgetId::new(), BudgetSpec::new(d).unwrap(), store.clock().now(), "x");
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        tx.insert_budget(&odd).await.unwrap();
+        tx.commit(test_entry("create_budget", "odd")).await.unwrap();
+        made.push(odd.id.clone());
+
+        let ts = store.tenant(t);
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        let mut pages = 0;
+        loop {
+            let page = ts.list_budgets(&BudgetFilter::default(), cursor, 3).await.unwrap();
+            pages += 1;
+            assert!(page.budgets.len() <= 3);
+            seen.extend(page.budgets.iter().map(|b| b.id.clone()));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c.parse().unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(seen, made, "every budget once, in creation order");
+
+        let only = |f: BudgetFilter| async move { ts.list_budgets(&f, None, 50).await.unwrap().budgets };
+        assert_eq!(only(BudgetFilter { active: Some(false), ..Default::default() }).await.len(), 1);
+        assert_eq!(only(BudgetFilter { active: Some(true), ..Default::default() }).await.len(), 7);
+        assert_eq!(
+            only(BudgetFilter { unit: Some(make_budget_mcp::domain::Unit::Operations), ..Default::default() })
+                .await
+                .len(),
+            1
+        );
+        assert_eq!(only(BudgetFilter { organization_id: Some(77), ..Default::default() }).await.len(), 1);
+        assert_eq!(only(BudgetFilter { period_kind: Some("monthly".into()), ..Default::default() }).await.len(), 8);
+        assert_eq!(only(BudgetFilter { name_contains: Some("BUDGET 3".into()), ..Default::default() }).await.len(), 1);
+        assert_eq!(only(BudgetFilter { name_contains: Some("%_".into()), ..Default::default() }).await.len(), 1);
+        assert_eq!(only(BudgetFilter { name_contains: Some("_".into()), ..Default::default() }).await.len(), 1);
+    }
+
+    pub async fn failed_audit_append_rolls_back_the_mutation(store: Store) {
+        let t = tenant(&store, "acme").await;
+        let audit_before = count(&store, "audit_log", "").await;
+        break_audit_inserts(&store).await;
+
+        let b = Budget::new(BudgetId::new(), BudgetSpec::new(draft("Doomed")).unwrap(), store.clock().now(), "x");
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        tx.insert_budget(&b).await.unwrap();
+        let e = tx.commit(test_entry("create_budget", "b")).await.unwrap_err();
+        assert!(e.to_string().contains("forced audit failure"), "{e}");
+        assert_eq!(count(&store, "budgets", "").await, 0, "the budget must not survive its failed audit record");
+
+        let tenant_rec = store.tenant_by_id(t).await.unwrap().unwrap();
+        assert!(admin::issue_token(&store, &tenant_rec, Role::Viewer, "bob", None, &test_actor()).await.is_err());
+        assert_eq!(count(&store, "api_tokens", "").await, 0, "nor may a token");
+        assert!(admin::create_tenant(&store, "ghost", &test_actor()).await.is_err());
+        assert!(store.tenant_by_name("ghost").await.unwrap().is_none(), "nor a tenant");
+
+        repair_audit_inserts(&store).await;
+        assert_eq!(count(&store, "audit_log", "").await, audit_before);
+        assert!(store.verify_audit(None).await.unwrap().is_valid());
+    }
+
+    pub async fn concurrent_mutations_leave_a_gapless_chain(store: Store) {
+        let t = tenant(&store, "acme").await;
+        let store = Arc::new(store);
+        let tasks: Vec<_> = (0..32)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { create_budget(&store, t, &format!("Concurrent {i}")).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let report = store.verify_audit(Some(t)).await.unwrap();
+        assert!(report.is_valid(), "{report:?}");
+        assert_eq!(report.chains[0].records_checked, 33);
+        let seqs: Vec<i64> = store.audit_records(t, 0, 100).await.unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=33).collect::<Vec<_>>());
+    }
+
+    pub async fn tokens_issue_resolve_and_revoke(store: Store) {
+        tenant(&store, "acme").await;
+        let t = store.tenant_by_name("acme").await.unwrap().unwrap();
+        let (rec, secret) =
+            admin::issue_token(&store, &t, Role::Operator, "ci-bot", Some(30), &test_actor()).await.unwrap();
+        assert!(rec.expires_at.is_some());
+        let stored: String = sqlx::Row::try_get(
+            &sqlx::query("SELECT token_hash FROM api_tokens").fetch_one(store.pool()).await.unwrap(),
+            "token_hash",
+        )
+        .unwrap();
+        assert_ne!(stored, secret, "only the hash is stored");
+        let found = store.token_by_hash(&make_budget_mcp::auth::token::hash(&secret)).await.unwrap().unwrap();
+        assert_eq!(
+            (found.subject.as_str(), found.role, found.tenant_name.as_str()),
+            ("ci-bot", Role::Operator, "acme")
+        );
+
+        let revoked = admin::revoke_token(&store, &rec.id, &test_actor()).await.unwrap();
+        assert!(revoked.revoked_at.is_some());
+        assert!(admin::revoke_token(&store, &rec.id, &test_actor()).await.is_err(), "revoking twice is refused");
+        let audit = store.audit_records(t.id.parse().unwrap(), 0, 10).await.unwrap();
+        let actions: Vec<&str> = audit.iter().map(|r| r.entry.action.as_str()).collect();
+        assert_eq!(actions, ["tenant_create", "token_issue", "token_revoke"]);
+        assert!(!serde_json::to_string(&audit).unwrap().contains(&secret), "the secret never reaches the audit log");
+    }
+
+    pub async fn verification_locates_tampering(store: Store) {
+        let t = tenant(&store, "acme").await;
+        for i in 0..4 {
+            create_budget(&store, t, &format!("B{i}")).await;
+        }
+        assert!(store.verify_audit(None).await.unwrap().is_valid());
+        sqlx::query("UPDATE audit_log SET target = 'budget:forged' WHERE seq = 3").execute(store.pool()).await.unwrap();
+        let report = store.verify_audit(None).await.unwrap();
+        let broken = report.chains[0].first_break.clone().unwrap();
+        assert!(broken.starts_with("record seq 3: hash mismatch"), "{broken}");
+    }
+}
