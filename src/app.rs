@@ -3,17 +3,36 @@
 
 use crate::crypto::{Binding, CryptoError, KeyError, Keyring, SecretString};
 use crate::domain::TenantId;
+use crate::engine::actions::ActionSettings;
+use crate::notify::WebhookClient;
 use crate::make::{MakeClient, MakeTarget};
 use crate::store::{ConnectionRecord, Store, StoreError};
 
 /// The AAD purpose of sealed Make tokens.
 pub const CONNECTION_SECRET: &str = "make_connection";
+/// The AAD purpose of sealed webhook signing secrets.
+pub const WEBHOOK_SECRET: &str = "webhook";
+
+/// A name for this process in leases: host, process id and 8 random hex digits.
+pub fn instance_name() -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "host".into());
+    let mut random = [0u8; 4];
+    getrandom::fill(&mut random).expect("the OS random source works");
+    let random: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}:{}:{random}", std::process::id())
+}
 
 pub struct App {
     pub store: Store,
     pub make: MakeClient,
     /// `None` when no master key is configured (then Make connections cannot be stored or used).
     pub keys: Option<Keyring>,
+    /// Tunables of automated actions and notifications.
+    pub actions: ActionSettings,
+    /// Delivers webhook notifications.
+    pub webhooks: WebhookClient,
+    /// This process's name in leases, unique across instances (host, process id and a random part).
+    pub instance: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +68,11 @@ impl App {
     ) -> Result<crate::crypto::Sealed, SecretError> {
         let tenant = tenant.to_string();
         Ok(self.keyring()?.seal_secret(token, Self::binding(&tenant, connection_id)))
+    }
+
+    /// The AAD binding of a webhook's signing secret.
+    pub fn webhook_binding<'a>(tenant: &'a str, webhook_id: &'a str) -> Binding<'a> {
+        Binding { purpose: WEBHOOK_SECRET, tenant_id: tenant, record_id: webhook_id }
     }
 
     /// Start-up check: every stored secret must be decryptable with the configured keys. A wrong or

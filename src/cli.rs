@@ -50,6 +50,21 @@ pub struct Cli {
     /// First retry delay for Make API calls, in milliseconds.
     #[arg(long, global = true, env = "MBM_MAKE_RETRY_BASE_DELAY_MS")]
     pub make_retry_base_delay_ms: Option<u64>,
+    /// Seconds between background evaluator passes in `serve`; 0 switches it off.
+    #[arg(long, global = true, env = "MBM_EVALUATE_INTERVAL_SECS")]
+    pub evaluate_interval_secs: Option<u64>,
+    /// Minutes a pause plan waits for approval before it expires.
+    #[arg(long, global = true, env = "MBM_APPROVAL_TTL_MINUTES")]
+    pub approval_ttl_minutes: Option<i64>,
+    /// Seconds a lease on a unit of work lasts (how soon another instance takes over a crashed one's work).
+    #[arg(long, global = true, env = "MBM_LEASE_SECS")]
+    pub lease_secs: Option<u64>,
+    /// Milliseconds between attempts on one scenario while executing a plan.
+    #[arg(long, global = true, env = "MBM_SCENARIO_RETRY_DELAY_MS")]
+    pub scenario_retry_delay_ms: Option<u64>,
+    /// First retry delay of a webhook delivery, in milliseconds.
+    #[arg(long, global = true, env = "MBM_WEBHOOK_RETRY_BASE_MS")]
+    pub webhook_retry_base_ms: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,6 +90,12 @@ pub enum Command {
     /// Budget reports.
     #[command(subcommand)]
     Budget(BudgetCmd),
+    /// Run the background evaluator: sync usage, evaluate budgets, run plans, deliver webhooks.
+    Evaluate {
+        /// One pass, then exit (for cron). Exits 1 if the pass met errors.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +224,11 @@ impl Cli {
             make_request_timeout_secs: self.make_request_timeout_secs,
             make_max_attempts: self.make_max_attempts,
             make_retry_base_delay_ms: self.make_retry_base_delay_ms,
+            evaluate_interval_secs: self.evaluate_interval_secs,
+            approval_ttl_minutes: self.approval_ttl_minutes,
+            lease_secs: self.lease_secs,
+            scenario_retry_delay_ms: self.scenario_retry_delay_ms,
+            webhook_retry_base_ms: self.webhook_retry_base_ms,
         }
     }
 }
@@ -237,6 +263,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
 
     let code = match cli.command {
         Command::Serve(args) => serve(build_app(store.clone(), &config).await?, &config, args.transport).await?,
+        Command::Evaluate { once } => evaluate(build_app(store.clone(), &config).await?, &config, once).await?,
         Command::Migrate => {
             eprintln!("migrations applied to {}", crate::store::redact_url(&config.database_url));
             ExitCode::SUCCESS
@@ -258,7 +285,14 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn build_app(store: Store, config: &Config) -> anyhow::Result<Arc<App>> {
     let keys = config.keys.load()?;
     let make = MakeClient::new(config.make.clone())?;
-    let app = App { store, make, keys };
+    let app = App {
+        store,
+        make,
+        keys,
+        actions: config.actions.clone(),
+        webhooks: crate::notify::WebhookClient::new(config.webhook_timeout),
+        instance: crate::app::instance_name(),
+    };
     app.check_secret_keys().await?;
     Ok(Arc::new(app))
 }
@@ -272,12 +306,29 @@ fn cli_actor() -> Actor {
     }
 }
 
+async fn evaluate(app: Arc<App>, config: &Config, once: bool) -> anyhow::Result<ExitCode> {
+    if once {
+        let report = crate::engine::evaluator::run_once(&app).await;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let interval = std::time::Duration::from_secs(config.evaluate_interval_secs.max(1));
+    crate::engine::evaluator::run_forever(app, interval, shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn serve(app: Arc<App>, config: &Config, transport: TransportArg) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let evaluator = (config.evaluate_interval_secs > 0).then(|| {
+        let interval = std::time::Duration::from_secs(config.evaluate_interval_secs);
+        tokio::spawn(crate::engine::evaluator::run_forever(app.clone(), interval, shutdown.clone()))
+    });
     match transport {
         TransportArg::Http => {
-            crate::http::serve(app, config.http.clone(), shutdown).await?;
+            crate::http::serve(app, config.http.clone(), shutdown.clone()).await?;
         }
         TransportArg::Stdio => {
             let local = &config.local;
@@ -305,6 +356,10 @@ async fn serve(app: Arc<App>, config: &Config, transport: TransportArg) -> anyho
                 _ = shutdown.cancelled() => { ct.cancel(); }
             }
         }
+    }
+    shutdown.cancel();
+    if let Some(e) = evaluator {
+        let _ = e.await;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -29,6 +29,20 @@ pub struct FileConfig {
     pub secrets: SecretsFile,
     #[serde(default)]
     pub make: MakeFile,
+    #[serde(default)]
+    pub actions: ActionsFile,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionsFile {
+    pub evaluate_interval_secs: Option<u64>,
+    pub approval_ttl_minutes: Option<i64>,
+    pub lease_secs: Option<u64>,
+    pub scenario_retry_delay_ms: Option<u64>,
+    pub webhook_timeout_secs: Option<u64>,
+    pub webhook_max_attempts: Option<u32>,
+    pub webhook_retry_base_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -95,6 +109,11 @@ pub struct Overrides {
     pub make_request_timeout_secs: Option<u64>,
     pub make_max_attempts: Option<u32>,
     pub make_retry_base_delay_ms: Option<u64>,
+    pub evaluate_interval_secs: Option<u64>,
+    pub approval_ttl_minutes: Option<i64>,
+    pub lease_secs: Option<u64>,
+    pub scenario_retry_delay_ms: Option<u64>,
+    pub webhook_retry_base_ms: Option<u64>,
 }
 
 /// The effective configuration.
@@ -109,6 +128,10 @@ pub struct Config {
     /// Where the master key for Make credentials comes from.
     pub keys: KeySources,
     pub make: MakeClientConfig,
+    /// Seconds between background evaluator passes in `serve`; 0 switches it off.
+    pub evaluate_interval_secs: u64,
+    pub actions: crate::engine::actions::ActionSettings,
+    pub webhook_timeout: std::time::Duration,
 }
 
 /// The principal used over stdio.
@@ -169,6 +192,7 @@ impl Config {
     /// Merge overrides over the file over defaults, and check the result.
     pub fn resolve(file: FileConfig, o: Overrides) -> Result<Self, ConfigError> {
         let make = make_settings(&o, &file.make)?;
+        let (evaluate_interval_secs, actions, webhook_timeout) = action_settings(&o, &file.actions)?;
         let database_url = match o.database_url.or(file.database_url) {
             Some(url) => url,
             None => {
@@ -217,6 +241,9 @@ impl Config {
             http: HttpSettings { listen, allowed_hosts, allowed_origins },
             keys,
             make,
+            evaluate_interval_secs,
+            actions,
+            webhook_timeout,
         })
     }
 }
@@ -231,6 +258,53 @@ fn default_key_file(database_url: &str) -> Option<PathBuf> {
         return None;
     }
     Some(Path::new(path).parent().unwrap_or(Path::new(".")).join("master.key"))
+}
+
+fn within<T: PartialOrd + std::fmt::Display + Copy>(
+    key: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::Invalid { key, rule: format!("must be {min} to {max} (got {value})") });
+    }
+    Ok(value)
+}
+
+fn action_settings(
+    o: &Overrides,
+    f: &ActionsFile,
+) -> Result<(u64, crate::engine::actions::ActionSettings, std::time::Duration), ConfigError> {
+    use std::time::Duration;
+    let d = crate::engine::actions::ActionSettings::default();
+    let interval = o.evaluate_interval_secs.or(f.evaluate_interval_secs).unwrap_or(300);
+    let interval = within("actions.evaluate_interval_secs", interval, 0, 86_400)?;
+    let ttl = o.approval_ttl_minutes.or(f.approval_ttl_minutes).unwrap_or(d.approval_ttl_minutes);
+    let ttl = within("actions.approval_ttl_minutes", ttl, 1, crate::domain::action::APPROVAL_TTL_MAX_MINUTES)?;
+    let lease = o.lease_secs.or(f.lease_secs).unwrap_or(d.lease.as_secs());
+    let lease = within("actions.lease_secs", lease, 1, 3600)?;
+    let round = o.scenario_retry_delay_ms.or(f.scenario_retry_delay_ms).unwrap_or(d.round_delay.as_millis() as u64);
+    let round = within("actions.scenario_retry_delay_ms", round, 1, 60_000)?;
+    let timeout = within("actions.webhook_timeout_secs", f.webhook_timeout_secs.unwrap_or(10), 1, 120)?;
+    let attempts = within("actions.webhook_max_attempts", f.webhook_max_attempts.unwrap_or(d.webhook_max_attempts), 1, 50)?;
+    let base = o
+        .webhook_retry_base_ms
+        .or(f.webhook_retry_base_ms)
+        .unwrap_or(d.webhook_retry_base.as_millis() as u64);
+    let base = within("actions.webhook_retry_base_ms", base, 1, 3_600_000)?;
+    Ok((
+        interval,
+        crate::engine::actions::ActionSettings {
+            approval_ttl_minutes: ttl,
+            lease: Duration::from_secs(lease),
+            round_delay: Duration::from_millis(round),
+            webhook_max_attempts: attempts,
+            webhook_retry_base: Duration::from_millis(base),
+            ..d
+        },
+        Duration::from_secs(timeout),
+    ))
 }
 
 fn make_settings(o: &Overrides, f: &MakeFile) -> Result<MakeClientConfig, ConfigError> {
@@ -306,6 +380,8 @@ mod tests {
         assert_eq!(default_key_file("sqlite::memory:"), None);
         let c = Config::resolve(FileConfig::default(), Overrides { make_max_attempts: Some(0), ..Default::default() });
         assert!(c.unwrap_err().to_string().contains("`make.max_attempts`"));
+        let c = Config::resolve(FileConfig::default(), Overrides { lease_secs: Some(0), ..Default::default() });
+        assert!(c.unwrap_err().to_string().contains("`actions.lease_secs`"));
     }
 
     #[test]
@@ -338,6 +414,10 @@ mod tests {
         assert!(file.secrets.master_key_file.is_some());
         assert!(file.make.request_timeout_secs.is_some() && file.make.max_attempts.is_some());
         assert!(file.make.retry_base_delay_ms.is_some());
+        let a = &file.actions;
+        assert!(a.evaluate_interval_secs.is_some() && a.approval_ttl_minutes.is_some() && a.lease_secs.is_some());
+        assert!(a.scenario_retry_delay_ms.is_some() && a.webhook_timeout_secs.is_some());
+        assert!(a.webhook_max_attempts.is_some() && a.webhook_retry_base_ms.is_some());
         Config::resolve(file, Overrides::default()).expect("example config is valid");
     }
 }

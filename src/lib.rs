@@ -18,5 +18,6 @@ pub mod engine;
 pub mod http;
 pub mod make;
 pub mod mcp;
+pub mod notify;
 pub mod store;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! Pure domain logic: the shapes a budget may take and the rules it must obey. Nothing here does IO;
 //! time comes in through [`Clock`] so every rule is testable without sleeping.
 
+pub mod action;
 pub mod budget;
 pub mod clock;
 pub mod forecast;

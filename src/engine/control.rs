@@ -135,6 +135,41 @@ async fn change_one(app: &App, target: &MakeTarget, s: &ScenarioRecord, active: 
     change
 }
 
+/// Activate one scenario known by id (reversal of a plan): read first, start only if inactive.
+pub(crate) async fn start_by_id(app: &App, target: &MakeTarget, org: i64, id: i64, name: &str) -> ScenarioChange {
+    let record = ScenarioRecord {
+        scenario_id: id,
+        organization_id: org,
+        team_id: None,
+        folder_id: None,
+        name: name.to_owned(),
+        is_active: false,
+        is_paused: false,
+        is_invalid: false,
+        scheduling_type: None,
+        interval_secs: None,
+        critical: false,
+        synced_at: String::new(),
+    };
+    change_one(app, target, &record, true).await
+}
+
+/// Where to call Make for each connected organization of the tenant (tokens decrypted), with each
+/// organization's API rate limit registered with the client's pacing.
+pub async fn targets(app: &App, tenant: TenantId) -> Result<HashMap<i64, MakeTarget>, ControlError> {
+    let mut targets: HashMap<i64, MakeTarget> = HashMap::new();
+    for c in &app.store.tenant(tenant).connections().await? {
+        let target = app.target(tenant, c)?;
+        for o in &c.organizations {
+            targets.insert(o.organization_id, target.clone());
+            if let Some(limit) = o.api_limit.and_then(|l| u32::try_from(l).ok()).filter(|l| *l > 0) {
+                app.make.set_api_limit(o.organization_id, limit);
+            }
+        }
+    }
+    Ok(targets)
+}
+
 /// Activate (`active = true`) or deactivate scenarios; see the module docs.
 #[allow(clippy::too_many_arguments)]
 pub async fn set_scenarios_active(
@@ -154,17 +189,7 @@ pub async fn set_scenarios_active(
     if !unknown.is_empty() {
         return Err(ControlError::NotConnected(unknown.join(", ")));
     }
-    let connections = ts.connections().await?;
-    let mut targets: HashMap<i64, MakeTarget> = HashMap::new();
-    for c in &connections {
-        let target = app.target(tenant, c)?;
-        for o in &c.organizations {
-            targets.insert(o.organization_id, target.clone());
-            if let Some(limit) = o.api_limit.and_then(|l| u32::try_from(l).ok()).filter(|l| *l > 0) {
-                app.make.set_api_limit(o.organization_id, limit);
-            }
-        }
-    }
+    let targets = targets(app, tenant).await?;
     let mut changes = Vec::with_capacity(known.len());
     for s in &known {
         let target = targets.get(&s.organization_id).expect("connected_scenarios only returns connected organizations");

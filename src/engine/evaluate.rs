@@ -2,15 +2,18 @@
 //! forecast period-end total) and record crossings by the rule in `domain::threshold::decide`.
 //!
 //! Each crossing is written with its audit record in one transaction (`threshold_crossed`); going back
-//! below the amount re-arms the threshold, also audited (`threshold_rearmed`). Runs after every usage sync;
-//! the background evaluator will run it on a schedule.
+//! below the amount re-arms the threshold, also audited (`threshold_rearmed`). Runs after every usage sync
+//! and on the background evaluator's schedule. The decision is taken again inside the transaction, under
+//! the threshold's row lock, so two evaluators (two server instances) never record the same crossing twice.
 
 use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 
+use super::actions::{self, ActionSettings, Planning};
 use super::status::{self, StatusError};
+use crate::domain::action::ActionKind;
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::domain::clock::format_timestamp;
 use crate::domain::threshold::{Basis, CrossingEvent, Decision, Severity, decide, next_state};
@@ -32,9 +35,12 @@ pub struct Crossing {
     pub crossed_at: String,
 }
 
-/// Evaluate one budget's thresholds at `now`; returns the crossings recorded.
+/// Evaluate one budget's thresholds at `now`; returns the crossings recorded. A crossing also runs the
+/// threshold's actions: `notify` queues a `threshold_crossed` event for the tenant's webhooks, and
+/// `pause_scenarios` creates a plan (see `engine::actions`), all in the crossing's transaction.
 pub async fn evaluate_budget(
     store: &Store,
+    settings: &ActionSettings,
     tenant: TenantId,
     budget: &Budget,
     now: Timestamp,
@@ -52,16 +58,32 @@ pub async fn evaluate_budget(
     let forecast = computed.status.spent_centi + computed.remaining.as_ref().map_or(0, |r| r.total.round() as i64);
     let at = format_timestamp(now);
     let mut crossings = Vec::new();
+    let mut planning: Option<Planning> = None;
     for t in &thresholds {
         let amount = t.spec.amount_centi(budget.spec.limit);
         let value = match t.spec.basis {
             Basis::Actual => actual,
             Basis::Forecast => forecast,
         };
-        let state = states.get(&t.id);
-        let decision = decide(state, &key, value, amount, now, t.spec.cooldown());
-        let Some(new_state) = next_state(state, &key, decision, now) else { continue };
+        // A cheap first look without a transaction; most evaluations change nothing.
+        let decision = decide(states.get(&t.id), &key, value, amount, now, t.spec.cooldown());
+        if next_state(states.get(&t.id), &key, decision, now).is_none() {
+            continue;
+        }
+        let actions = if decision == Decision::Cross { store.tenant(tenant).actions(&t.id).await? } else { Vec::new() };
+        if planning.is_none() && actions.iter().any(|a| a.kind == ActionKind::PauseScenarios) {
+            planning = Some(actions::planning(store, tenant, budget, now).await?);
+        }
         let mut tx = store.tenant(tenant).begin().await?;
+        // Decide again under the threshold's row lock: another evaluator may have recorded it meanwhile.
+        match tx.threshold_for_update(&t.id).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let state = tx.crossing_state(&t.id).await?;
+        let decision = decide(state.as_ref(), &key, value, amount, now, t.spec.cooldown());
+        let Some(new_state) = next_state(state.as_ref(), &key, decision, now) else { continue };
         tx.save_crossing_state(&t.id, &new_state, &at).await?;
         let detail = json!({
             "budget_id": budget.id, "threshold": t.spec.describe(), "severity": t.spec.severity.as_str(),
@@ -81,7 +103,7 @@ pub async fn evaluate_budget(
                     amount_centi: amount,
                 };
                 tx.insert_crossing(&event).await?;
-                crossings.push(Crossing {
+                let crossing = Crossing {
                     budget_id: budget.id.clone(),
                     budget_name: budget.spec.name.clone(),
                     threshold_id: t.id.clone(),
@@ -91,7 +113,44 @@ pub async fn evaluate_budget(
                     value: status::units(value),
                     amount: status::units(amount),
                     crossed_at: at.clone(),
-                });
+                };
+                let why = format!(
+                    "{} threshold {} of budget {:?} crossed: {} {} {} against {} {}",
+                    t.spec.severity.as_str(),
+                    t.spec.describe(),
+                    budget.spec.name,
+                    t.spec.basis.as_str(),
+                    crossing.value,
+                    budget.spec.unit.as_str(),
+                    crossing.amount,
+                    budget.spec.unit.as_str()
+                );
+                for a in &actions {
+                    match a.kind {
+                        ActionKind::Notify => {
+                            let text = format!("[{}] {why}", t.spec.severity.as_str());
+                            let data = serde_json::to_value(&crossing).expect("crossing serialises");
+                            actions::enqueue(&mut tx, "threshold_crossed", &text, data).await?;
+                        }
+                        ActionKind::PauseScenarios => {
+                            let Some(p) = planning.as_ref() else { continue };
+                            let Some(new) = actions::plan_for_crossing(
+                                p,
+                                budget,
+                                a,
+                                &event.id,
+                                why.clone(),
+                                &actor.subject,
+                                now,
+                                settings.approval_ttl_minutes,
+                            ) else {
+                                continue;
+                            };
+                            actions::insert_plan(&mut tx, &new, actor, request_id).await?;
+                        }
+                    }
+                }
+                crossings.push(crossing);
                 "threshold_crossed"
             }
             Decision::Rearm => "threshold_rearmed",
@@ -115,6 +174,7 @@ pub async fn evaluate_budget(
 /// Evaluate every active budget of a tenant whose scope is one of `organizations`.
 pub async fn evaluate_organizations(
     store: &Store,
+    settings: &ActionSettings,
     tenant: TenantId,
     organizations: &[i64],
     now: Timestamp,
@@ -129,7 +189,7 @@ pub async fn evaluate_organizations(
             .list_budgets(&crate::store::BudgetFilter { active: Some(true), ..Default::default() }, cursor, 200)
             .await?;
         for b in page.budgets.iter().filter(|b| organizations.contains(&b.spec.scope.organization_id)) {
-            match evaluate_budget(store, tenant, b, now, actor, request_id).await {
+            match evaluate_budget(store, settings, tenant, b, now, actor, request_id).await {
                 Ok(c) => out.extend(c),
                 // A budget that cannot be evaluated (e.g. billing cycle unknown) must not stop the others.
                 Err(StatusError::Period(e)) => tracing::info!(budget = b.id, error = %e, "budget not evaluated"),

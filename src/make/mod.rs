@@ -271,6 +271,18 @@ impl MakeClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, MakeError> {
+        self.call_with(target, org, method, path, query, Retry::Any).await
+    }
+
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        target: &MakeTarget,
+        org: i64,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        retry: Retry,
+    ) -> Result<T, MakeError> {
         let url = format!("{}{path}", target.base_url);
         let mut auth = HeaderValue::from_str(&format!("{} {}", target.auth_kind.scheme(), target.token.expose()))
             .map_err(|_| MakeError::Transport("the token contains characters not allowed in a header".into()))?;
@@ -302,7 +314,11 @@ impl MakeClient {
                 Err(e) => (MakeError::Transport(error_chain(&e)), None),
             };
             tracing::info!(%method, path, attempt, error = %err, "make call failed");
-            if !err.is_retryable() {
+            let retryable = match retry {
+                Retry::Any => err.is_retryable(),
+                Retry::NotProcessed => matches!(err, MakeError::Api { status: 429, .. }),
+            };
+            if !retryable {
                 return Err(err);
             }
             let too_long = retry_after.is_some_and(|ra| ra > self.config.max_retry_after);
@@ -379,7 +395,8 @@ impl MakeClient {
     }
 
     /// Activate (`true`, `POST …/start`) or deactivate (`false`, `POST …/stop`) a scenario; returns the
-    /// state Make reports afterwards.
+    /// state Make reports afterwards. Only a 429 is retried here: after a timeout or a 5xx the change may
+    /// have happened, so the caller reads the scenario before asking again.
     pub async fn set_scenario_active(
         &self,
         t: &MakeTarget,
@@ -388,10 +405,20 @@ impl MakeClient {
         active: bool,
     ) -> Result<bool, MakeError> {
         let verb = if active { "start" } else { "stop" };
-        let s: ScenarioEnvelope =
-            self.call(t, org, Method::POST, &format!("/scenarios/{scenario}/{verb}"), &[]).await?;
+        let path = format!("/scenarios/{scenario}/{verb}");
+        let s: ScenarioEnvelope = self.call_with(t, org, Method::POST, &path, &[], Retry::NotProcessed).await?;
         Ok(s.scenario.is_active.unwrap_or(active))
     }
+}
+
+/// Which failures a call retries by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Every retryable failure (reads: repeating them is harmless).
+    Any,
+    /// Only failures where Make surely did not act (429). A state change that timed out or met a 5xx may
+    /// have taken effect, so the caller reads the state before deciding to send it again.
+    NotProcessed,
 }
 
 /// Which usage series to read.

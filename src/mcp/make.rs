@@ -463,6 +463,7 @@ impl BudgetServer {
             organizations.iter().filter(|o| o.status == "synced").map(|o| o.organization_id).collect();
         let threshold_crossings = evaluate::evaluate_organizations(
             &self.app.store,
+            &self.app.actions,
             call.principal.tenant_id,
             &synced,
             self.now(),

@@ -11,6 +11,7 @@
 //! - Appends are serialised per tenant: a row lock on the chain head in PostgreSQL, the database write
 //!   lock (`BEGIN IMMEDIATE`) in SQLite.
 
+mod actions;
 mod audit_log;
 mod budgets;
 mod make;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, Transaction};
 
+pub use self::actions::{ItemRecord, NotificationRecord, PlanFilter, PlanRecord, WebhookRecord};
 pub use self::audit_log::{ChainReport, VerifyReport};
 pub use self::budgets::{BudgetFilter, BudgetPage};
 pub use self::make::{
@@ -246,6 +248,15 @@ impl MutationTx {
 
     fn dialect(&self) -> Dialect {
         self.store.dialect
+    }
+
+    /// Append an audit record for a further step of this mutation (e.g. the plan a crossing created);
+    /// it commits, or not, with the rest. The final record is the one given to [`MutationTx::commit`].
+    pub async fn record_also(&mut self, entry: AuditEntry) -> Result<AuditRecord, StoreError> {
+        let at = format_timestamp(self.store.clock.now());
+        let tenant = self.tenant;
+        let dialect = self.dialect();
+        audit_log::append(self.conn(), dialect, tenant, at, entry).await
     }
 
     /// Append `entry` to the tenant's audit chain and commit, all in this one transaction.

@@ -151,6 +151,33 @@ impl MutationTx {
         Ok(())
     }
 
+    /// The crossing state of a threshold as this transaction sees it. With the threshold row locked first
+    /// ([`MutationTx::threshold_for_update`]), two evaluators cannot both record the same crossing.
+    pub async fn crossing_state(&mut self, threshold_id: &str) -> Result<Option<CrossingState>, StoreError> {
+        let tenant = self.tenant.to_string();
+        let row = sqlx::query(
+            "SELECT period_key, above, last_crossed_at FROM threshold_states WHERE tenant_id = $1 AND threshold_id = $2",
+        )
+        .bind(tenant)
+        .bind(threshold_id)
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(|r| {
+            let last: Option<String> = r.try_get("last_crossed_at")?;
+            Ok(CrossingState {
+                period_key: r.try_get("period_key")?,
+                above: get_bool(&r, "above")?,
+                last_crossed_at: last
+                    .map(|s| {
+                        parse_timestamp(&s)
+                            .map_err(|e| StoreError::Corrupt { table: "threshold_states", detail: e.to_string() })
+                    })
+                    .transpose()?,
+            })
+        })
+        .transpose()
+    }
+
     pub async fn insert_crossing(&mut self, e: &CrossingEvent) -> Result<(), StoreError> {
         let tenant = self.tenant.to_string();
         sqlx::query(

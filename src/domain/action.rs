@@ -1,0 +1,380 @@
+//! Automated actions: what a threshold does when it is crossed, which scenarios a pause plan picks, and
+//! the life of a plan. Pure: no IO, time comes in as arguments.
+//!
+//! Plan states:
+//!
+//! ```text
+//! planned ─────────────────────────────┐ (automatic)
+//! awaiting_approval ─┬─ approved ──────┴─ executing ─┬─ executed ──────────┬─ reversed
+//!                    ├─ rejected                     └─ partially_failed ──┘
+//!                    └─ expired
+//! ```
+//!
+//! A pause plan never touches a scenario that was already inactive when it ran, and a reversal only
+//! resumes scenarios the plan itself stopped (see [`ItemStatus`]).
+
+use jiff::{SignedDuration, Timestamp};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::validation::ValidationError;
+
+/// Largest `top_n`.
+pub const TOP_N_MAX: i64 = 1000;
+/// Longest approval window: 30 days.
+pub const APPROVAL_TTL_MAX_MINUTES: i64 = 43_200;
+
+macro_rules! str_enum {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$v),)* _ => None }
+            }
+        }
+    };
+}
+
+/// What a threshold action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Send a `threshold_crossed` event to the tenant's webhooks.
+    Notify,
+    /// Create a plan that deactivates the scenarios the selector picks.
+    PauseScenarios,
+}
+
+/// Which scenarios a pause plan picks, among the active scenarios in the budget's scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectorKind {
+    /// Every active scenario in scope, critical ones included (needs budget:emergency_controls).
+    All,
+    /// Every active scenario in scope not marked critical.
+    NonCritical,
+    /// The `top_n` active, non-critical scenarios with the highest consumption this period.
+    TopN,
+}
+
+/// Run at once, or wait for a second principal's approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Automatic,
+    RequiresApproval,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanState {
+    /// Created by an automatic action; runs at the evaluator's next pass (or at once).
+    Planned,
+    AwaitingApproval,
+    Approved,
+    Rejected,
+    /// Not approved in time.
+    Expired,
+    Executing,
+    Executed,
+    /// Executed, but Make refused or could not be reached for some scenarios (see the items).
+    PartiallyFailed,
+    Reversed,
+}
+
+/// What happened to one scenario of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    /// Not handled yet.
+    Pending,
+    /// A stop request is (or was) on its way to Make; if the scenario is inactive now, this plan stopped it.
+    StopSent,
+    /// Deactivated by this plan.
+    Stopped,
+    /// Already inactive when the plan ran: someone else stopped it, and a reversal leaves it alone.
+    AlreadyInactive,
+    /// Make refused the stop, or could not be reached, after every attempt.
+    Failed,
+    /// Activated again by a reversal.
+    Resumed,
+    /// Found active at reversal (someone started it since): left as it is.
+    LeftActive,
+    /// The reversal could not start it (see the error).
+    ResumeFailed,
+}
+
+str_enum!(ActionKind { Notify => "notify", PauseScenarios => "pause_scenarios" });
+str_enum!(SelectorKind { All => "all", NonCritical => "non_critical", TopN => "top_n" });
+str_enum!(Mode { Automatic => "automatic", RequiresApproval => "requires_approval" });
+str_enum!(PlanState {
+    Planned => "planned", AwaitingApproval => "awaiting_approval", Approved => "approved", Rejected => "rejected",
+    Expired => "expired", Executing => "executing", Executed => "executed", PartiallyFailed => "partially_failed",
+    Reversed => "reversed",
+});
+str_enum!(ItemStatus {
+    Pending => "pending", StopSent => "stop_sent", Stopped => "stopped", AlreadyInactive => "already_inactive",
+    Failed => "failed", Resumed => "resumed", LeftActive => "left_active", ResumeFailed => "resume_failed",
+});
+
+impl PlanState {
+    /// May a plan go from `self` to `to`?
+    pub fn can_become(self, to: PlanState) -> bool {
+        use PlanState::*;
+        matches!(
+            (self, to),
+            (AwaitingApproval, Approved | Rejected | Expired)
+                | (Planned | Approved, Executing)
+                | (Executing, Executing | Executed | PartiallyFailed)
+                | (Executed | PartiallyFailed, Reversed)
+        )
+    }
+
+    /// Waiting for, or in the middle of, execution: the executor picks these up.
+    pub fn is_runnable(self) -> bool {
+        matches!(self, PlanState::Planned | PlanState::Approved | PlanState::Executing)
+    }
+}
+
+/// A scenario selector as given: a kind and, for `top_n`, how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Selector {
+    /// "all", "non_critical" or "top_n".
+    pub kind: SelectorKind,
+    /// For "top_n" only: how many scenarios, 1–1000.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = TOP_N_MAX))]
+    pub top_n: Option<i64>,
+}
+
+impl Selector {
+    /// Check the pairing of kind and `top_n`; `field` is the selector's path in the call.
+    pub fn check(self, field: &str) -> Result<Self, ValidationError> {
+        match (self.kind, self.top_n) {
+            (SelectorKind::TopN, None) => Err(ValidationError::new(format!("{field}.top_n"), "is required for top_n")),
+            (SelectorKind::TopN, Some(n)) if !(1..=TOP_N_MAX).contains(&n) => {
+                Err(ValidationError::new(format!("{field}.top_n"), format!("must be between 1 and {TOP_N_MAX}")))
+            }
+            (SelectorKind::All | SelectorKind::NonCritical, Some(_)) => {
+                Err(ValidationError::new(format!("{field}.top_n"), "is only allowed with kind top_n"))
+            }
+            _ => Ok(self),
+        }
+    }
+
+    /// Whether configuring or running this selector needs budget:emergency_controls.
+    pub fn needs_emergency_controls(self) -> bool {
+        self.kind == SelectorKind::All
+    }
+
+    pub fn describe(self) -> String {
+        match (self.kind, self.top_n) {
+            (SelectorKind::All, _) => "all active scenarios in scope".into(),
+            (SelectorKind::NonCritical, _) => "all active non-critical scenarios in scope".into(),
+            (SelectorKind::TopN, n) => {
+                format!("the {} highest-consuming active non-critical scenarios in scope", n.unwrap_or(0))
+            }
+        }
+    }
+}
+
+/// An action attached to a threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ThresholdAction {
+    pub id: String,
+    pub threshold_id: String,
+    pub kind: ActionKind,
+    /// For pause_scenarios.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Selector>,
+    /// For pause_scenarios.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// For pause_scenarios: resume the paused scenarios when the next period starts.
+    pub reverse_at_period_end: bool,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+/// A scenario in scope as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub scenario_id: i64,
+    pub organization_id: i64,
+    pub name: String,
+    pub critical: bool,
+    pub is_active: bool,
+    /// Consumption this period, centi-units of the budget's unit.
+    pub consumption_centi: i64,
+}
+
+/// A scenario a plan will pause, with what pausing it is expected to save.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Pick {
+    pub scenario_id: i64,
+    pub organization_id: i64,
+    pub name: String,
+    pub critical: bool,
+    /// Consumption this period so far, in centi-units of the budget's unit.
+    pub consumption_centi: i64,
+    /// Its average daily consumption this period times the days left, in centi-units.
+    pub expected_saving_centi: i64,
+}
+
+/// Pick the scenarios `selector` pauses, highest consumption first (ties by id). Only active scenarios are
+/// picked: an inactive one has nothing to pause, and a later reversal must not start it. `elapsed_days`
+/// (at least 1) and `remaining_days` give the expected saving: the average daily consumption so far
+/// times the days left.
+pub fn select(candidates: &[Candidate], selector: Selector, elapsed_days: i64, remaining_days: i64) -> Vec<Pick> {
+    let mut eligible: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.is_active)
+        .filter(|c| selector.kind == SelectorKind::All || !c.critical)
+        .collect();
+    eligible.sort_by(|a, b| b.consumption_centi.cmp(&a.consumption_centi).then(a.scenario_id.cmp(&b.scenario_id)));
+    if selector.kind == SelectorKind::TopN {
+        let n = usize::try_from(selector.top_n.unwrap_or(0)).unwrap_or(0);
+        eligible.retain(|c| c.consumption_centi > 0);
+        eligible.truncate(n);
+    }
+    eligible
+        .into_iter()
+        .map(|c| Pick {
+            scenario_id: c.scenario_id,
+            organization_id: c.organization_id,
+            name: c.name.clone(),
+            critical: c.critical,
+            consumption_centi: c.consumption_centi,
+            expected_saving_centi: expected_saving(c.consumption_centi, elapsed_days, remaining_days),
+        })
+        .collect()
+}
+
+/// Average daily consumption so far times the days left, rounded down (integers throughout).
+pub fn expected_saving(consumption_centi: i64, elapsed_days: i64, remaining_days: i64) -> i64 {
+    let per_day = i128::from(consumption_centi.max(0));
+    let saved = per_day * i128::from(remaining_days.max(0)) / i128::from(elapsed_days.max(1));
+    i64::try_from(saved).unwrap_or(i64::MAX)
+}
+
+/// When an approval request expires.
+pub fn approval_deadline(requested_at: Timestamp, ttl_minutes: i64) -> Timestamp {
+    requested_at
+        .checked_add(SignedDuration::from_mins(ttl_minutes.clamp(1, APPROVAL_TTL_MAX_MINUTES)))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// Why an approval is refused, if it is.
+pub fn approval_refusal(requested_by: &str, approver: &str, deadline: Option<Timestamp>, now: Timestamp) -> Option<String> {
+    if requested_by == approver {
+        return Some(format!(
+            "`{approver}` requested this plan and cannot approve it; another principal with \
+             budget:execute_automated_actions must"
+        ));
+    }
+    match deadline {
+        Some(d) if now >= d => Some(format!("the approval window closed at {d}; the plan has expired")),
+        _ => None,
+    }
+}
+
+/// The final state of an execution from its items' statuses.
+pub fn outcome(items: &[ItemStatus]) -> PlanState {
+    if items.iter().any(|s| *s == ItemStatus::Failed) { PlanState::PartiallyFailed } else { PlanState::Executed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(id: i64, critical: bool, active: bool, consumption: i64) -> Candidate {
+        Candidate {
+            scenario_id: id,
+            organization_id: 1,
+            name: format!("s{id}"),
+            critical,
+            is_active: active,
+            consumption_centi: consumption,
+        }
+    }
+
+    fn ids(p: &[Pick]) -> Vec<i64> {
+        p.iter().map(|p| p.scenario_id).collect()
+    }
+
+    #[test]
+    fn selectors_pick_active_scenarios_and_spare_critical_ones() {
+        let cands = [c(1, false, true, 500), c(2, true, true, 900), c(3, false, false, 800), c(4, false, true, 700)];
+        let all = Selector { kind: SelectorKind::All, top_n: None };
+        let non_critical = Selector { kind: SelectorKind::NonCritical, top_n: None };
+        let top1 = Selector { kind: SelectorKind::TopN, top_n: Some(1) };
+        assert_eq!(ids(&select(&cands, all, 10, 20)), vec![2, 4, 1], "inactive 3 is never picked");
+        assert_eq!(ids(&select(&cands, non_critical, 10, 20)), vec![4, 1]);
+        assert_eq!(ids(&select(&cands, top1, 10, 20)), vec![4], "the critical top consumer is spared");
+        let top9 = Selector { kind: SelectorKind::TopN, top_n: Some(9) };
+        let quiet = [c(5, false, true, 0), c(6, false, true, 10)];
+        assert_eq!(ids(&select(&quiet, top9, 10, 20)), vec![6], "top_n skips scenarios that consumed nothing");
+    }
+
+    #[test]
+    fn expected_saving_is_the_daily_average_times_days_left() {
+        assert_eq!(expected_saving(1000, 10, 20), 2000);
+        assert_eq!(expected_saving(1000, 3, 1), 333, "rounded down");
+        assert_eq!(expected_saving(1000, 0, 5), 5000, "day one counts as one elapsed day");
+        assert_eq!(expected_saving(1000, 10, 0), 0);
+        let p = select(&[c(1, false, true, 3100)], Selector { kind: SelectorKind::All, top_n: None }, 31, 0);
+        assert_eq!(p[0].expected_saving_centi, 0);
+    }
+
+    #[test]
+    fn selector_rules_name_the_field() {
+        let e = Selector { kind: SelectorKind::TopN, top_n: None }.check("selector").unwrap_err();
+        assert_eq!(e.field, "selector.top_n");
+        let e = Selector { kind: SelectorKind::TopN, top_n: Some(0) }.check("selector").unwrap_err();
+        assert!(e.rule.contains("between 1 and 1000"), "{e}");
+        let e = Selector { kind: SelectorKind::All, top_n: Some(3) }.check("selector").unwrap_err();
+        assert!(e.rule.contains("only allowed with kind top_n"), "{e}");
+        assert!(Selector { kind: SelectorKind::All, top_n: None }.needs_emergency_controls());
+        assert!(!Selector { kind: SelectorKind::NonCritical, top_n: None }.needs_emergency_controls());
+    }
+
+    #[test]
+    fn plan_states_follow_the_diagram() {
+        use PlanState::*;
+        assert!(AwaitingApproval.can_become(Approved));
+        assert!(Approved.can_become(Executing));
+        assert!(Planned.can_become(Executing));
+        assert!(Executing.can_become(PartiallyFailed));
+        assert!(Executed.can_become(Reversed));
+        assert!(!AwaitingApproval.can_become(Executing), "approval cannot be skipped");
+        assert!(!Rejected.can_become(Approved));
+        assert!(!Expired.can_become(Approved));
+        assert!(!Reversed.can_become(Executing));
+        assert!(!Planned.can_become(Reversed));
+        for s in [Planned, AwaitingApproval, Approved, Rejected, Expired, Executing, Executed, PartiallyFailed, Reversed]
+        {
+            assert_eq!(PlanState::parse(s.as_str()), Some(s));
+        }
+    }
+
+    #[test]
+    fn requesters_cannot_approve_and_approvals_expire() {
+        let t0: Timestamp = "2026-03-20T10:00:00Z".parse().unwrap();
+        let deadline = approval_deadline(t0, 60);
+        assert!(approval_refusal("alice", "alice", Some(deadline), t0).unwrap().contains("cannot approve"));
+        assert_eq!(approval_refusal("alice", "bob", Some(deadline), t0), None);
+        let late = t0.checked_add(SignedDuration::from_mins(60)).unwrap();
+        assert!(approval_refusal("alice", "bob", Some(deadline), late).unwrap().contains("expired"));
+    }
+
+    #[test]
+    fn one_failure_makes_a_partial_failure() {
+        use ItemStatus::*;
+        assert_eq!(outcome(&[Stopped, AlreadyInactive]), PlanState::Executed);
+        assert_eq!(outcome(&[Stopped, Failed]), PlanState::PartiallyFailed);
+        assert_eq!(outcome(&[]), PlanState::Executed);
+    }
+}

@@ -1,0 +1,332 @@
+//! The background evaluator: on a schedule (in `serve`) or once (`make-budget-mcp evaluate --once`), it
+//! syncs usage, evaluates every active budget, expires overdue approvals, executes automatic and approved
+//! plans (resuming interrupted ones), reverses plans due for reversal at a new period, and delivers
+//! webhook notifications.
+//!
+//! Several instances may run it against one PostgreSQL database. Each unit of work is taken under a lease
+//! (`store::Store::try_lease`): syncing an organization, evaluating a budget, executing a plan, delivering a
+//! notification. A lease expires if its holder dies, and the next pass of any instance takes the work over.
+//! Crossings are additionally decided under a row lock (see `engine::evaluate`), so even an expired lease
+//! cannot produce a second crossing, plan or notification.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::actions::{self, ActionError, system_actor, take_lease};
+use super::{evaluate, status, sync};
+use crate::app::App;
+use crate::audit::{AuditEntry, Outcome};
+use crate::domain::TenantId;
+use crate::domain::action::PlanState;
+use crate::domain::clock::format_timestamp;
+use crate::store::{BudgetFilter, NotificationRecord, StoreError};
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PassReport {
+    pub organizations_synced: usize,
+    pub sync_failures: usize,
+    pub budgets_evaluated: usize,
+    pub crossings: usize,
+    pub plans_expired: usize,
+    pub plans_executed: usize,
+    pub plans_reversed: usize,
+    pub notifications_delivered: usize,
+    pub notifications_failed: usize,
+    pub errors: Vec<String>,
+}
+
+/// One full pass over every tenant. Errors of one unit of work are logged and reported; the pass goes on.
+pub async fn run_once(app: &App) -> PassReport {
+    let request_id = format!("evaluator-{}", uuid::Uuid::now_v7());
+    let mut report = PassReport::default();
+    let tenants = match app.store.tenants().await {
+        Ok(t) => t,
+        Err(e) => {
+            report.errors.push(format!("listing tenants: {e}"));
+            return report;
+        }
+    };
+    for t in tenants {
+        let Ok(tenant) = t.id.parse::<TenantId>() else { continue };
+        if let Err(e) = evaluate_tenant(app, tenant, &request_id, &mut report).await {
+            tracing::warn!(tenant = %tenant, error = %e, "evaluation of a tenant failed");
+            report.errors.push(format!("tenant {}: {e}", t.name));
+        }
+    }
+    match actions::expire_overdue(app, &request_id).await {
+        Ok(n) => report.plans_expired = n,
+        Err(e) => report.errors.push(format!("expiring approvals: {e}")),
+    }
+    run_plans(app, None, &request_id, &mut report).await;
+    reverse_due(app, &request_id, &mut report).await;
+    deliver_due(app, &mut report).await;
+    report
+}
+
+async fn evaluate_tenant(
+    app: &App,
+    tenant: TenantId,
+    request_id: &str,
+    report: &mut PassReport,
+) -> Result<(), ActionError> {
+    let ts = app.store.tenant(tenant);
+    let actor = system_actor();
+    let holder = actions::holder(app);
+    let mut synced = Vec::new();
+    for c in ts.connections().await? {
+        for o in &c.organizations {
+            let lease = format!("sync:{tenant}:{}", o.organization_id);
+            if !take_lease(app, &lease, &holder).await? {
+                continue;
+            }
+            let result =
+                sync::sync_tenant(app, tenant, &actor, "usage_synced", request_id, Some(o.organization_id), &|_| {})
+                    .await;
+            match result {
+                Ok(reports) => {
+                    for r in reports {
+                        if r.status == "synced" {
+                            report.organizations_synced += 1;
+                            synced.push(r.organization_id);
+                        } else {
+                            report.sync_failures += 1;
+                            report.errors.push(format!(
+                                "sync of organization {}: {}",
+                                r.organization_id,
+                                r.error.unwrap_or_default()
+                            ));
+                        }
+                    }
+                }
+                Err(e) => {
+                    report.sync_failures += 1;
+                    report.errors.push(format!("sync of organization {}: {e}", o.organization_id));
+                }
+            }
+            app.store.release_lease(&lease, &holder).await?;
+        }
+    }
+    let mut cursor = None;
+    loop {
+        let filter = BudgetFilter { active: Some(true), ..Default::default() };
+        let page = ts.list_budgets(&filter, cursor, 200).await?;
+        for b in &page.budgets {
+            let lease = format!("budget:{tenant}:{}", b.id);
+            if !take_lease(app, &lease, &holder).await? {
+                continue;
+            }
+            let now = app.store.clock().now();
+            match evaluate::evaluate_budget(&app.store, &app.actions, tenant, b, now, &actor, request_id).await {
+                Ok(c) => {
+                    report.budgets_evaluated += 1;
+                    report.crossings += c.len();
+                }
+                Err(status::StatusError::Period(e)) => {
+                    tracing::info!(budget = b.id, error = %e, "budget not evaluated");
+                }
+                Err(e) => report.errors.push(format!("budget {}: {e}", b.id)),
+            }
+            app.store.release_lease(&lease, &holder).await?;
+        }
+        match page.next_cursor {
+            Some(c) => {
+                cursor = Some(c.parse().map_err(|_| StoreError::Corrupt { table: "budgets", detail: c })?);
+            }
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// Execute every plan that is planned (automatic), approved, or was left executing by a crashed instance,
+/// optionally only of one tenant. Plans another instance holds are skipped.
+pub async fn run_plans(app: &App, only: Option<TenantId>, request_id: &str, report: &mut PassReport) {
+    let states = [PlanState::Planned, PlanState::Approved, PlanState::Executing];
+    let plans = match app.store.plans_in_states(&states).await {
+        Ok(p) => p,
+        Err(e) => {
+            report.errors.push(format!("listing plans: {e}"));
+            return;
+        }
+    };
+    for (tenant, id) in plans.into_iter().filter(|(t, _)| only.is_none_or(|o| o == *t)) {
+        match actions::execute(app, tenant, &id, &system_actor(), request_id).await {
+            Ok(_) => report.plans_executed += 1,
+            Err(ActionError::Busy) => {}
+            Err(e) => {
+                tracing::warn!(plan = id, error = %e, "plan execution failed");
+                report.errors.push(format!("plan {id}: {e}"));
+            }
+        }
+    }
+}
+
+/// Reverse executed plans marked `reverse_at_period_end` once their budget is in a later period.
+async fn reverse_due(app: &App, request_id: &str, report: &mut PassReport) {
+    let plans = match app.store.plans_in_states(&[PlanState::Executed, PlanState::PartiallyFailed]).await {
+        Ok(p) => p,
+        Err(e) => {
+            report.errors.push(format!("listing plans: {e}"));
+            return;
+        }
+    };
+    for (tenant, id) in plans {
+        let ts = app.store.tenant(tenant);
+        let Ok((plan, _)) = ts.plan(&id).await else { continue };
+        if !plan.reverse_at_period_end {
+            continue;
+        }
+        let Ok(budget_id) = plan.budget_id.parse() else { continue };
+        let Ok(budget) = ts.budget(budget_id).await else { continue };
+        let now = app.store.clock().now();
+        let Ok(window) = status::current_window(&app.store, tenant, &budget, now).await else { continue };
+        if window.key() == plan.period_key {
+            continue;
+        }
+        let reason = format!("a new budget period began ({})", window.key());
+        match actions::reverse(app, tenant, &id, &system_actor(), &reason, request_id).await {
+            Ok(_) => report.plans_reversed += 1,
+            Err(ActionError::Busy) => {}
+            Err(e) => report.errors.push(format!("reversing plan {id}: {e}")),
+        }
+    }
+}
+
+/// Deliver due notifications (each under a lease), recording every attempt.
+pub async fn deliver_due(app: &App, report: &mut PassReport) {
+    let now = format_timestamp(app.store.clock().now());
+    let due = match app.store.due_notifications(&now, 200).await {
+        Ok(d) => d,
+        Err(e) => {
+            report.errors.push(format!("listing notifications: {e}"));
+            return;
+        }
+    };
+    let holder = actions::holder(app);
+    for (tenant, n) in due {
+        let lease = format!("notification:{tenant}:{}", n.id);
+        match take_lease(app, &lease, &holder).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                report.errors.push(format!("notification lease: {e}"));
+                continue;
+            }
+        }
+        match deliver_one(app, tenant, &n).await {
+            Ok(Some(true)) => report.notifications_delivered += 1,
+            Ok(Some(false)) => report.notifications_failed += 1,
+            Ok(None) => {}
+            Err(e) => report.errors.push(format!("notification {}: {e}", n.id)),
+        }
+        if let Err(e) = app.store.release_lease(&lease, &holder).await {
+            tracing::warn!(error = %e, "could not release a notification lease; it will expire");
+        }
+    }
+}
+
+/// One attempt. Some(true): delivered; Some(false): failed for good; None: will be retried.
+async fn deliver_one(app: &App, tenant: TenantId, n: &NotificationRecord) -> Result<Option<bool>, StoreError> {
+    let ts = app.store.tenant(tenant);
+    // Re-read: another instance may have delivered it between the listing and the lease.
+    let Some(current) = ts.notifications(Some(&n.webhook_id), 1000).await?.into_iter().find(|x| x.id == n.id) else {
+        return Ok(None);
+    };
+    if current.state != "pending" || current.attempts != n.attempts {
+        return Ok(None);
+    }
+    let hook = match ts.webhook(&n.webhook_id).await {
+        Ok(h) => h,
+        Err(StoreError::NotFound) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let tenant_str = tenant.to_string();
+    let attempt = n.attempts + 1;
+    let now = app.store.clock().now();
+    let result = match app.keyring().ok().map(|k| k.open(&hook.sealed, App::webhook_binding(&tenant_str, &hook.id))) {
+        Some(Ok(secret)) => {
+            app.webhooks
+                .deliver(&hook.url, &secret, &n.event_type, &n.event_id, n.body.as_bytes(), now.as_second())
+                .await
+        }
+        Some(Err(e)) => crate::notify::AttemptResult {
+            delivered: false,
+            status: None,
+            error: Some(format!("cannot decrypt the webhook secret: {e}")),
+            duration_ms: 0,
+        },
+        None => crate::notify::AttemptResult {
+            delivered: false,
+            status: None,
+            error: Some("no master key is configured, so the webhook secret cannot be read".into()),
+            duration_ms: 0,
+        },
+    };
+    let at = format_timestamp(now);
+    let last = !result.delivered && attempt >= i64::from(app.actions.webhook_max_attempts);
+    let delay = crate::notify::retry_delay(
+        u32::try_from(attempt).unwrap_or(u32::MAX),
+        app.actions.webhook_retry_base,
+        app.actions.webhook_retry_max,
+    );
+    let next = now.checked_add(delay).unwrap_or(now);
+    ts.record_attempt(
+        &n.id,
+        attempt,
+        &at,
+        result.status.map(i64::from),
+        result.error.as_deref(),
+        i64::try_from(result.duration_ms).unwrap_or(i64::MAX),
+        &format_timestamp(next),
+    )
+    .await?;
+    if !result.delivered && !last {
+        tracing::info!(notification = n.id, attempt, error = ?result.error, "webhook delivery failed; will retry");
+        return Ok(None);
+    }
+    let mut tx = ts.begin().await?;
+    let state = if result.delivered { "delivered" } else { "failed" };
+    tx.finish_notification(&n.id, state, result.delivered.then_some(at.as_str())).await?;
+    tx.commit(AuditEntry {
+        actor: system_actor(),
+        action: if result.delivered { "webhook_delivered" } else { "webhook_delivery_failed" }.into(),
+        target: format!("webhook:{}", hook.id),
+        outcome: Outcome::Success,
+        reason: result.error.clone(),
+        request_id: n.event_id.clone(),
+        before: None,
+        after: Some(serde_json::json!({
+            "notification_id": n.id, "event_type": n.event_type, "attempts": attempt, "status": result.status,
+        })),
+    })
+    .await?;
+    Ok(Some(result.delivered))
+}
+
+/// Run a pass every `interval` (the first one after `interval`) until `shutdown`.
+pub async fn run_forever(app: std::sync::Arc<App>, interval: Duration, shutdown: CancellationToken) {
+    tracing::info!(interval_secs = interval.as_secs_f64(), instance = app.instance, "background evaluator started");
+    let mut wait = interval;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => break,
+        }
+        let started = Timestamp::now();
+        let report = tokio::select! {
+            r = run_once(&app) => r,
+            () = shutdown.cancelled() => break,
+        };
+        if report.errors.is_empty() {
+            tracing::debug!(?report, "evaluation pass done");
+        } else {
+            tracing::warn!(errors = ?report.errors, "evaluation pass done with errors");
+        }
+        wait = interval.saturating_sub(Timestamp::now().duration_since(started).unsigned_abs());
+    }
+    tracing::info!("background evaluator stopped");
+}
