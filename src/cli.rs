@@ -65,6 +65,9 @@ pub struct Cli {
     /// First retry delay of a webhook delivery, in milliseconds.
     #[arg(long, global = true, env = "MBM_WEBHOOK_RETRY_BASE_MS")]
     pub webhook_retry_base_ms: Option<u64>,
+    /// Webhook delivery attempts before a notification counts as failed.
+    #[arg(long, global = true, env = "MBM_WEBHOOK_MAX_ATTEMPTS")]
+    pub webhook_max_attempts: Option<u32>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -229,6 +232,7 @@ impl Cli {
             lease_secs: self.lease_secs,
             scenario_retry_delay_ms: self.scenario_retry_delay_ms,
             webhook_retry_base_ms: self.webhook_retry_base_ms,
+            webhook_max_attempts: self.webhook_max_attempts,
         }
     }
 }

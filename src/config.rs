@@ -114,6 +114,7 @@ pub struct Overrides {
     pub lease_secs: Option<u64>,
     pub scenario_retry_delay_ms: Option<u64>,
     pub webhook_retry_base_ms: Option<u64>,
+    pub webhook_max_attempts: Option<u32>,
 }
 
 /// The effective configuration.
@@ -287,7 +288,7 @@ fn action_settings(
     let round = o.scenario_retry_delay_ms.or(f.scenario_retry_delay_ms).unwrap_or(d.round_delay.as_millis() as u64);
     let round = within("actions.scenario_retry_delay_ms", round, 1, 60_000)?;
     let timeout = within("actions.webhook_timeout_secs", f.webhook_timeout_secs.unwrap_or(10), 1, 120)?;
-    let attempts = within("actions.webhook_max_attempts", f.webhook_max_attempts.unwrap_or(d.webhook_max_attempts), 1, 50)?;
+    let attempts = within("actions.webhook_max_attempts", o.webhook_max_attempts.or(f.webhook_max_attempts).unwrap_or(d.webhook_max_attempts), 1, 50)?;
     let base = o
         .webhook_retry_base_ms
         .or(f.webhook_retry_base_ms)

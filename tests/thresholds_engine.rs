@@ -151,7 +151,7 @@ impl World {
 
     /// Evaluate now; the ids of the thresholds that crossed.
     async fn evaluate(&self) -> Vec<String> {
-        evaluate_budget(&self.store, self.tenant, &self.budget, self.clock.now(), &test_actor(), "req")
+        evaluate_budget(&self.store, &Default::default(), self.tenant, &self.budget, self.clock.now(), &test_actor(), "req")
             .await
             .unwrap()
             .into_iter()

@@ -123,6 +123,19 @@ pub const TOOL_PERMISSIONS: &[(&str, Option<Permission>)] = &[
     ("update_threshold", Some(P::ThresholdManagement)),
     ("remove_threshold", Some(P::ThresholdManagement)),
     ("list_thresholds", Some(P::BudgetRead)),
+    ("add_threshold_action", Some(P::ThresholdManagement)),
+    ("remove_threshold_action", Some(P::ThresholdManagement)),
+    ("list_threshold_actions", Some(P::BudgetRead)),
+    ("set_scenario_critical", Some(P::ThresholdManagement)),
+    ("preview_action", Some(P::BudgetRead)),
+    ("list_actions", Some(P::BudgetRead)),
+    ("get_action", Some(P::BudgetRead)),
+    ("approve_action", Some(P::ExecuteAutomatedActions)),
+    ("reject_action", Some(P::ExecuteAutomatedActions)),
+    ("reverse_action", Some(P::ExecuteAutomatedActions)),
+    ("add_webhook", Some(P::ThresholdManagement)),
+    ("list_webhooks", Some(P::BudgetRead)),
+    ("remove_webhook", Some(P::ThresholdManagement)),
 ];
 
 /// The permission a tool needs, or `Err` if the tool is not in the table (unknown tools are refused).

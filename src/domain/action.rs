@@ -283,7 +283,7 @@ pub fn approval_refusal(requested_by: &str, approver: &str, deadline: Option<Tim
 
 /// The final state of an execution from its items' statuses.
 pub fn outcome(items: &[ItemStatus]) -> PlanState {
-    if items.iter().any(|s| *s == ItemStatus::Failed) { PlanState::PartiallyFailed } else { PlanState::Executed }
+    if items.contains(&ItemStatus::Failed) { PlanState::PartiallyFailed } else { PlanState::Executed }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 
-use super::control::{self, ControlError, MakeFailure};
+use super::control::{self, ControlError};
 use super::status::{self, StatusError};
 use crate::app::App;
 use crate::audit::{Actor, AuditEntry, Outcome};
@@ -559,7 +559,7 @@ async fn stop_item(
         let current = match app.make.scenario(target, item.organization_id, item.scenario_id).await {
             Ok(s) => s.is_active,
             Err(e) => {
-                item.last_error = Some(MakeFailure::from(&e).message);
+                item.last_error = Some(e.to_string());
                 continue;
             }
         };
@@ -585,7 +585,7 @@ async fn stop_item(
                 return save_item(app, tenant, plan, item, actor, request_id, "action_item_stopped").await;
             }
             Ok(true) => item.last_error = Some("Make answered the stop but reports the scenario active".into()),
-            Err(e) => item.last_error = Some(MakeFailure::from(&e).message),
+            Err(e) => item.last_error = Some(e.to_string()),
         }
     }
     item.status = ItemStatus::Failed;

@@ -24,6 +24,9 @@ pub enum ToolError {
     Conflict(String),
     #[error("{0}")]
     Denied(#[from] Denied),
+    /// A rule about who may do this refused the call (e.g. approving one's own plan).
+    #[error("{0}")]
+    Forbidden(String),
     /// Make refused or failed; the message carries Make's status and error body.
     #[error("{0}")]
     Make(String),
@@ -44,7 +47,7 @@ impl ToolError {
             ToolError::Invalid(_) => "invalid_argument",
             ToolError::NotFound { .. } => "not_found",
             ToolError::Conflict(_) => "conflict",
-            ToolError::Denied(_) => "permission_denied",
+            ToolError::Denied(_) | ToolError::Forbidden(_) => "permission_denied",
             ToolError::Make(_) => "make_error",
             ToolError::Unavailable(_) => "unavailable",
             ToolError::Cancelled => "cancelled",

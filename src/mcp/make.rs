@@ -120,6 +120,8 @@ pub struct SyncResult {
     /// Thresholds of active budgets on the synced organizations that were crossed with the new data
     /// (each recorded once per period, and audited).
     pub threshold_crossings: Vec<Crossing>,
+    /// Automatic pause plans (from these crossings or left over) that were executed during this call.
+    pub automatic_plans_run: usize,
 }
 
 fn default_page() -> u32 {
@@ -472,7 +474,11 @@ impl BudgetServer {
         )
         .await
         .map_err(|e| ToolError::internal(&call.request_id, &e))?;
-        Ok(Json(SyncResult { all_synced, organizations, threshold_crossings }))
+        // Automatic plans that these crossings created run now rather than at the evaluator's next pass.
+        let mut pass = crate::engine::evaluator::PassReport::default();
+        crate::engine::evaluator::run_plans(&self.app, Some(call.principal.tenant_id), &call.request_id, &mut pass)
+            .await;
+        Ok(Json(SyncResult { all_synced, organizations, threshold_crossings, automatic_plans_run: pass.plans_executed }))
     }
 
     /// List Make scenarios as of the last sync (id, name, team, folder, active/paused state, schedule,

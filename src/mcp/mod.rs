@@ -5,6 +5,7 @@
 //! (auditing denials), and only then hands the call to the tool, with a [`CallCtx`] in the request
 //! extensions. Tools are plain async methods grouped by subject (`identity`, `budgets`).
 
+mod actions;
 mod budgets;
 pub mod error;
 mod identity;
@@ -40,6 +41,10 @@ Thresholds: `add_threshold`, `update_threshold`, `remove_threshold`, `list_thres
 Make.com data: an admin connects an organization with `connect_make`; `sync_usage` pulls usage from Make; \
 `list_scenarios` and `get_scenario_usage` read what was synced; `pause_scenarios` / `resume_scenarios` \
 deactivate or activate scenarios in Make (with a reason; audited). \
+Automated actions: `add_threshold_action` attaches `notify` (webhooks, see `add_webhook`) or `pause_scenarios` \
+(selector non_critical, top_n or all; automatic or requires_approval) to a threshold; `set_scenario_critical` \
+protects a scenario; `preview_action` is a dry run; crossings create plans: `list_actions`, `get_action`, \
+`approve_action` (by someone other than the requester), `reject_action`, `reverse_action`. \
 Limits are integers in the budget's unit (credits or operations). \
 To change a budget, read it, then call `update_budget` with the `version` you read; a `conflict` error means \
 someone changed it in between: read it again and retry. \
@@ -101,7 +106,7 @@ pub struct BudgetServer {
 impl BudgetServer {
     /// All tools this server offers.
     pub fn router() -> ToolRouter<BudgetServer> {
-        Self::identity_tools() + Self::budget_tools() + Self::make_tools() + Self::status_tools()
+        Self::identity_tools() + Self::budget_tools() + Self::make_tools() + Self::status_tools() + Self::action_tools()
     }
 
     pub fn new(app: Arc<App>, tool_router: Arc<ToolRouter<BudgetServer>>, local_principal: Option<Principal>) -> Self {

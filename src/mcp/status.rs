@@ -226,11 +226,11 @@ pub struct ThresholdRemoved {
     pub removed: bool,
 }
 
-fn parse_id<T: std::str::FromStr>(field: &str, s: &str, what: &str) -> Result<T, ValidationError> {
+pub(super) fn parse_id<T: std::str::FromStr>(field: &str, s: &str, what: &str) -> Result<T, ValidationError> {
     s.parse().map_err(|_| ValidationError::new(field, format!("must be a {what} id (UUID)")))
 }
 
-fn status_error(call: &CallCtx, e: StatusError) -> ToolError {
+pub(super) fn status_error(call: &CallCtx, e: StatusError) -> ToolError {
     match e {
         StatusError::Period(p) => ToolError::Unavailable(p.to_string()),
         StatusError::Store(s) => ToolError::internal(&call.request_id, &s),
@@ -271,7 +271,7 @@ fn threshold_version(v: i64) -> Result<i64, ValidationError> {
 }
 
 impl BudgetServer {
-    async fn budget_of(&self, call: &CallCtx, id: &str, field: &str) -> Result<Budget, ToolError> {
+    pub(super) async fn budget_of(&self, call: &CallCtx, id: &str, field: &str) -> Result<Budget, ToolError> {
         let bid: BudgetId = parse_id(field, id, "budget")?;
         self.tenant(call).budget(bid).await.map_err(call.store_err("budget", id))
     }

@@ -512,6 +512,19 @@ impl TenantStore<'_> {
         rows.iter().map(action_from_row).collect()
     }
 
+    pub async fn action(&self, id: &str) -> Result<ThresholdAction, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, threshold_id, kind, selector, top_n, mode, reverse_at_period_end, created_at, created_by
+             FROM threshold_actions WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(self.tenant.to_string())
+        .bind(id)
+        .fetch_optional(&self.store.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        action_from_row(&row)
+    }
+
     pub async fn plan(&self, id: &str) -> Result<(PlanRecord, Vec<ItemRecord>), StoreError> {
         let tenant = self.tenant.to_string();
         let row = sqlx::query(concat!("SELECT ", plan_columns!(), " FROM action_plans WHERE tenant_id = $1 AND id = $2"))
@@ -609,6 +622,7 @@ impl TenantStore<'_> {
 
     /// Record one delivery attempt and when to try next. This is delivery bookkeeping, like leases, and is
     /// not itself audited; the final outcome is (see [`MutationTx::finish_notification`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn record_attempt(
         &self,
         id: &str,

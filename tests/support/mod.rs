@@ -608,3 +608,105 @@ pub fn connect_args(fake: &fake_make::FakeMake, orgs: &[i64]) -> Value {
     json!({"zone": fake.base_url(), "auth_kind": "api_token", "token": MAKE_TOKEN, "organization_ids": orgs,
            "label": "test connection"})
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Webhook receiver
+
+/// One request a [`WebhookReceiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub event_type: String,
+    pub event_id: String,
+    pub body: Value,
+    /// Whether the signature checked out with the receiver's secret.
+    pub signature_ok: bool,
+}
+
+/// A local HTTP endpoint that records webhook deliveries and checks their signatures; it answers with
+/// the statuses queued by [`WebhookReceiver::fail_next`], then 200.
+#[derive(Clone)]
+pub struct WebhookReceiver {
+    pub url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    failures: Arc<Mutex<Vec<u16>>>,
+}
+
+impl WebhookReceiver {
+    pub async fn start(secret: &str) -> Self {
+        use axum::http::{HeaderMap, StatusCode};
+        use make_budget_mcp::notify;
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let failures: Arc<Mutex<Vec<u16>>> = Arc::default();
+        let (rec, fail, secret) = (received.clone(), failures.clone(), secret.to_owned());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let (rec, fail, secret) = (rec.clone(), fail.clone(), secret.clone());
+                async move {
+                    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                    let now = jiff::Timestamp::now().as_second();
+                    let ok = notify::verify(
+                        secret.as_bytes(),
+                        &h(notify::TIMESTAMP_HEADER),
+                        &body,
+                        &h(notify::SIGNATURE_HEADER),
+                        now,
+                        300,
+                    )
+                    .is_ok();
+                    let status = {
+                        let mut f = fail.lock().unwrap();
+                        if f.is_empty() { 200 } else { f.remove(0) }
+                    };
+                    if status == 200 {
+                        rec.lock().unwrap().push(Received {
+                            event_type: h(notify::EVENT_TYPE_HEADER),
+                            event_id: h(notify::EVENT_ID_HEADER),
+                            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                            signature_ok: ok,
+                        });
+                    }
+                    StatusCode::from_u16(status).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        WebhookReceiver { url, received, failures }
+    }
+
+    /// Answer the next requests with these statuses (then 200 again).
+    pub fn fail_next(&self, statuses: &[u16]) {
+        self.failures.lock().unwrap().extend_from_slice(statuses);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn of_type(&self, event_type: &str) -> Vec<Received> {
+        self.received().into_iter().filter(|r| r.event_type == event_type).collect()
+    }
+}
+
+/// How many `method` requests for `path` the fake Make got.
+pub fn requests_to(fake: &fake_make::FakeMake, method: &str, path: &str) -> usize {
+    fake.requests().iter().filter(|r| r.method == method && r.path == path).count()
+}
+
+/// Poll `check` every 200 ms until it is true or `secs` pass; panics with `what` on timeout.
+pub async fn wait_until<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out after {secs} s waiting for {what}");
+}
