@@ -256,17 +256,32 @@ async fn main() -> Result<(), Error> {
     );
 
     // Thresholds, then a sync: crossings are recorded (once per period) and audited.
+    let mut threshold_ids = Vec::new();
     for (kind, value, basis, severity) in
         [("percent", 50, "actual", "warning"), ("percent", 100, "forecast", "critical")]
     {
-        ok(
+        let t = ok(
             &client,
             "add_threshold",
             json!({"budget_id": id, "kind": kind, "value": value, "basis": basis, "severity": severity}),
         )
         .await?;
+        threshold_ids.push(t["id"].clone());
     }
     println!("   add_threshold: 50 % of the limit on actual spend (warning), 100 % on the forecast (critical)");
+    ok(
+        &client,
+        "add_threshold_action",
+        json!({"threshold_id": threshold_ids[0], "kind": "pause_scenarios",
+               "selector": {"kind": "top_n", "top_n": 1}, "mode": "requires_approval"}),
+    )
+    .await?;
+    let preview =
+        ok(&client, "preview_action", json!({"budget_id": id, "selector": {"kind": "top_n", "top_n": 1}})).await?;
+    println!(
+        "   add_threshold_action: at 50 %, pause the top consumer after approval; preview_action (dry run): {}",
+        preview["why"].as_str().unwrap_or("")
+    );
     let synced = ok(&client, "sync_usage", json!({})).await?;
     for c in synced["threshold_crossings"].as_array().cloned().unwrap_or_default() {
         println!(
@@ -277,6 +292,18 @@ async fn main() -> Result<(), Error> {
             c["amount"]
         );
     }
+    let plans = ok(&client, "list_actions", json!({"state": "awaiting_approval"})).await?;
+    let plan_id = plans["plans"][0]["id"].clone();
+    println!(
+        "   the crossing created pause plan {} ({}), requested by {}: it needs another principal's approval",
+        plan_id.as_str().unwrap_or("-"),
+        plans["plans"][0]["state"].as_str().unwrap_or("-"),
+        plans["plans"][0]["requested_by"].as_str().unwrap_or("-")
+    );
+    println!(
+        "   approve_action by the requester itself is refused:\n     {}",
+        refused(&client, "approve_action", json!({"plan_id": plan_id})).await?
+    );
     let status = call(&client, "get_budget_status", json!({"id": id, "chart": true})).await?;
     let s = status.structured_content.clone().ok_or("no status")?;
     let f = &s["forecast"];
@@ -333,7 +360,11 @@ async fn main() -> Result<(), Error> {
     println!("   tenant create acme -> {tenant}");
     let manager = cli(&bin, &db, &["token", "issue", "--tenant", "acme", "--role", "manager", "--subject", "maria"])?;
     let viewer = cli(&bin, &db, &["token", "issue", "--tenant", "acme", "--role", "viewer", "--subject", "victor"])?;
-    println!("   token issue: a manager token for maria and a viewer token for victor (shown once, stored hashed)");
+    let operator = cli(&bin, &db, &["token", "issue", "--tenant", "local", "--role", "operator", "--subject", "olga"])?;
+    println!(
+        "   token issue: a manager token for maria and a viewer token for victor in acme, an operator token for olga \
+         in local (shown once, stored hashed)"
+    );
     let mut server = tokio::process::Command::new(&bin)
         .args(["serve", "--transport", "http", "--listen", "127.0.0.1:0"])
         .env("MBM_DATABASE_URL", &db)
@@ -381,8 +412,28 @@ async fn main() -> Result<(), Error> {
         "   victor (viewer) delete_budget is refused and audited:\n     {}",
         refused(&victor, "delete_budget", json!({"id": b["id"]})).await?
     );
+    let olga = connect(operator).await?;
+    let done = ok(&olga, "approve_action", json!({"plan_id": plan_id, "reason": "demo: agreed"})).await?;
+    let item = &done["items"][0];
+    println!(
+        "   olga (operator, tenant local) approve_action: plan {}; scenario {} \"{}\" {} -> simulated Make reports active = {:?}",
+        done["state"].as_str().unwrap_or("-"),
+        item["scenario_id"],
+        item["name"].as_str().unwrap_or(""),
+        item["status"].as_str().unwrap_or("-"),
+        make.scenario_active(item["scenario_id"].as_i64().unwrap_or(0)).unwrap_or(true)
+    );
+    let back = ok(&olga, "reverse_action", json!({"plan_id": plan_id, "reason": "demo: limit raised"})).await?;
+    println!(
+        "   olga reverse_action: plan {}; scenario {} {} -> active = {:?}",
+        back["state"].as_str().unwrap_or("-"),
+        back["items"][0]["scenario_id"],
+        back["items"][0]["status"].as_str().unwrap_or("-"),
+        make.scenario_active(back["items"][0]["scenario_id"].as_i64().unwrap_or(0)).unwrap_or(false)
+    );
     maria.cancel().await?;
     victor.cancel().await?;
+    olga.cancel().await?;
     server.kill().await?;
 
     step("3. The tamper-evident audit log");

@@ -4,8 +4,8 @@
 use crate::crypto::{Binding, CryptoError, KeyError, Keyring, SecretString};
 use crate::domain::TenantId;
 use crate::engine::actions::ActionSettings;
-use crate::notify::WebhookClient;
 use crate::make::{MakeClient, MakeTarget};
+use crate::notify::WebhookClient;
 use crate::store::{ConnectionRecord, Store, StoreError};
 
 /// The AAD purpose of sealed Make tokens.

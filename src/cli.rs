@@ -495,6 +495,37 @@ async fn keys(store: &Store, config: &Config, cmd: KeysCmd) -> anyhow::Result<Ex
         .await?;
         rotated += 1;
     }
+    for (tenant, hook) in store.all_webhooks().await? {
+        if hook.sealed.key_id == ring.current_id() {
+            current += 1;
+            continue;
+        }
+        let binding = App::webhook_binding(&tenant, &hook.id);
+        let secret = match ring.open(&hook.sealed, binding) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("webhook {} of tenant {tenant}: {e}", hook.id);
+                failed += 1;
+                continue;
+            }
+        };
+        let sealed = ring.seal(&secret, binding);
+        let tenant_id: TenantId = tenant.parse()?;
+        let mut tx = store.tenant(tenant_id).begin().await?;
+        tx.update_webhook_secret(&hook.id, &sealed).await?;
+        tx.commit(crate::audit::AuditEntry {
+            actor: cli_actor(),
+            action: "keys_rotate".into(),
+            target: format!("webhook:{}", hook.id),
+            outcome: crate::audit::Outcome::Success,
+            reason: None,
+            request_id: uuid::Uuid::now_v7().to_string(),
+            before: Some(serde_json::json!({"key_id": hook.sealed.key_id})),
+            after: Some(serde_json::json!({"key_id": sealed.key_id})),
+        })
+        .await?;
+        rotated += 1;
+    }
     eprintln!(
         "re-encrypted {rotated} secret(s) under key id {}; {current} already used it; {failed} could not be decrypted",
         ring.current_id()

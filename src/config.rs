@@ -288,11 +288,13 @@ fn action_settings(
     let round = o.scenario_retry_delay_ms.or(f.scenario_retry_delay_ms).unwrap_or(d.round_delay.as_millis() as u64);
     let round = within("actions.scenario_retry_delay_ms", round, 1, 60_000)?;
     let timeout = within("actions.webhook_timeout_secs", f.webhook_timeout_secs.unwrap_or(10), 1, 120)?;
-    let attempts = within("actions.webhook_max_attempts", o.webhook_max_attempts.or(f.webhook_max_attempts).unwrap_or(d.webhook_max_attempts), 1, 50)?;
-    let base = o
-        .webhook_retry_base_ms
-        .or(f.webhook_retry_base_ms)
-        .unwrap_or(d.webhook_retry_base.as_millis() as u64);
+    let attempts = within(
+        "actions.webhook_max_attempts",
+        o.webhook_max_attempts.or(f.webhook_max_attempts).unwrap_or(d.webhook_max_attempts),
+        1,
+        50,
+    )?;
+    let base = o.webhook_retry_base_ms.or(f.webhook_retry_base_ms).unwrap_or(d.webhook_retry_base.as_millis() as u64);
     let base = within("actions.webhook_retry_base_ms", base, 1, 3_600_000)?;
     Ok((
         interval,

@@ -132,13 +132,10 @@ mod cases {
         )
         .await;
         call_ok(alice, "add_threshold_action", json!({"threshold_id": t80["id"], "kind": "notify"})).await;
-        let preview = call_ok(
-            alice,
-            "preview_action",
-            json!({"budget_id": budget, "selector": {"kind": "non_critical"}}),
-        )
-        .await;
-        let picked: Vec<i64> = preview["scenarios"].as_array().unwrap().iter().map(|p| p["scenario_id"].as_i64().unwrap()).collect();
+        let preview =
+            call_ok(alice, "preview_action", json!({"budget_id": budget, "selector": {"kind": "non_critical"}})).await;
+        let picked: Vec<i64> =
+            preview["scenarios"].as_array().unwrap().iter().map(|p| p["scenario_id"].as_i64().unwrap()).collect();
         assert_eq!(picked, vec![501, 502], "active, non-critical, highest consumption first: {preview:#}");
         assert!(preview["expected_saving"].as_i64().unwrap() > 0, "{preview:#}");
         let left_out = preview["left_out"].to_string();
@@ -159,7 +156,8 @@ mod cases {
         assert_eq!(plan["state"], "awaiting_approval");
         assert_eq!(plan["requested_by"], "alice");
         assert!(plan["why"].as_str().unwrap().contains("Acme monthly"), "{plan:#}");
-        let items: Vec<i64> = plan["items"].as_array().unwrap().iter().map(|i| i["scenario_id"].as_i64().unwrap()).collect();
+        let items: Vec<i64> =
+            plan["items"].as_array().unwrap().iter().map(|i| i["scenario_id"].as_i64().unwrap()).collect();
         assert_eq!(items, vec![501, 502], "{plan:#}");
         assert!(fake.scenario_active(501) == Some(true), "nothing is paused before approval");
 
@@ -183,10 +181,12 @@ mod cases {
         fake.set_scenario_active(502, true);
         let e = call_err(bob, "reverse_action", json!({"plan_id": plan["id"]})).await;
         assert!(e.contains("invalid argument `reason`: is required"), "{e}");
-        let reversed =
-            call_ok(bob, "reverse_action", json!({"plan_id": plan["id"], "reason": "budget raised"})).await;
+        let reversed = call_ok(bob, "reverse_action", json!({"plan_id": plan["id"], "reason": "budget raised"})).await;
         assert_eq!(reversed["state"], "reversed");
-        assert_eq!((item_status(&reversed, 501), item_status(&reversed, 502)), ("resumed".into(), "left_active".into()));
+        assert_eq!(
+            (item_status(&reversed, 501), item_status(&reversed, 502)),
+            ("resumed".into(), "left_active".into())
+        );
         assert_eq!(fake.scenario_active(501), Some(true));
         assert_eq!(requests_to(&fake, "POST", &start_path(501)), 1);
         for id in [502, 503, 504, 505] {
@@ -195,7 +195,12 @@ mod cases {
 
         // The evaluator delivers the events, signed.
         let out = cli_env(&db.url, &["evaluate", "--once"], &[]);
-        assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let got: Vec<String> = hook.received().iter().map(|r| r.event_type.clone()).collect();
         for kind in ["threshold_crossed", "approval_needed", "plan_approved", "plan_executed", "plan_reversed"] {
             assert_eq!(got.iter().filter(|k| *k == kind).count(), 1, "one {kind} event: {got:?}");

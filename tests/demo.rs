@@ -17,7 +17,14 @@ fn the_readme_demo_runs_end_to_end() {
     assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     for expected in [
         "SIMULATED Make API (a fake, for this demo only)",
-        "22 tools: add_threshold, connect_make, create_budget",
+        "35 tools: ",
+        "preview_action (dry run): the highest-consuming active non-critical scenario in scope",
+        "the crossing created pause plan ",
+        "(awaiting_approval), requested by ",
+        "permission_denied: `",
+        "olga (operator, tenant local) approve_action: plan executed; scenario 501",
+        "stopped -> simulated Make reports active = false",
+        "olga reverse_action: plan reversed; scenario 501 resumed -> active = true",
         "connect_make: organization 1054 \"Acme Marketing\", plan allowance 40000 per period, API limit 240/min",
         "sync_usage: 2 teams, 6 scenarios (5 active)",
         "501 Lead enrichment (AI)     team 16  active ",

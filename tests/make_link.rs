@@ -362,9 +362,11 @@ mod cases {
     }
 
     pub async fn keys_rotate_keeps_connections_working(db: TestDb) {
-        let fake = seeded_fake().await;
+        let fake = seeded_fake_at(utc_today()).await;
         let (server, admin, _) = admin_session(&db, "acme", &[]).await;
         call_ok(&admin, "connect_make", connect_args(&fake, &[ORG])).await;
+        let hook = WebhookReceiver::start("rotation-secret-0123456789").await;
+        call_ok(&admin, "add_webhook", json!({"url": hook.url, "secret": "rotation-secret-0123456789"})).await;
         server.stop().await;
 
         let new_key = cli_ok(&db.url, &["keys", "generate"]);
@@ -389,7 +391,11 @@ mod cases {
             &[("MBM_MASTER_KEY", &new_key), ("MBM_PREVIOUS_MASTER_KEYS", TEST_MASTER_KEY)],
         );
         assert!(rotate.status.success(), "{}", String::from_utf8_lossy(&rotate.stderr));
-        assert!(String::from_utf8_lossy(&rotate.stderr).contains("re-encrypted 1 secret(s)"));
+        assert!(
+            String::from_utf8_lossy(&rotate.stderr).contains("re-encrypted 2 secret(s)"),
+            "the Make token and the webhook secret: {}",
+            String::from_utf8_lossy(&rotate.stderr)
+        );
 
         let server = HttpServer::start_with(&db.url, &[("MBM_MASTER_KEY", &new_key)]).await;
         let tenant_token = issue_token(&db.url, "acme", "admin", "after-rotation");
@@ -398,8 +404,31 @@ mod cases {
         assert_eq!(synced["all_synced"], true, "the connection works under the new key alone");
         let store = open_store(&db.url).await;
         assert_eq!(count(&store, "make_connections", &format!("key_id = '{}'", new_id.trim())).await, 1);
-        assert_eq!(count(&store, "audit_log", "action = 'keys_rotate'").await, 1);
+        assert_eq!(count(&store, "webhooks", &format!("key_id = '{}'", new_id.trim())).await, 1);
+        assert_eq!(count(&store, "audit_log", "action = 'keys_rotate'").await, 2);
         store.close().await;
+        // The webhook secret still signs correctly under the new key.
+        let budget = call_ok(
+            &client,
+            "create_budget",
+            json!({"name": "r", "unit": "credits", "limit": 1,
+            "period": {"kind": "monthly"}, "timezone": "UTC", "scope": {"organization_id": ORG}}),
+        )
+        .await;
+        let t = call_ok(
+            &client,
+            "add_threshold",
+            json!({"budget_id": budget["id"], "kind": "percent", "value": 50,
+            "basis": "actual", "severity": "info"}),
+        )
+        .await;
+        call_ok(&client, "add_threshold_action", json!({"threshold_id": t["id"], "kind": "notify"})).await;
+        call_ok(&client, "sync_usage", json!({})).await;
+        let out = cli_env(&db.url, &["evaluate", "--once"], &[("MBM_MASTER_KEY", &new_key)]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        let got = hook.of_type("threshold_crossed");
+        assert_eq!(got.len(), 1);
+        assert!(got[0].signature_ok);
     }
 }
 

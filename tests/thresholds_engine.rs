@@ -151,12 +151,20 @@ impl World {
 
     /// Evaluate now; the ids of the thresholds that crossed.
     async fn evaluate(&self) -> Vec<String> {
-        evaluate_budget(&self.store, &Default::default(), self.tenant, &self.budget, self.clock.now(), &test_actor(), "req")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.threshold_id)
-            .collect()
+        evaluate_budget(
+            &self.store,
+            &Default::default(),
+            self.tenant,
+            &self.budget,
+            self.clock.now(),
+            &test_actor(),
+            "req",
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.threshold_id)
+        .collect()
     }
 
     fn advance(&self, mins: i64) {

@@ -174,6 +174,7 @@ impl Selector {
         match (self.kind, self.top_n) {
             (SelectorKind::All, _) => "all active scenarios in scope".into(),
             (SelectorKind::NonCritical, _) => "all active non-critical scenarios in scope".into(),
+            (SelectorKind::TopN, Some(1)) => "the highest-consuming active non-critical scenario in scope".into(),
             (SelectorKind::TopN, n) => {
                 format!("the {} highest-consuming active non-critical scenarios in scope", n.unwrap_or(0))
             }
@@ -268,7 +269,12 @@ pub fn approval_deadline(requested_at: Timestamp, ttl_minutes: i64) -> Timestamp
 }
 
 /// Why an approval is refused, if it is.
-pub fn approval_refusal(requested_by: &str, approver: &str, deadline: Option<Timestamp>, now: Timestamp) -> Option<String> {
+pub fn approval_refusal(
+    requested_by: &str,
+    approver: &str,
+    deadline: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<String> {
     if requested_by == approver {
         return Some(format!(
             "`{approver}` requested this plan and cannot approve it; another principal with \
@@ -354,7 +360,8 @@ mod tests {
         assert!(!Expired.can_become(Approved));
         assert!(!Reversed.can_become(Executing));
         assert!(!Planned.can_become(Reversed));
-        for s in [Planned, AwaitingApproval, Approved, Rejected, Expired, Executing, Executed, PartiallyFailed, Reversed]
+        for s in
+            [Planned, AwaitingApproval, Approved, Rejected, Expired, Executing, Executed, PartiallyFailed, Reversed]
         {
             assert_eq!(PlanState::parse(s.as_str()), Some(s));
         }

@@ -147,7 +147,12 @@ pub struct Planning {
 }
 
 /// Gather what the planner needs for `budget` at `now`.
-pub async fn planning(store: &Store, tenant: TenantId, budget: &Budget, now: Timestamp) -> Result<Planning, StatusError> {
+pub async fn planning(
+    store: &Store,
+    tenant: TenantId,
+    budget: &Budget,
+    now: Timestamp,
+) -> Result<Planning, StatusError> {
     let ts = store.tenant(tenant);
     let window = status::current_window(store, tenant, budget, now).await?;
     let today = now.to_zoned_datetime(window.start.time_zone().clone()).date();
@@ -157,7 +162,8 @@ pub async fn planning(store: &Store, tenant: TenantId, budget: &Budget, now: Tim
         .scenarios
         .iter()
         .map(|s| {
-            let day = crate::store::DayUsage { centicredits: s.centicredits, operations: s.operations, estimated: false };
+            let day =
+                crate::store::DayUsage { centicredits: s.centicredits, operations: s.operations, estimated: false };
             (s.scenario_id, status::centi_of(budget.spec.unit, &day))
         })
         .collect();
@@ -309,7 +315,12 @@ pub fn plan_for_crossing(
 }
 
 /// Write a new plan, its audit record and its event, inside the caller's transaction.
-pub async fn insert_plan(tx: &mut MutationTx, new: &NewPlan, actor: &Actor, request_id: &str) -> Result<(), StoreError> {
+pub async fn insert_plan(
+    tx: &mut MutationTx,
+    new: &NewPlan,
+    actor: &Actor,
+    request_id: &str,
+) -> Result<(), StoreError> {
     tx.insert_plan(&new.plan, &new.items).await?;
     let view = PlanView::new(new.plan.clone(), new.items.clone());
     tx.record_also(AuditEntry {
@@ -398,10 +409,7 @@ pub async fn decide(
     let mut tx = ts.begin().await?;
     let mut plan = tx.plan_for_update(plan_id).await?;
     if plan.state != PlanState::AwaitingApproval {
-        return Err(ActionError::Conflict(format!(
-            "plan {plan_id} is {}, not awaiting approval",
-            plan.state.as_str()
-        )));
+        return Err(ActionError::Conflict(format!("plan {plan_id} is {}, not awaiting approval", plan.state.as_str())));
     }
     let deadline = plan.expires_at.as_deref().and_then(|s| parse_timestamp(s).ok());
     let refusal = approval_refusal(&plan.requested_by, &actor.subject, deadline, now);
@@ -437,8 +445,14 @@ pub async fn decide(
         json!({"plan_id": plan_id, "budget_id": plan.budget_id, "by": actor.subject, "reason": reason}),
     )
     .await?;
-    tx.commit(plan_entry(actor, if approve { "action_approved" } else { "action_rejected" }, &plan, request_id, reason))
-        .await?;
+    tx.commit(plan_entry(
+        actor,
+        if approve { "action_approved" } else { "action_rejected" },
+        &plan,
+        request_id,
+        reason,
+    ))
+    .await?;
     if approve {
         return execute(app, tenant, plan_id, actor, request_id).await;
     }

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::actions::{self, ActionSettings, Planning};
 use super::status::{self, StatusError};
-use crate::domain::action::ActionKind;
 use crate::audit::{Actor, AuditEntry, Outcome};
+use crate::domain::action::ActionKind;
 use crate::domain::clock::format_timestamp;
 use crate::domain::threshold::{Basis, CrossingEvent, Decision, Severity, decide, next_state};
 use crate::domain::{Budget, TenantId};

@@ -395,7 +395,8 @@ impl BudgetServer {
         validation::int_range("scenario_id", args.scenario_id, 1, MAKE_ID_MAX)?;
         let id = args.scenario_id.to_string();
         let mut tx = self.tenant(&call).begin().await.map_err(call.internal())?;
-        let was = tx.set_scenario_critical(args.scenario_id, args.critical).await.map_err(call.store_err("scenario", &id))?;
+        let was =
+            tx.set_scenario_critical(args.scenario_id, args.critical).await.map_err(call.store_err("scenario", &id))?;
         let result = CriticalResult { scenario_id: args.scenario_id, critical: args.critical, was_critical: was };
         tx.commit(call.audit(
             format!("make_scenario:{}", args.scenario_id),
@@ -410,7 +411,12 @@ impl BudgetServer {
     /// Dry run: which scenarios a pause action (by `action_id`) or an ad-hoc `selector` on a budget would
     /// pause right now, their consumption this period, the expected saving for the rest of the period, and
     /// which scenarios are left out and why. Nothing is changed.
-    #[tool(annotations(title = "Preview action", read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
+    #[tool(annotations(
+        title = "Preview action",
+        read_only_hint = true,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
     async fn preview_action(
         &self,
         Parameters(args): Parameters<PreviewArgs>,
@@ -424,8 +430,10 @@ impl BudgetServer {
                 let selector = action.selector.ok_or_else(|| {
                     ValidationError::new("action_id", "is a notify action; only pause_scenarios actions pause anything")
                 })?;
-                let threshold =
-                    ts.threshold(&action.threshold_id).await.map_err(call.store_err("threshold", &action.threshold_id))?;
+                let threshold = ts
+                    .threshold(&action.threshold_id)
+                    .await
+                    .map_err(call.store_err("threshold", &action.threshold_id))?;
                 (threshold.budget_id, selector)
             }
             (None, Some(budget_id), Some(selector)) => (budget_id.clone(), selector.check("selector")?),
@@ -447,7 +455,12 @@ impl BudgetServer {
     /// List action plans, newest first, optionally of one budget or in one state (e.g.
     /// `awaiting_approval`). States: planned → awaiting_approval → approved | rejected | expired →
     /// executing → executed | partially_failed → reversed.
-    #[tool(annotations(title = "List actions", read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
+    #[tool(annotations(
+        title = "List actions",
+        read_only_hint = true,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
     async fn list_actions(
         &self,
         Parameters(args): Parameters<ListActionsArgs>,
@@ -475,7 +488,8 @@ impl BudgetServer {
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<PlanView>, ToolError> {
         parse_id::<uuid::Uuid>("plan_id", &args.plan_id, "plan")?;
-        let (plan, items) = self.tenant(&call).plan(&args.plan_id).await.map_err(call.store_err("plan", &args.plan_id))?;
+        let (plan, items) =
+            self.tenant(&call).plan(&args.plan_id).await.map_err(call.store_err("plan", &args.plan_id))?;
         Ok(Json(PlanView::new(plan, items)))
     }
 
@@ -521,10 +535,17 @@ impl BudgetServer {
         parse_id::<uuid::Uuid>("plan_id", &args.plan_id, "plan")?;
         let reason = reason("reason", &args.reason, true)?;
         let actor = Actor::from(&call.principal);
-        let view =
-            actions::decide(&self.app, call.principal.tenant_id, &args.plan_id, &actor, false, reason, &call.request_id)
-                .await
-                .map_err(|e| action_error(&call, "plan", &args.plan_id, e))?;
+        let view = actions::decide(
+            &self.app,
+            call.principal.tenant_id,
+            &args.plan_id,
+            &actor,
+            false,
+            reason,
+            &call.request_id,
+        )
+        .await
+        .map_err(|e| action_error(&call, "plan", &args.plan_id, e))?;
         Ok(Json(view))
     }
 
@@ -574,7 +595,9 @@ impl BudgetServer {
         let secret = args.secret.trim();
         let len = secret.chars().count();
         if !(16..=256).contains(&len) || secret.chars().any(char::is_control) {
-            return Err(ValidationError::new("secret", "must be 16 to 256 characters without control characters").into());
+            return Err(
+                ValidationError::new("secret", "must be 16 to 256 characters without control characters").into()
+            );
         }
         let label = match &args.label {
             Some(l) => Some(validation::text("label", l, 1, 120)?),
@@ -583,8 +606,7 @@ impl BudgetServer {
         let id = uuid::Uuid::now_v7().to_string();
         let tenant = call.principal.tenant_id.to_string();
         let keyring = self.app.keyring().map_err(|e| ToolError::Unavailable(e.to_string()))?;
-        let sealed = keyring
-            .seal_secret(&SecretString::new(secret), crate::app::App::webhook_binding(&tenant, &id));
+        let sealed = keyring.seal_secret(&SecretString::new(secret), crate::app::App::webhook_binding(&tenant, &id));
         let w = WebhookRecord {
             id,
             url,
@@ -602,7 +624,12 @@ impl BudgetServer {
 
     /// List the tenant's webhooks (never their secrets) with their ten most recent notifications and how
     /// delivery went (pending, delivered or failed, attempts, last HTTP status and error).
-    #[tool(annotations(title = "List webhooks", read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
+    #[tool(annotations(
+        title = "List webhooks",
+        read_only_hint = true,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
     async fn list_webhooks(
         &self,
         Parameters(_args): Parameters<NoArgs>,

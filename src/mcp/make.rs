@@ -478,7 +478,12 @@ impl BudgetServer {
         let mut pass = crate::engine::evaluator::PassReport::default();
         crate::engine::evaluator::run_plans(&self.app, Some(call.principal.tenant_id), &call.request_id, &mut pass)
             .await;
-        Ok(Json(SyncResult { all_synced, organizations, threshold_crossings, automatic_plans_run: pass.plans_executed }))
+        Ok(Json(SyncResult {
+            all_synced,
+            organizations,
+            threshold_crossings,
+            automatic_plans_run: pass.plans_executed,
+        }))
     }
 
     /// List Make scenarios as of the last sync (id, name, team, folder, active/paused state, schedule,

@@ -436,6 +436,18 @@ impl MutationTx {
         Ok(())
     }
 
+    pub async fn update_webhook_secret(&mut self, id: &str, sealed: &Sealed) -> Result<(), StoreError> {
+        sqlx::query("UPDATE webhooks SET key_id = $3, nonce = $4, ciphertext = $5 WHERE tenant_id = $1 AND id = $2")
+            .bind(self.tenant.to_string())
+            .bind(id)
+            .bind(&sealed.key_id)
+            .bind(sealed.nonce.clone())
+            .bind(sealed.ciphertext.clone())
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     pub async fn delete_webhook(&mut self, id: &str) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
             .bind(self.tenant.to_string())
@@ -527,12 +539,13 @@ impl TenantStore<'_> {
 
     pub async fn plan(&self, id: &str) -> Result<(PlanRecord, Vec<ItemRecord>), StoreError> {
         let tenant = self.tenant.to_string();
-        let row = sqlx::query(concat!("SELECT ", plan_columns!(), " FROM action_plans WHERE tenant_id = $1 AND id = $2"))
-            .bind(&tenant)
-            .bind(id)
-            .fetch_optional(&self.store.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row =
+            sqlx::query(concat!("SELECT ", plan_columns!(), " FROM action_plans WHERE tenant_id = $1 AND id = $2"))
+                .bind(&tenant)
+                .bind(id)
+                .fetch_optional(&self.store.pool)
+                .await?
+                .ok_or(StoreError::NotFound)?;
         let items = sqlx::query(concat!(
             "SELECT ",
             item_columns!(),
@@ -702,6 +715,17 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Every webhook of every tenant, as (tenant id, webhook): for key rotation.
+    pub async fn all_webhooks(&self) -> Result<Vec<(String, WebhookRecord)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, id, url, label, key_id, nonce, ciphertext, created_at, created_by FROM webhooks
+             ORDER BY tenant_id, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("tenant_id")?, webhook_from_row(r)?))).collect()
     }
 
     /// Pending notifications due at `now`, across tenants, oldest first.

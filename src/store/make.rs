@@ -667,8 +667,9 @@ impl Store {
 
     /// The master key ids that stored secrets are encrypted under.
     pub async fn secret_key_ids(&self) -> Result<Vec<String>, StoreError> {
-        let rows =
-            sqlx::query("SELECT DISTINCT key_id FROM make_connections ORDER BY key_id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT key_id FROM make_connections UNION SELECT key_id FROM webhooks ORDER BY key_id")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| Ok(r.try_get("key_id")?)).collect()
     }
 }
