@@ -108,6 +108,35 @@ mod cases {
         }
     }
 
+    /// A budget over ORG for March 2026 (the fake's month) whose 1 % threshold pauses non-critical scenarios
+    /// in `mode`, synced by the admin so that its crossing created a plan: (budget id, plan id).
+    async fn plan_budget(admin: &Client, n: usize, mode: &str) -> (Value, Value) {
+        let b = call_ok(
+            admin,
+            "create_budget",
+            json!({"name": format!("plan {n}"), "unit": "credits", "limit": 1, "timezone": "UTC",
+                   "period": {"kind": "custom", "start": "2026-03-01", "end": "2026-03-31"},
+                   "scope": {"organization_id": ORG}}),
+        )
+        .await;
+        let t = call_ok(
+            admin,
+            "add_threshold",
+            json!({"budget_id": b["id"], "kind": "percent", "value": 1, "basis": "actual", "severity": "info"}),
+        )
+        .await;
+        call_ok(
+            admin,
+            "add_threshold_action",
+            json!({"threshold_id": t["id"], "kind": "pause_scenarios", "selector": {"kind": "non_critical"},
+                   "mode": mode}),
+        )
+        .await;
+        call_ok(admin, "sync_usage", json!({"organization_id": ORG})).await;
+        let plans = call_ok(admin, "list_actions", json!({"budget_id": b["id"]})).await;
+        (b["id"].clone(), plans["plans"][0]["id"].clone())
+    }
+
     /// Arguments that would succeed for `tool`, preparing what it needs as admin.
     async fn valid_args(tool: &str, admin: &Client, fake: &support::fake_make::FakeMake, n: usize) -> Value {
         let target = || async { call_ok(admin, "create_budget", budget_args(&format!("target {n}"))).await };
@@ -142,6 +171,54 @@ mod cases {
                     json!({"id": t["id"]})
                 }
             }
+            "add_threshold_action" | "list_threshold_actions" => {
+                let t = call_ok(
+                    admin,
+                    "add_threshold",
+                    json!({"budget_id": target().await["id"], "kind": "percent",
+                                                               "value": 95, "basis": "actual", "severity": "info"}),
+                )
+                .await;
+                if tool == "add_threshold_action" {
+                    json!({"threshold_id": t["id"], "kind": "notify"})
+                } else {
+                    json!({"threshold_id": t["id"]})
+                }
+            }
+            "remove_threshold_action" => {
+                let t = call_ok(
+                    admin,
+                    "add_threshold",
+                    json!({"budget_id": target().await["id"], "kind": "percent",
+                                                               "value": 95, "basis": "actual", "severity": "info"}),
+                )
+                .await;
+                let a =
+                    call_ok(admin, "add_threshold_action", json!({"threshold_id": t["id"], "kind": "notify"})).await;
+                json!({"action_id": a["id"]})
+            }
+            "set_scenario_critical" => json!({"scenario_id": 502, "critical": false}),
+            "preview_action" => json!({"budget_id": plan_budget(admin, n, "requires_approval").await.0,
+                                       "selector": {"kind": "non_critical"}}),
+            "list_actions" | "list_webhooks" => json!({}),
+            "get_action" | "approve_action" => {
+                json!({"plan_id": plan_budget(admin, n, "requires_approval").await.1})
+            }
+            "reject_action" => {
+                json!({"plan_id": plan_budget(admin, n, "requires_approval").await.1, "reason": "RBAC matrix"})
+            }
+            "reverse_action" => json!({"plan_id": plan_budget(admin, n, "automatic").await.1, "reason": "RBAC matrix"}),
+            "add_webhook" => json!({"url": "http://127.0.0.1:9/hook", "secret": "matrix-secret-0123456789"}),
+            "remove_webhook" => {
+                let w = call_ok(
+                    admin,
+                    "add_webhook",
+                    json!({"url": "http://127.0.0.1:9/hook",
+                                                             "secret": "matrix-secret-0123456789"}),
+                )
+                .await;
+                json!({"webhook_id": w["id"]})
+            }
             other => panic!("the RBAC matrix test does not know tool {other}; add it"),
         }
     }
@@ -171,6 +248,19 @@ mod cases {
             ("update_threshold", Some(Permission::ThresholdManagement)),
             ("remove_threshold", Some(Permission::ThresholdManagement)),
             ("list_thresholds", Some(Permission::BudgetRead)),
+            ("add_threshold_action", Some(Permission::ThresholdManagement)),
+            ("remove_threshold_action", Some(Permission::ThresholdManagement)),
+            ("list_threshold_actions", Some(Permission::BudgetRead)),
+            ("set_scenario_critical", Some(Permission::ThresholdManagement)),
+            ("preview_action", Some(Permission::BudgetRead)),
+            ("list_actions", Some(Permission::BudgetRead)),
+            ("get_action", Some(Permission::BudgetRead)),
+            ("approve_action", Some(Permission::ExecuteAutomatedActions)),
+            ("reject_action", Some(Permission::ExecuteAutomatedActions)),
+            ("reverse_action", Some(Permission::ExecuteAutomatedActions)),
+            ("add_webhook", Some(Permission::ThresholdManagement)),
+            ("list_webhooks", Some(Permission::BudgetRead)),
+            ("remove_webhook", Some(Permission::ThresholdManagement)),
         ];
         assert_eq!(TOOL_PERMISSIONS, expected_permission);
 
@@ -217,7 +307,7 @@ mod cases {
                     assert_eq!(count(&store, "budgets", "").await, budgets, "a denied call changes nothing");
                     assert_eq!(fake.requests().len(), make_calls, "a denied call never reaches Make");
                 }
-                println!("{role:<8} {tool:<22} {}", if allowed { "allowed" } else { "denied" });
+                println!("{role:<8} {tool:<24} {}", if allowed { "allowed" } else { "denied" });
             }
             client.cancel().await.unwrap();
         }

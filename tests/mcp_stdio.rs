@@ -53,23 +53,36 @@ async fn tool_catalogue_has_schemas_with_bounds_and_honest_annotations() {
         names,
         [
             "add_threshold",
+            "add_threshold_action",
+            "add_webhook",
+            "approve_action",
             "connect_make",
             "create_budget",
             "delete_budget",
             "forecast_spend",
+            "get_action",
             "get_budget",
             "get_budget_chart",
             "get_budget_history",
             "get_budget_status",
             "get_scenario_usage",
+            "list_actions",
             "list_budgets",
             "list_make_connections",
             "list_scenarios",
+            "list_threshold_actions",
             "list_thresholds",
+            "list_webhooks",
             "pause_scenarios",
+            "preview_action",
+            "reject_action",
             "remove_make_connection",
             "remove_threshold",
+            "remove_threshold_action",
+            "remove_webhook",
             "resume_scenarios",
+            "reverse_action",
+            "set_scenario_critical",
             "sync_usage",
             "update_budget",
             "update_threshold",
@@ -93,6 +106,11 @@ async fn tool_catalogue_has_schemas_with_bounds_and_honest_annotations() {
     assert_eq!(hints("pause_scenarios"), (Some(false), Some(true), Some(true), Some(true)));
     assert_eq!(hints("resume_scenarios"), (Some(false), Some(false), Some(true), Some(true)));
     assert_eq!(hints("remove_make_connection"), (Some(false), Some(true), Some(true), Some(false)));
+    // Approving runs the plan against Make (destructive); reversing activates scenarios again.
+    assert_eq!(hints("approve_action"), (Some(false), Some(true), Some(false), Some(true)));
+    assert_eq!(hints("reverse_action"), (Some(false), Some(false), Some(false), Some(true)));
+    assert_eq!(hints("reject_action"), (Some(false), Some(false), Some(false), Some(false)));
+    assert_eq!(hints("set_scenario_critical"), (Some(false), Some(false), Some(true), Some(false)));
     for read in [
         "list_make_connections",
         "list_scenarios",
@@ -102,6 +120,11 @@ async fn tool_catalogue_has_schemas_with_bounds_and_honest_annotations() {
         "get_budget_history",
         "forecast_spend",
         "list_thresholds",
+        "list_threshold_actions",
+        "preview_action",
+        "list_actions",
+        "get_action",
+        "list_webhooks",
     ] {
         assert_eq!(hints(read), (Some(true), None, Some(true), Some(false)), "{read}");
     }
