@@ -17,6 +17,7 @@ on_both_stores!(
     faults_are_retried_and_no_scenario_is_stopped_twice,
     a_plan_interrupted_by_a_crash_resumes_without_double_actions,
     webhook_failures_are_retried_and_recorded,
+    approvals_expire,
 );
 
 const HOOK_SECRET: &str = "whsec-0123456789abcdef";
@@ -349,6 +350,39 @@ mod cases {
         assert!(audit.iter().any(|(a, _)| a == "action_execution_resumed"), "the resumption is audited");
         store.close().await;
         restarted.stop().await;
+    }
+
+    pub async fn approvals_expire(db: TestDb) {
+        let today = utc_today();
+        let fake = seeded_fake_at(today).await;
+        let hook = WebhookReceiver::start(HOOK_SECRET).await;
+        let s = session(&db, &fake, &[("MBM_APPROVAL_TTL_MINUTES", "1")]).await;
+        call_ok(&s.alice, "add_webhook", json!({"url": hook.url, "secret": HOOK_SECRET})).await;
+        call_ok(&s.alice, "sync_usage", json!({})).await;
+        let spent = month_to_date_centi(today) / 100;
+        budget_with_pause(&s.alice, spent.max(2) - 1, "requires_approval").await;
+        call_ok(&s.alice, "sync_usage", json!({})).await;
+        let plan = only_plan(&s.alice).await;
+        let requested: jiff::Timestamp = plan["requested_at"].as_str().unwrap().parse().unwrap();
+        let expires: jiff::Timestamp = plan["expires_at"].as_str().unwrap().parse().unwrap();
+        assert_eq!(expires.duration_since(requested), jiff::SignedDuration::from_mins(1));
+
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        let e = call_err(&s.bob, "approve_action", json!({"plan_id": plan["id"]})).await;
+        assert!(e.starts_with("conflict:") && e.contains("expired"), "{e}");
+        let after = only_plan(&s.alice).await;
+        assert_eq!(after["state"], "expired");
+        assert!(
+            plan["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| fake.scenario_active(i["scenario_id"].as_i64().unwrap()) == Some(true))
+        );
+        assert_eq!(requests_to(&fake, "POST", &stop_path(501)), 0, "nothing was paused");
+        let audit = audit_actions(&db).await;
+        assert!(audit.iter().any(|(a, _)| a == "action_expired"));
+        s.server.stop().await;
     }
 
     pub async fn webhook_failures_are_retried_and_recorded(db: TestDb) {
