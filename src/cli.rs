@@ -453,6 +453,21 @@ async fn audit_verify(store: &Store, tenant: Option<&str>) -> anyhow::Result<Exi
     Ok(if report.is_valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// A sealed secret that `keys rotate` re-encrypts.
+enum StoredSecret {
+    Connection(String),
+    Webhook(String),
+}
+
+impl StoredSecret {
+    fn target(&self) -> String {
+        match self {
+            StoredSecret::Connection(id) => format!("make_connection:{id}"),
+            StoredSecret::Webhook(id) => format!("webhook:{id}"),
+        }
+    }
+}
+
 async fn keys(store: &Store, config: &Config, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
     if let KeysCmd::Generate = cmd {
         println!("{}", crate::crypto::generate_key_text());
@@ -463,64 +478,45 @@ async fn keys(store: &Store, config: &Config, cmd: KeysCmd) -> anyhow::Result<Ex
         println!("{}", ring.current_id());
         return Ok(ExitCode::SUCCESS);
     }
-    let (mut rotated, mut current, mut failed) = (0, 0, 0);
+    let mut secrets: Vec<(String, StoredSecret, crate::crypto::Sealed)> = Vec::new();
     for (tenant, conn) in store.all_connections().await? {
-        if conn.sealed.key_id == ring.current_id() {
-            current += 1;
-            continue;
-        }
-        let binding = App::binding(&tenant, &conn.id);
-        let secret = match ring.open_secret(&conn.sealed, binding) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("connection {} of tenant {tenant}: {e}", conn.id);
-                failed += 1;
-                continue;
-            }
-        };
-        let sealed = ring.seal_secret(&secret, binding);
-        let tenant_id: TenantId = tenant.parse()?;
-        let mut tx = store.tenant(tenant_id).begin().await?;
-        tx.update_connection_secret(&conn.id, &sealed).await?;
-        tx.commit(crate::audit::AuditEntry {
-            actor: cli_actor(),
-            action: "keys_rotate".into(),
-            target: format!("make_connection:{}", conn.id),
-            outcome: crate::audit::Outcome::Success,
-            reason: None,
-            request_id: uuid::Uuid::now_v7().to_string(),
-            before: Some(serde_json::json!({"key_id": conn.sealed.key_id})),
-            after: Some(serde_json::json!({"key_id": sealed.key_id})),
-        })
-        .await?;
-        rotated += 1;
+        secrets.push((tenant, StoredSecret::Connection(conn.id), conn.sealed));
     }
     for (tenant, hook) in store.all_webhooks().await? {
-        if hook.sealed.key_id == ring.current_id() {
+        secrets.push((tenant, StoredSecret::Webhook(hook.id), hook.sealed));
+    }
+    let (mut rotated, mut current, mut failed) = (0, 0, 0);
+    for (tenant, which, old) in secrets {
+        if old.key_id == ring.current_id() {
             current += 1;
             continue;
         }
-        let binding = App::webhook_binding(&tenant, &hook.id);
-        let secret = match ring.open(&hook.sealed, binding) {
-            Ok(s) => s,
+        let binding = match &which {
+            StoredSecret::Connection(id) => App::binding(&tenant, id),
+            StoredSecret::Webhook(id) => App::webhook_binding(&tenant, id),
+        };
+        let plain = match ring.open(&old, binding) {
+            Ok(p) => p,
             Err(e) => {
-                eprintln!("webhook {} of tenant {tenant}: {e}", hook.id);
+                eprintln!("{} of tenant {tenant}: {e}", which.target());
                 failed += 1;
                 continue;
             }
         };
-        let sealed = ring.seal(&secret, binding);
-        let tenant_id: TenantId = tenant.parse()?;
-        let mut tx = store.tenant(tenant_id).begin().await?;
-        tx.update_webhook_secret(&hook.id, &sealed).await?;
+        let sealed = ring.seal(&plain, binding);
+        let mut tx = store.tenant(tenant.parse::<TenantId>()?).begin().await?;
+        match &which {
+            StoredSecret::Connection(id) => tx.update_connection_secret(id, &sealed).await?,
+            StoredSecret::Webhook(id) => tx.update_webhook_secret(id, &sealed).await?,
+        }
         tx.commit(crate::audit::AuditEntry {
             actor: cli_actor(),
             action: "keys_rotate".into(),
-            target: format!("webhook:{}", hook.id),
+            target: which.target(),
             outcome: crate::audit::Outcome::Success,
             reason: None,
             request_id: uuid::Uuid::now_v7().to_string(),
-            before: Some(serde_json::json!({"key_id": hook.sealed.key_id})),
+            before: Some(serde_json::json!({"key_id": old.key_id})),
             after: Some(serde_json::json!({"key_id": sealed.key_id})),
         })
         .await?;

@@ -51,18 +51,6 @@ pub enum Severity {
     Emergency,
 }
 
-macro_rules! str_enum {
-    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
-        impl $t {
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$v => $s),* }
-            }
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($s => Some(Self::$v),)* _ => None }
-            }
-        }
-    };
-}
 str_enum!(ThresholdKind { Percent => "percent", Absolute => "absolute" });
 str_enum!(Basis { Actual => "actual", Forecast => "forecast" });
 str_enum!(Severity { Info => "info", Warning => "warning", Critical => "critical", Emergency => "emergency" });

@@ -469,13 +469,22 @@ pub async fn execute(
     actor: &Actor,
     request_id: &str,
 ) -> Result<PlanView, ActionError> {
-    let lease = lease_name(tenant, plan_id);
-    let holder = holder(app);
-    if !take_lease(app, &lease, &holder).await? {
+    let (lease, holder) = (lease_name(tenant, plan_id), holder(app));
+    with_lease(app, &lease, &holder, execute_leased(app, tenant, plan_id, actor, request_id, (&lease, &holder))).await
+}
+
+/// Run `work` holding the lease `name` (or fail with [`ActionError::Busy`]), and give the lease back after.
+async fn with_lease(
+    app: &App,
+    name: &str,
+    holder: &str,
+    work: impl Future<Output = Result<PlanView, ActionError>>,
+) -> Result<PlanView, ActionError> {
+    if !take_lease(app, name, holder).await? {
         return Err(ActionError::Busy);
     }
-    let result = execute_leased(app, tenant, plan_id, actor, request_id, (&lease, &holder)).await;
-    if let Err(e) = app.store.release_lease(&lease, &holder).await {
+    let result = work.await;
+    if let Err(e) = app.store.release_lease(name, holder).await {
         tracing::warn!(error = %e, "could not release a plan lease; it will expire");
     }
     result
@@ -649,16 +658,8 @@ pub async fn reverse(
     reason: &str,
     request_id: &str,
 ) -> Result<PlanView, ActionError> {
-    let lease = lease_name(tenant, plan_id);
-    let holder = holder(app);
-    if !take_lease(app, &lease, &holder).await? {
-        return Err(ActionError::Busy);
-    }
-    let result = reverse_leased(app, tenant, plan_id, actor, reason, request_id).await;
-    if let Err(e) = app.store.release_lease(&lease, &holder).await {
-        tracing::warn!(error = %e, "could not release a plan lease; it will expire");
-    }
-    result
+    let (lease, holder) = (lease_name(tenant, plan_id), holder(app));
+    with_lease(app, &lease, &holder, reverse_leased(app, tenant, plan_id, actor, reason, request_id)).await
 }
 
 async fn reverse_leased(

@@ -105,6 +105,18 @@ macro_rules! item_columns {
     };
 }
 
+macro_rules! action_columns {
+    () => {
+        "id, threshold_id, kind, selector, top_n, mode, reverse_at_period_end, created_at, created_by"
+    };
+}
+
+macro_rules! webhook_columns {
+    () => {
+        "id, url, label, key_id, nonce, ciphertext, created_at, created_by"
+    };
+}
+
 macro_rules! notification_columns {
     () => {
         "id, webhook_id, event_id, event_type, body, state, attempts, next_attempt_at, last_status, last_error,
@@ -244,10 +256,11 @@ impl MutationTx {
     /// Remove an action; returns it (NotFound if there is none).
     pub async fn delete_action(&mut self, id: &str) -> Result<ThresholdAction, StoreError> {
         let tenant = self.tenant.to_string();
-        let row = sqlx::query(
-            "SELECT id, threshold_id, kind, selector, top_n, mode, reverse_at_period_end, created_at, created_by
-             FROM threshold_actions WHERE tenant_id = $1 AND id = $2",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            action_columns!(),
+            " FROM threshold_actions WHERE tenant_id = $1 AND id = $2"
+        ))
         .bind(&tenant)
         .bind(id)
         .fetch_optional(self.conn())
@@ -513,10 +526,11 @@ pub struct PlanFilter {
 impl TenantStore<'_> {
     /// Actions of a threshold, oldest first.
     pub async fn actions(&self, threshold_id: &str) -> Result<Vec<ThresholdAction>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, threshold_id, kind, selector, top_n, mode, reverse_at_period_end, created_at, created_by
-             FROM threshold_actions WHERE tenant_id = $1 AND threshold_id = $2 ORDER BY created_at, id",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            action_columns!(),
+            " FROM threshold_actions WHERE tenant_id = $1 AND threshold_id = $2 ORDER BY created_at, id"
+        ))
         .bind(self.tenant.to_string())
         .bind(threshold_id)
         .fetch_all(&self.store.pool)
@@ -525,10 +539,11 @@ impl TenantStore<'_> {
     }
 
     pub async fn action(&self, id: &str) -> Result<ThresholdAction, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, threshold_id, kind, selector, top_n, mode, reverse_at_period_end, created_at, created_by
-             FROM threshold_actions WHERE tenant_id = $1 AND id = $2",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            action_columns!(),
+            " FROM threshold_actions WHERE tenant_id = $1 AND id = $2"
+        ))
         .bind(self.tenant.to_string())
         .bind(id)
         .fetch_optional(&self.store.pool)
@@ -592,10 +607,11 @@ impl TenantStore<'_> {
     }
 
     pub async fn webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, url, label, key_id, nonce, ciphertext, created_at, created_by FROM webhooks
-             WHERE tenant_id = $1 ORDER BY created_at, id",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE tenant_id = $1 ORDER BY created_at, id"
+        ))
         .bind(self.tenant.to_string())
         .fetch_all(&self.store.pool)
         .await?;
@@ -603,15 +619,13 @@ impl TenantStore<'_> {
     }
 
     pub async fn webhook(&self, id: &str) -> Result<WebhookRecord, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, url, label, key_id, nonce, ciphertext, created_at, created_by FROM webhooks
-             WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(self.tenant.to_string())
-        .bind(id)
-        .fetch_optional(&self.store.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        let row =
+            sqlx::query(concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE tenant_id = $1 AND id = $2"))
+                .bind(self.tenant.to_string())
+                .bind(id)
+                .fetch_optional(&self.store.pool)
+                .await?
+                .ok_or(StoreError::NotFound)?;
         webhook_from_row(&row)
     }
 
@@ -719,12 +733,10 @@ impl Store {
 
     /// Every webhook of every tenant, as (tenant id, webhook): for key rotation.
     pub async fn all_webhooks(&self) -> Result<Vec<(String, WebhookRecord)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT tenant_id, id, url, label, key_id, nonce, ciphertext, created_at, created_by FROM webhooks
-             ORDER BY tenant_id, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query(concat!("SELECT tenant_id, ", webhook_columns!(), " FROM webhooks ORDER BY tenant_id, id"))
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(|r| Ok((r.try_get("tenant_id")?, webhook_from_row(r)?))).collect()
     }
 
