@@ -18,6 +18,7 @@ on_both_stores!(
     a_plan_interrupted_by_a_crash_resumes_without_double_actions,
     webhook_failures_are_retried_and_recorded,
     approvals_expire,
+    automatic_plans_run_at_once_and_reverse_when_a_new_period_begins,
 );
 
 const HOOK_SECRET: &str = "whsec-0123456789abcdef";
@@ -350,6 +351,104 @@ mod cases {
         assert!(audit.iter().any(|(a, _)| a == "action_execution_resumed"), "the resumption is audited");
         store.close().await;
         restarted.stop().await;
+    }
+
+    pub async fn automatic_plans_run_at_once_and_reverse_when_a_new_period_begins(db: TestDb) {
+        let today = utc_today();
+        let fake = seeded_fake_at(today).await;
+        let s = session(&db, &fake, &[]).await;
+        call_ok(&s.alice, "sync_usage", json!({})).await;
+        call_ok(&s.alice, "set_scenario_critical", json!({"scenario_id": 503, "critical": true})).await;
+        let spent = month_to_date_centi(today) / 100;
+        let budget = call_ok(&s.alice, "create_budget", org_budget(spent.max(2) - 1)).await;
+        let t = call_ok(
+            &s.alice,
+            "add_threshold",
+            json!({"budget_id": budget["id"], "kind": "percent", "value": 100, "basis": "actual", "severity": "emergency"}),
+        )
+        .await;
+        // Only the top consumer, and it comes back when the period is over.
+        let action = call_ok(
+            &s.alice,
+            "add_threshold_action",
+            json!({"threshold_id": t["id"], "kind": "pause_scenarios", "selector": {"kind": "top_n", "top_n": 1},
+                   "mode": "automatic", "reverse_at_period_end": true}),
+        )
+        .await;
+        let preview = call_ok(&s.alice, "preview_action", json!({"action_id": action["id"]})).await;
+        assert_eq!(preview["scenarios"].as_array().unwrap().len(), 1, "{preview:#}");
+        let top = preview["scenarios"][0]["scenario_id"].as_i64().unwrap();
+        assert_ne!(top, 503, "the critical scenario is spared even though it consumes most");
+
+        let synced = call_ok(&s.alice, "sync_usage", json!({})).await;
+        assert_eq!(synced["automatic_plans_run"], 1, "{synced:#}");
+        let plan = only_plan(&s.alice).await;
+        assert_eq!((plan["state"].as_str(), plan["mode"].as_str()), (Some("executed"), Some("automatic")));
+        assert_eq!(fake.scenario_active(top), Some(false));
+        let others_stopped = [501, 502, 503]
+            .iter()
+            .filter(|id| **id != top)
+            .filter(|id| fake.scenario_active(**id) == Some(false))
+            .count();
+        assert_eq!(others_stopped, 0, "only the top consumer is paused");
+
+        // Still the same period: the evaluator leaves the plan alone.
+        let out = cli_env(&db.url, &["evaluate", "--once"], &[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(only_plan(&s.alice).await["state"], "executed");
+        let first_plan = only_plan(&s.alice).await["id"].clone();
+
+        // Someone resumes it by hand, and a second budget's automatic plan pauses it again.
+        fake.set_scenario_active(top, true);
+        let second = call_ok(
+            &s.alice,
+            "create_budget",
+            json!({"name": "Second", "unit": "credits",
+            "limit": spent.max(2) - 1, "period": {"kind": "monthly"}, "timezone": "UTC",
+            "scope": {"organization_id": ORG}}),
+        )
+        .await;
+        let t2 = call_ok(
+            &s.alice,
+            "add_threshold",
+            json!({"budget_id": second["id"], "kind": "percent",
+            "value": 100, "basis": "actual", "severity": "emergency"}),
+        )
+        .await;
+        call_ok(
+            &s.alice,
+            "add_threshold_action",
+            json!({"threshold_id": t2["id"], "kind": "pause_scenarios",
+            "selector": {"kind": "top_n", "top_n": 1}, "mode": "automatic"}),
+        )
+        .await;
+        call_ok(&s.alice, "sync_usage", json!({})).await;
+        assert_eq!(fake.scenario_active(top), Some(false), "the second plan paused it");
+        // The budget moves to another period (here by changing its period): the plan is reversed.
+        let b = call_ok(&s.alice, "get_budget", json!({"id": budget["id"]})).await;
+        call_ok(
+            &s.alice,
+            "update_budget",
+            json!({"id": budget["id"], "version": b["version"],
+                   "period": {"kind": "custom", "start": "2026-03-01", "end": "2026-03-31"}}),
+        )
+        .await;
+        let out = cli_env(&db.url, &["evaluate", "--once"], &[]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["plans_reversed"], 1, "{report:#}");
+        let plan = call_ok(&s.alice, "get_action", json!({"plan_id": first_plan})).await;
+        assert_eq!(plan["state"], "reversed");
+        assert_eq!(plan["reversed_by"], "system:evaluator");
+        assert_eq!(item_status(&plan, top), "held_by_other_plan", "the second plan still holds it");
+        assert_eq!(fake.scenario_active(top), Some(false));
+        assert_eq!(requests_to(&fake, "POST", &start_path(top)), 0);
+        // Reversing the second plan resumes it.
+        let plans = call_ok(&s.alice, "list_actions", json!({"budget_id": second["id"]})).await;
+        let back =
+            call_ok(&s.alice, "reverse_action", json!({"plan_id": plans["plans"][0]["id"], "reason": "done"})).await;
+        assert_eq!(item_status(&back, top), "resumed");
+        assert_eq!(fake.scenario_active(top), Some(true));
+        s.server.stop().await;
     }
 
     pub async fn approvals_expire(db: TestDb) {

@@ -70,7 +70,7 @@ CREATE TABLE action_items (
     consumption_centi      BIGINT NOT NULL,
     expected_saving_centi  BIGINT NOT NULL,
     status                 TEXT NOT NULL CHECK (status IN ('pending', 'stop_sent', 'stopped', 'already_inactive',
-                               'failed', 'resumed', 'left_active', 'resume_failed')),
+                               'failed', 'resumed', 'left_active', 'held_by_other_plan', 'resume_failed')),
     attempts               BIGINT NOT NULL CHECK (attempts >= 0),
     last_error             TEXT,
     updated_at             TEXT NOT NULL,

@@ -89,6 +89,8 @@ pub enum ItemStatus {
     Resumed,
     /// Found active at reversal (someone started it since): left as it is.
     LeftActive,
+    /// At reversal, another executed plan still holds it paused: left paused (that plan's reversal resumes it).
+    HeldByOtherPlan,
     /// The reversal could not start it (see the error).
     ResumeFailed,
 }
@@ -103,7 +105,8 @@ str_enum!(PlanState {
 });
 str_enum!(ItemStatus {
     Pending => "pending", StopSent => "stop_sent", Stopped => "stopped", AlreadyInactive => "already_inactive",
-    Failed => "failed", Resumed => "resumed", LeftActive => "left_active", ResumeFailed => "resume_failed",
+    Failed => "failed", Resumed => "resumed", LeftActive => "left_active", HeldByOtherPlan => "held_by_other_plan",
+    ResumeFailed => "resume_failed",
 });
 
 impl PlanState {

@@ -480,7 +480,8 @@ impl BudgetServer {
     }
 
     /// One action plan with every scenario it covers: consumption, expected saving, and what happened to
-    /// each (pending, stop_sent, stopped, already_inactive, failed, resumed, left_active, resume_failed).
+    /// each (pending, stop_sent, stopped, already_inactive, failed, resumed, left_active, held_by_other_plan,
+    /// resume_failed).
     #[tool(annotations(title = "Get action", read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn get_action(
         &self,
