@@ -49,6 +49,9 @@ conformance!(
     concurrent_mutations_leave_a_gapless_chain,
     tokens_issue_resolve_and_revoke,
     verification_locates_tampering,
+    leases_are_exclusive_until_they_expire,
+    plans_round_trip_and_refuse_stale_versions,
+    events_queue_one_notification_per_webhook_with_their_transaction,
 );
 
 async fn tenant(store: &Store, name: &str) -> TenantId {
@@ -65,6 +68,156 @@ async fn create_budget(store: &Store, t: TenantId, name: &str) -> Budget {
 
 mod cases {
     use super::*;
+    use make_budget_mcp::crypto::Sealed;
+    use make_budget_mcp::domain::action::{ItemStatus, Mode, PlanState, Selector, SelectorKind};
+    use make_budget_mcp::store::{ItemRecord, PlanFilter, PlanRecord, WebhookRecord};
+
+    pub async fn leases_are_exclusive_until_they_expire(store: Store) {
+        let (t0, t1, t2) =
+            ("2026-03-20T10:00:00.000000Z", "2026-03-20T10:00:30.000000Z", "2026-03-20T10:01:00.000000Z");
+        let later = "2026-03-20T10:02:00.000000Z";
+        assert!(store.try_lease("budget:x", "a", t0, t2).await.unwrap(), "a free lease is taken");
+        assert!(!store.try_lease("budget:x", "b", t1, later).await.unwrap(), "a held lease is refused");
+        assert!(store.try_lease("budget:x", "a", t1, later).await.unwrap(), "the holder renews it");
+        assert!(!store.try_lease("budget:x", "b", t2, later).await.unwrap(), "the renewal counts");
+        assert!(
+            store.try_lease("budget:x", "b", later, "2026-03-20T10:03:00.000000Z").await.unwrap(),
+            "expired: taken over"
+        );
+        store.release_lease("budget:x", "a").await.unwrap();
+        assert!(!store.try_lease("budget:x", "a", later, later).await.unwrap(), "only the holder can release it");
+        store.release_lease("budget:x", "b").await.unwrap();
+        assert!(store.try_lease("budget:x", "a", later, later).await.unwrap());
+        assert!(store.try_lease("budget:y", "b", t0, t2).await.unwrap(), "leases are independent");
+    }
+
+    fn plan(budget: &Budget, n: u32) -> (PlanRecord, Vec<ItemRecord>) {
+        let at = "2026-03-20T10:00:00.000000Z".to_owned();
+        let p = PlanRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            budget_id: budget.id.clone(),
+            threshold_id: None,
+            action_id: None,
+            crossing_id: None,
+            period_key: "2026-03-01/2026-03-31".into(),
+            selector: Selector { kind: SelectorKind::TopN, top_n: Some(2) },
+            mode: Mode::RequiresApproval,
+            state: PlanState::AwaitingApproval,
+            why: format!("plan {n}"),
+            expected_saving_centi: 1234,
+            reverse_at_period_end: true,
+            requested_by: "alice".into(),
+            requested_at: at.clone(),
+            expires_at: Some("2026-03-21T10:00:00.000000Z".into()),
+            decided_by: None,
+            decided_at: None,
+            decision_reason: None,
+            executed_at: None,
+            reversed_by: None,
+            reversed_at: None,
+            updated_at: at.clone(),
+            version: 1,
+        };
+        let items = [501, 502]
+            .iter()
+            .map(|id| ItemRecord {
+                scenario_id: *id,
+                organization_id: 1054,
+                name: format!("s{id}"),
+                critical: false,
+                consumption_centi: 100 * id,
+                expected_saving_centi: 617,
+                status: ItemStatus::Pending,
+                attempts: 0,
+                last_error: None,
+                updated_at: at.clone(),
+            })
+            .collect();
+        (p, items)
+    }
+
+    pub async fn plans_round_trip_and_refuse_stale_versions(store: Store) {
+        let t = tenant(&store, "acme").await;
+        let other = tenant(&store, "other").await;
+        let b = create_budget(&store, t, "Planned").await;
+        let (p, items) = plan(&b, 1);
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        tx.insert_plan(&p, &items).await.unwrap();
+        tx.commit(test_entry("action_planned", "p")).await.unwrap();
+        let (read, read_items) = store.tenant(t).plan(&p.id).await.unwrap();
+        assert_eq!(read, p);
+        assert_eq!(read_items.iter().map(|i| i.scenario_id).collect::<Vec<_>>(), vec![502, 501], "largest first");
+        assert_eq!(read_items[1], items[0]);
+        assert!(matches!(store.tenant(other).plan(&p.id).await, Err(StoreError::NotFound)), "tenant-scoped");
+
+        let mut approved = read.clone();
+        approved.state = PlanState::Approved;
+        approved.decided_by = Some("bob".into());
+        approved.version = 2;
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        tx.update_plan(&approved).await.unwrap();
+        tx.commit(test_entry("action_approved", "p")).await.unwrap();
+        let mut stale = read.clone();
+        stale.state = PlanState::Rejected;
+        stale.version = 2;
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        assert!(matches!(tx.update_plan(&stale).await, Err(StoreError::VersionConflict { .. })));
+        drop(tx);
+        assert_eq!(store.tenant(t).plan(&p.id).await.unwrap().0.state, PlanState::Approved);
+
+        let (p2, items2) = plan(&b, 2);
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        tx.insert_plan(&p2, &items2).await.unwrap();
+        tx.commit(test_entry("action_planned", "p2")).await.unwrap();
+        let ts = store.tenant(t);
+        let (page, next) = ts.plans(&PlanFilter::default(), None, 1).await.unwrap();
+        assert_eq!((page[0].id.as_str(), next.as_deref()), (p2.id.as_str(), Some(p2.id.as_str())), "newest first");
+        let (page, next) = ts.plans(&PlanFilter::default(), next.as_deref(), 1).await.unwrap();
+        assert_eq!((page[0].id.as_str(), next), (p.id.as_str(), None));
+        let awaiting = PlanFilter { state: Some(PlanState::AwaitingApproval), ..Default::default() };
+        assert_eq!(ts.plans(&awaiting, None, 10).await.unwrap().0.len(), 1);
+        let runnable = store.plans_in_states(&[PlanState::Approved]).await.unwrap();
+        assert_eq!(runnable, vec![(t, p.id.clone())]);
+    }
+
+    pub async fn events_queue_one_notification_per_webhook_with_their_transaction(store: Store) {
+        let t = tenant(&store, "acme").await;
+        let other = tenant(&store, "other").await;
+        let sealed = Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![1, 2, 3] };
+        for (tenant, n) in [(t, 2), (other, 1)] {
+            for i in 0..n {
+                let w = WebhookRecord {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    url: format!("https://hooks.example.com/{i}"),
+                    label: None,
+                    sealed: sealed.clone(),
+                    created_at: "2026-03-20T10:00:00.000000Z".into(),
+                    created_by: "alice".into(),
+                };
+                let mut tx = store.tenant(tenant).begin().await.unwrap();
+                tx.insert_webhook(&w).await.unwrap();
+                tx.commit(test_entry("add_webhook", "w")).await.unwrap();
+            }
+        }
+        let now = "2026-03-20T10:00:00.000000Z";
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        assert_eq!(tx.enqueue_event("e1", "threshold_crossed", "{}", now).await.unwrap(), 2, "one per webhook");
+        tx.commit(test_entry("threshold_crossed", "t")).await.unwrap();
+        // An event whose transaction rolls back queues nothing.
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        tx.enqueue_event("e2", "plan_created", "{}", now).await.unwrap();
+        drop(tx);
+        assert_eq!(count(&store, "notifications", "").await, 2);
+        let due = store.due_notifications(now, 10).await.unwrap();
+        assert_eq!(due.len(), 2);
+        assert!(due.iter().all(|(tenant, n)| *tenant == t && n.event_id == "e1" && n.state == "pending"));
+        let ts = store.tenant(t);
+        let n = &due[0].1;
+        ts.record_attempt(&n.id, 1, now, Some(500), Some("HTTP 500"), 12, "2026-03-20T10:00:05.000000Z").await.unwrap();
+        assert_eq!(store.due_notifications(now, 10).await.unwrap().len(), 1, "retried later, not now");
+        assert_eq!(ts.notification_attempts(&n.id).await.unwrap().len(), 1);
+        assert!(store.tenant(other).notifications(None, 10).await.unwrap().is_empty(), "tenant-scoped");
+    }
 
     pub async fn migrations_are_idempotent(store: Store) {
         store.migrate().await.unwrap();
