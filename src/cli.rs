@@ -68,6 +68,9 @@ pub struct Cli {
     /// Webhook delivery attempts before a notification counts as failed.
     #[arg(long, global = true, env = "MBM_WEBHOOK_MAX_ATTEMPTS")]
     pub webhook_max_attempts: Option<u32>,
+    /// pause_scenarios asks the human to confirm pausing more than this many scenarios at once.
+    #[arg(long, global = true, env = "MBM_CONFIRM_PAUSE_OVER")]
+    pub confirm_pause_over: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -233,6 +236,7 @@ impl Cli {
             scenario_retry_delay_ms: self.scenario_retry_delay_ms,
             webhook_retry_base_ms: self.webhook_retry_base_ms,
             webhook_max_attempts: self.webhook_max_attempts,
+            confirm_pause_over: self.confirm_pause_over,
         }
     }
 }

@@ -43,6 +43,7 @@ pub struct ActionsFile {
     pub webhook_timeout_secs: Option<u64>,
     pub webhook_max_attempts: Option<u32>,
     pub webhook_retry_base_ms: Option<u64>,
+    pub confirm_pause_over: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -115,6 +116,7 @@ pub struct Overrides {
     pub scenario_retry_delay_ms: Option<u64>,
     pub webhook_retry_base_ms: Option<u64>,
     pub webhook_max_attempts: Option<u32>,
+    pub confirm_pause_over: Option<usize>,
 }
 
 /// The effective configuration.
@@ -296,6 +298,8 @@ fn action_settings(
     )?;
     let base = o.webhook_retry_base_ms.or(f.webhook_retry_base_ms).unwrap_or(d.webhook_retry_base.as_millis() as u64);
     let base = within("actions.webhook_retry_base_ms", base, 1, 3_600_000)?;
+    let confirm = o.confirm_pause_over.or(f.confirm_pause_over).unwrap_or(d.confirm_pause_over);
+    let confirm = within("actions.confirm_pause_over", confirm, 0, 1000)?;
     Ok((
         interval,
         crate::engine::actions::ActionSettings {
@@ -304,6 +308,7 @@ fn action_settings(
             round_delay: Duration::from_millis(round),
             webhook_max_attempts: attempts,
             webhook_retry_base: Duration::from_millis(base),
+            confirm_pause_over: confirm,
             ..d
         },
         Duration::from_secs(timeout),
@@ -421,6 +426,7 @@ mod tests {
         assert!(a.evaluate_interval_secs.is_some() && a.approval_ttl_minutes.is_some() && a.lease_secs.is_some());
         assert!(a.scenario_retry_delay_ms.is_some() && a.webhook_timeout_secs.is_some());
         assert!(a.webhook_max_attempts.is_some() && a.webhook_retry_base_ms.is_some());
+        assert!(a.confirm_pause_over.is_some());
         Config::resolve(file, Overrides::default()).expect("example config is valid");
     }
 }

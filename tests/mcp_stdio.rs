@@ -353,3 +353,32 @@ fn stdout_carries_only_json_rpc() {
     let rest = String::from_utf8_lossy(&out.stdout);
     assert!(rest.lines().all(|l| serde_json::from_str::<Value>(l).is_ok()), "stdout after the answers: {rest:?}");
 }
+
+/// Pausing more than the configured number of scenarios asks the human first (MCP elicitation); a "no"
+/// pauses nothing, a "yes" pauses them, and a small pause asks nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_pauses_are_confirmed_by_the_human() {
+    let db = sqlite_db();
+    let fake = seeded_fake().await;
+    let env = [("MBM_CONFIRM_PAUSE_OVER", "1")];
+    let (no, asked) = stdio_confirmer(&db.url, &env, false).await;
+    call_ok(&no, "connect_make", connect_args(&fake, &[ORG])).await;
+    call_ok(&no, "sync_usage", json!({})).await;
+    let e = call_err(&no, "pause_scenarios", json!({"scenario_ids": [501, 502], "reason": "runaway"})).await;
+    assert!(e.starts_with("cancelled: the user did not confirm pausing 2 scenarios; nothing was paused"), "{e}");
+    assert_eq!(asked.lock().unwrap().len(), 1);
+    assert!(asked.lock().unwrap()[0].contains("Pause 2 Make scenarios (501, 502) now? Reason given: runaway"));
+    assert_eq!((fake.scenario_active(501), fake.scenario_active(502)), (Some(true), Some(true)));
+    assert!(!fake.requests().iter().any(|r| r.path.ends_with("/stop")), "Make was not asked to stop anything");
+    let one = call_ok(&no, "pause_scenarios", json!({"scenario_ids": [501], "reason": "just one"})).await;
+    assert_eq!(one["changed"], 1, "one scenario is within the limit: no question");
+    assert_eq!(asked.lock().unwrap().len(), 1);
+    no.cancel().await.unwrap();
+
+    let (yes, asked) = stdio_confirmer(&db.url, &env, true).await;
+    let both = call_ok(&yes, "pause_scenarios", json!({"scenario_ids": [502, 503], "reason": "confirmed"})).await;
+    assert_eq!(both["changed"], 2, "{both:#}");
+    assert_eq!(asked.lock().unwrap().len(), 1);
+    assert_eq!((fake.scenario_active(502), fake.scenario_active(503)), (Some(false), Some(false)));
+    yes.cancel().await.unwrap();
+}

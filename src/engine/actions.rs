@@ -48,6 +48,9 @@ pub struct ActionSettings {
     pub webhook_max_attempts: u32,
     pub webhook_retry_base: Duration,
     pub webhook_retry_max: Duration,
+    /// `pause_scenarios` asks the human to confirm (where the client supports elicitation) when pausing
+    /// more scenarios than this at once.
+    pub confirm_pause_over: usize,
 }
 
 impl Default for ActionSettings {
@@ -60,6 +63,7 @@ impl Default for ActionSettings {
             webhook_max_attempts: 8,
             webhook_retry_base: Duration::from_secs(5),
             webhook_retry_max: Duration::from_secs(3600),
+            confirm_pause_over: 5,
         }
     }
 }
@@ -356,7 +360,7 @@ pub async fn enqueue(
     data: serde_json::Value,
 ) -> Result<u64, StoreError> {
     let id = uuid::Uuid::now_v7().to_string();
-    let now = format_timestamp(Timestamp::now());
+    let now = format_timestamp(tx.now());
     let body = crate::notify::event_body(&id, event_type, &now, text, &data);
     let body = String::from_utf8(body).expect("JSON is UTF-8");
     tx.enqueue_event(&id, event_type, &body, &now).await

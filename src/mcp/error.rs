@@ -33,6 +33,9 @@ pub enum ToolError {
     /// The server cannot do this as configured (e.g. no master key for Make credentials).
     #[error("{0}")]
     Unavailable(String),
+    /// The human did not confirm (declined, cancelled or did not answer an elicitation).
+    #[error("{0}")]
+    NotConfirmed(String),
     /// The client cancelled the call.
     #[error("the call was cancelled; work already committed (see the audit log) stays")]
     Cancelled,
@@ -50,7 +53,7 @@ impl ToolError {
             ToolError::Denied(_) | ToolError::Forbidden(_) => "permission_denied",
             ToolError::Make(_) => "make_error",
             ToolError::Unavailable(_) => "unavailable",
-            ToolError::Cancelled => "cancelled",
+            ToolError::Cancelled | ToolError::NotConfirmed(_) => "cancelled",
             ToolError::Internal { .. } => "internal",
         }
     }

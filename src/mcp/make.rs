@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Json;
-use rmcp::model::ProgressNotificationParam;
-use rmcp::service::RequestContext;
+use rmcp::model::{ElicitRequestParams, ElicitationAction, ElicitationSchema, ProgressNotificationParam};
+use rmcp::service::{Peer, RequestContext};
 use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,8 @@ use crate::store::{
 pub const MAX_ORGS_PER_CONNECTION: usize = 20;
 pub const MAX_SCENARIOS_PER_CALL: usize = 100;
 pub const REASON_MAX_CHARS: usize = 500;
+/// How long the human has to confirm a large pause.
+const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 const TOKEN_MAX_CHARS: usize = 4096;
 const USAGE_RANGE_MAX_DAYS: i32 = 400;
 
@@ -239,6 +241,47 @@ fn control_error(call: &CallCtx, e: ControlError) -> ToolError {
 }
 
 impl BudgetServer {
+    /// Ask the human to confirm a large pause, where the client supports form elicitation (protocol
+    /// versions up to 2025-11-25). A decline, a cancel or no answer stops the call before anything changes.
+    async fn confirm_pause(
+        &self,
+        call: &CallCtx,
+        args: &ScenarioControlArgs,
+        peer: &Peer<RoleServer>,
+    ) -> Result<(), ToolError> {
+        let supported = peer.supported_elicitation_modes().contains(&rmcp::service::ElicitationMode::Form);
+        if !supported {
+            tracing::info!(request_id = call.request_id, "client cannot confirm; pausing without asking");
+            return Ok(());
+        }
+        let ids: Vec<String> = args.scenario_ids.iter().map(i64::to_string).collect();
+        let message = format!(
+            "Pause {} Make scenarios ({}) now? Reason given: {}",
+            ids.len(),
+            ids.join(", "),
+            args.reason.trim()
+        );
+        let schema = ElicitationSchema::builder()
+            .required_bool_with("confirm", |b| b.title("Pause these scenarios").description("true to pause them"))
+            .build()
+            .map_err(|e| ToolError::internal(&call.request_id, &e))?;
+        let request = ElicitRequestParams::FormElicitationParams { meta: None, message, requested_schema: schema };
+        let answer = peer
+            .create_elicitation_with_timeout(request, Some(CONFIRM_TIMEOUT))
+            .await
+            .map_err(|e| ToolError::NotConfirmed(format!("no confirmation from the user ({e}); nothing was paused")))?;
+        let confirmed = answer.action == ElicitationAction::Accept
+            && answer.content.as_ref().and_then(|c| c.get("confirm")).and_then(serde_json::Value::as_bool)
+                == Some(true);
+        if !confirmed {
+            return Err(ToolError::NotConfirmed(format!(
+                "the user did not confirm pausing {} scenarios; nothing was paused",
+                ids.len()
+            )));
+        }
+        Ok(())
+    }
+
     async fn set_active(
         &self,
         call: &CallCtx,
@@ -577,7 +620,8 @@ impl BudgetServer {
     /// Deactivate Make scenarios now (POST /scenarios/{id}/stop), with a reason for the audit log. Each
     /// id must be a scenario of a connected organization (see `list_scenarios`), or nothing is done. The
     /// result says per scenario: changed, already inactive, or failed with Make's error. Reverse with
-    /// `resume_scenarios`.
+    /// `resume_scenarios`. Pausing more than a configured number at once asks the human to confirm where
+    /// the client supports elicitation; without confirmation nothing is paused (error code cancelled).
     #[tool(annotations(
         title = "Pause scenarios",
         read_only_hint = false,
@@ -589,7 +633,11 @@ impl BudgetServer {
         &self,
         Parameters(args): Parameters<ScenarioControlArgs>,
         Extension(call): Extension<CallCtx>,
+        peer: Peer<RoleServer>,
     ) -> Result<Json<ScenarioControlResult>, ToolError> {
+        if args.scenario_ids.len() > self.app.actions.confirm_pause_over {
+            self.confirm_pause(&call, &args, &peer).await?;
+        }
         self.set_active(&call, args, false).await
     }
 

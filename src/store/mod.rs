@@ -242,6 +242,11 @@ impl MutationTx {
         self.tenant
     }
 
+    /// The store clock's current time (for timestamps written in this transaction).
+    pub fn now(&self) -> jiff::Timestamp {
+        self.store.clock.now()
+    }
+
     fn conn(&mut self) -> &mut AnyConnection {
         &mut self.tx
     }

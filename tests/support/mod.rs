@@ -710,3 +710,54 @@ where
     }
     panic!("timed out after {secs} s waiting for {what}");
 }
+
+/// An MCP client that supports form elicitation and answers every confirmation with `confirm`, recording
+/// the questions it was asked.
+#[derive(Clone)]
+pub struct Confirmer {
+    pub confirm: bool,
+    pub asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl rmcp::ClientHandler for Confirmer {
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        let mut info = rmcp::model::ClientConfig::default();
+        info.capabilities = rmcp::model::ClientCapabilities::builder().enable_elicitation().build();
+        info
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: rmcp::model::ElicitRequestParams,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
+        if let rmcp::model::ElicitRequestParams::FormElicitationParams { message, .. } = &request {
+            self.asked.lock().unwrap().push(message.clone());
+        }
+        Ok(rmcp::model::ElicitResult::new(rmcp::model::ElicitationAction::Accept)
+            .with_content(json!({"confirm": self.confirm})))
+    }
+}
+
+/// The binary over stdio with a [`Confirmer`] as the client.
+pub async fn stdio_confirmer(
+    db_url: &str,
+    env: &[(&str, &str)],
+    confirm: bool,
+) -> (RunningService<RoleClient, Confirmer>, Arc<Mutex<Vec<String>>>) {
+    let db_url = db_url.to_owned();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let cmd = tokio::process::Command::new(bin()).configure(move |c| {
+        c.arg("serve")
+            .env("MBM_DATABASE_URL", &db_url)
+            .env("MBM_CONFIG", "/dev/null")
+            .env("MBM_LOG", "warn")
+            .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    });
+    let (transport, _) = TokioChildProcess::builder(cmd).stderr(Stdio::null()).spawn().expect("spawn stdio server");
+    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let handler = Confirmer { confirm, asked: asked.clone() };
+    let client = handler.serve_with_lifecycle(transport, ClientLifecycleMode::Initialize).await.expect("connect");
+    (client, asked)
+}
