@@ -46,7 +46,7 @@ use rmcp::RoleClient;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ProtocolVersion};
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt, Peer, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -431,19 +431,22 @@ pub async fn http_client(mcp_url: &str, token: &str, lifecycle: Lifecycle) -> Cl
     ().serve_with_lifecycle(transport, lifecycle.mode()).await.expect("connect MCP client over HTTP")
 }
 
+/// `make-budget-mcp serve` (stdio) on `db_url` with the test master key, logging at info, plus `env`.
+fn stdio_command(db_url: &str, env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.arg("serve")
+        .env("MBM_DATABASE_URL", db_url)
+        .env("MBM_CONFIG", "/dev/null")
+        .env("MBM_LOG", "info")
+        .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
+        .envs(env.iter().copied());
+    cmd
+}
+
 /// The binary as a stdio MCP server, as Claude Desktop runs it. Returns the client and a handle on the
 /// child's stderr (its logs).
 pub async fn stdio_client(db_url: &str, env: &[(&str, &str)], lifecycle: Lifecycle) -> (Client, Arc<Mutex<String>>) {
-    let db_url = db_url.to_owned();
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let cmd = tokio::process::Command::new(bin()).configure(move |c| {
-        c.arg("serve")
-            .env("MBM_DATABASE_URL", &db_url)
-            .env("MBM_CONFIG", "/dev/null")
-            .env("MBM_LOG", "info")
-            .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    });
+    let cmd = stdio_command(db_url, env);
     let (transport, stderr) =
         TokioChildProcess::builder(cmd).stderr(Stdio::piped()).spawn().expect("spawn stdio server");
     let logs = Arc::new(Mutex::new(String::new()));
@@ -745,16 +748,7 @@ pub async fn stdio_confirmer(
     env: &[(&str, &str)],
     confirm: bool,
 ) -> (RunningService<RoleClient, Confirmer>, Arc<Mutex<Vec<String>>>) {
-    let db_url = db_url.to_owned();
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let cmd = tokio::process::Command::new(bin()).configure(move |c| {
-        c.arg("serve")
-            .env("MBM_DATABASE_URL", &db_url)
-            .env("MBM_CONFIG", "/dev/null")
-            .env("MBM_LOG", "warn")
-            .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    });
+    let cmd = stdio_command(db_url, env);
     let (transport, _) = TokioChildProcess::builder(cmd).stderr(Stdio::null()).spawn().expect("spawn stdio server");
     let asked: Arc<Mutex<Vec<String>>> = Arc::default();
     let handler = Confirmer { confirm, asked: asked.clone() };
