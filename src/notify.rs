@@ -123,6 +123,18 @@ fn is_loopback(url: &Url) -> bool {
 /// (`user:pass@`) and without a fragment; `https` is required except for loopback hosts (`localhost`,
 /// `127.0.0.0/8`, `::1`), where plain `http` is allowed for local receivers. The error text names the rule;
 /// the caller prefixes the field name.
+/// A webhook URL as it may be shown: scheme, host and port only. Many webhook URLs carry their credential
+/// in the path or query (Slack's, for one), so the rest is replaced by `/…`.
+pub fn masked_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{}{port}/…", u.scheme(), u.host_str().unwrap_or("?"))
+        }
+        Err(_) => "(invalid URL)".to_owned(),
+    }
+}
+
 pub fn validate_url(url: &str) -> Result<String, String> {
     let url = url.trim();
     let too_long = || format!("must be at most {MAX_URL_CHARS} characters");
@@ -353,6 +365,13 @@ mod tests {
     use super::*;
 
     const SECRET: &[u8] = b"whsec_test";
+
+    #[test]
+    fn shown_urls_hide_path_and_query() {
+        assert_eq!(masked_url("https://hooks.slack.com/services/T0/B0/secret?x=1"), "https://hooks.slack.com/…");
+        assert_eq!(masked_url("http://127.0.0.1:9000/hook"), "http://127.0.0.1:9000/…");
+        assert_eq!(masked_url("nonsense"), "(invalid URL)");
+    }
 
     #[test]
     fn sign_matches_a_known_answer() {

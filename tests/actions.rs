@@ -213,6 +213,7 @@ mod cases {
         assert!(crossed.body["text"].as_str().unwrap().contains("[warning]"), "{:#}", crossed.body);
         let hooks = call_ok(alice, "list_webhooks", json!({})).await;
         assert!(!hooks.to_string().contains(HOOK_SECRET), "the secret is never shown");
+        assert!(!hooks.to_string().contains("/hook"), "nor the URL's path: {hooks}");
         assert!(hooks["webhooks"][0]["recent"].as_array().unwrap().iter().all(|n| n["state"] == "delivered"));
 
         // Every step is in the audit chain, and the chain verifies.

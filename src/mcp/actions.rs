@@ -172,6 +172,7 @@ pub struct AddWebhookArgs {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct WebhookView {
     pub id: String,
+    /// Scheme, host and port only: the path and query often hold the receiver's credential.
     pub url: String,
     pub label: Option<String>,
     pub created_at: String,
@@ -253,7 +254,7 @@ impl BudgetServer {
         let recent = self.tenant(call).notifications(Some(&w.id), 10).await.map_err(call.internal())?;
         Ok(WebhookView {
             id: w.id,
-            url: w.url,
+            url: crate::notify::masked_url(&w.url),
             label: w.label,
             created_at: w.created_at,
             created_by: w.created_by,
@@ -618,7 +619,7 @@ impl BudgetServer {
         };
         let mut tx = self.tenant(&call).begin().await.map_err(call.internal())?;
         tx.insert_webhook(&w).await.map_err(call.internal())?;
-        let shown = serde_json::json!({"id": w.id, "url": w.url, "label": w.label});
+        let shown = serde_json::json!({"id": w.id, "url": crate::notify::masked_url(&w.url), "label": w.label});
         tx.commit(call.audit(format!("webhook:{}", w.id), None::<&()>, Some(&shown))).await.map_err(call.internal())?;
         Ok(Json(self.webhook_view(&call, w).await?))
     }
