@@ -182,23 +182,13 @@ pub async fn evaluate_organizations(
     request_id: &str,
 ) -> Result<Vec<Crossing>, StatusError> {
     let mut out = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = store
-            .tenant(tenant)
-            .list_budgets(&crate::store::BudgetFilter { active: Some(true), ..Default::default() }, cursor, 200)
-            .await?;
-        for b in page.budgets.iter().filter(|b| organizations.contains(&b.spec.scope.organization_id)) {
-            match evaluate_budget(store, settings, tenant, b, now, actor, request_id).await {
-                Ok(c) => out.extend(c),
-                // A budget that cannot be evaluated (e.g. billing cycle unknown) must not stop the others.
-                Err(StatusError::Period(e)) => tracing::info!(budget = b.id, error = %e, "budget not evaluated"),
-                Err(e) => return Err(e),
-            }
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c.parse().map_err(|_| StoreError::Corrupt { table: "budgets", detail: c })?),
-            None => break,
+    let budgets = store.tenant(tenant).active_budgets().await?;
+    for b in budgets.iter().filter(|b| organizations.contains(&b.spec.scope.organization_id)) {
+        match evaluate_budget(store, settings, tenant, b, now, actor, request_id).await {
+            Ok(c) => out.extend(c),
+            // A budget that cannot be evaluated (e.g. billing cycle unknown) must not stop the others.
+            Err(StatusError::Period(e)) => tracing::info!(budget = b.id, error = %e, "budget not evaluated"),
+            Err(e) => return Err(e),
         }
     }
     Ok(out)

@@ -22,7 +22,7 @@ use crate::audit::{AuditEntry, Outcome};
 use crate::domain::TenantId;
 use crate::domain::action::PlanState;
 use crate::domain::clock::format_timestamp;
-use crate::store::{BudgetFilter, NotificationRecord, StoreError};
+use crate::store::{NotificationRecord, StoreError};
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -110,34 +110,23 @@ async fn evaluate_tenant(
             app.store.release_lease(&lease, &holder).await?;
         }
     }
-    let mut cursor = None;
-    loop {
-        let filter = BudgetFilter { active: Some(true), ..Default::default() };
-        let page = ts.list_budgets(&filter, cursor, 200).await?;
-        for b in &page.budgets {
-            let lease = format!("budget:{tenant}:{}", b.id);
-            if !take_lease(app, &lease, &holder).await? {
-                continue;
-            }
-            let now = app.store.clock().now();
-            match evaluate::evaluate_budget(&app.store, &app.actions, tenant, b, now, &actor, request_id).await {
-                Ok(c) => {
-                    report.budgets_evaluated += 1;
-                    report.crossings += c.len();
-                }
-                Err(status::StatusError::Period(e)) => {
-                    tracing::info!(budget = b.id, error = %e, "budget not evaluated");
-                }
-                Err(e) => report.errors.push(format!("budget {}: {e}", b.id)),
-            }
-            app.store.release_lease(&lease, &holder).await?;
+    for b in &ts.active_budgets().await? {
+        let lease = format!("budget:{tenant}:{}", b.id);
+        if !take_lease(app, &lease, &holder).await? {
+            continue;
         }
-        match page.next_cursor {
-            Some(c) => {
-                cursor = Some(c.parse().map_err(|_| StoreError::Corrupt { table: "budgets", detail: c })?);
+        let now = app.store.clock().now();
+        match evaluate::evaluate_budget(&app.store, &app.actions, tenant, b, now, &actor, request_id).await {
+            Ok(c) => {
+                report.budgets_evaluated += 1;
+                report.crossings += c.len();
             }
-            None => break,
+            Err(status::StatusError::Period(e)) => {
+                tracing::info!(budget = b.id, error = %e, "budget not evaluated");
+            }
+            Err(e) => report.errors.push(format!("budget {}: {e}", b.id)),
         }
+        app.store.release_lease(&lease, &holder).await?;
     }
     Ok(())
 }

@@ -290,4 +290,19 @@ impl TenantStore<'_> {
         };
         Ok(BudgetPage { budgets, next_cursor })
     }
+
+    /// Every active budget of the tenant, in creation order (all pages of [`TenantStore::list_budgets`]).
+    pub async fn active_budgets(&self) -> Result<Vec<Budget>, StoreError> {
+        let filter = BudgetFilter { active: Some(true), ..Default::default() };
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.list_budgets(&filter, cursor, 200).await?;
+            out.extend(page.budgets);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c.parse().map_err(|_| StoreError::Corrupt { table: "budgets", detail: c })?),
+                None => return Ok(out),
+            }
+        }
+    }
 }
