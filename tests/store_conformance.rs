@@ -178,6 +178,21 @@ mod cases {
         assert_eq!(ts.plans(&awaiting, None, 10).await.unwrap().0.len(), 1);
         let runnable = store.plans_in_states(&[PlanState::Approved]).await.unwrap();
         assert_eq!(runnable, vec![(t, p.id.clone())]);
+        assert!(store.plans_reversing_at_period_end().await.unwrap().is_empty(), "not executed yet");
+        let mut executed = approved.clone();
+        executed.state = PlanState::Executed;
+        executed.version = 3;
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        tx.update_plan(&executed).await.unwrap();
+        let mut items_done = items[0].clone();
+        items_done.status = ItemStatus::Stopped;
+        tx.update_item(&p.id, &items_done).await.unwrap();
+        tx.commit(test_entry("action_executed", "p")).await.unwrap();
+        let due = store.plans_reversing_at_period_end().await.unwrap();
+        assert_eq!(due.iter().map(|(tt, pp)| (*tt, pp.id.clone())).collect::<Vec<_>>(), vec![(t, p.id.clone())]);
+        let held = ts.scenarios_held_by_other_plans(&p2.id).await.unwrap();
+        assert_eq!(held.into_iter().collect::<Vec<_>>(), vec![501], "what the executed plan stopped");
+        assert!(ts.scenarios_held_by_other_plans(&p.id).await.unwrap().is_empty(), "not its own items");
     }
 
     pub async fn events_queue_one_notification_per_webhook_with_their_transaction(store: Store) {
@@ -216,6 +231,9 @@ mod cases {
         ts.record_attempt(&n.id, 1, now, Some(500), Some("HTTP 500"), 12, "2026-03-20T10:00:05.000000Z").await.unwrap();
         assert_eq!(store.due_notifications(now, 10).await.unwrap().len(), 1, "retried later, not now");
         assert_eq!(ts.notification_attempts(&n.id).await.unwrap().len(), 1);
+        let read = ts.notification(&n.id).await.unwrap();
+        assert_eq!((read.attempts, read.last_status, read.state.as_str()), (1, Some(500), "pending"));
+        assert!(matches!(store.tenant(other).notification(&n.id).await, Err(StoreError::NotFound)));
         assert!(store.tenant(other).notifications(None, 10).await.unwrap().is_empty(), "tenant-scoped");
     }
 

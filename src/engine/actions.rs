@@ -683,7 +683,7 @@ async fn reverse_leased(
         )));
     }
     let targets = control::targets(app, tenant).await?;
-    let held = held_by_other_plans(app, tenant, plan_id).await?;
+    let held = ts.scenarios_held_by_other_plans(plan_id).await?;
     for mut item in items.into_iter().filter(|i| i.status == ItemStatus::Stopped) {
         if held.contains(&item.scenario_id) {
             item.status = ItemStatus::HeldByOtherPlan;
@@ -743,32 +743,6 @@ async fn reverse_leased(
     entry.after = Some(serde_json::to_value(&view).expect("plan serialises"));
     tx.commit(entry).await?;
     Ok(view)
-}
-
-/// Scenarios that other executed (not reversed) plans of the tenant stopped: a reversal leaves them paused.
-async fn held_by_other_plans(
-    app: &App,
-    tenant: TenantId,
-    plan_id: &str,
-) -> Result<std::collections::HashSet<i64>, ActionError> {
-    let ts = app.store.tenant(tenant);
-    let mut held = std::collections::HashSet::new();
-    for state in [PlanState::Executed, PlanState::PartiallyFailed, PlanState::Executing] {
-        let filter = crate::store::PlanFilter { budget_id: None, state: Some(state) };
-        let mut cursor: Option<String> = None;
-        loop {
-            let (plans, next) = ts.plans(&filter, cursor.as_deref(), 100).await?;
-            for p in plans.iter().filter(|p| p.id != plan_id) {
-                let (_, items) = ts.plan(&p.id).await?;
-                held.extend(items.iter().filter(|i| i.status == ItemStatus::Stopped).map(|i| i.scenario_id));
-            }
-            match next {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
-    }
-    Ok(held)
 }
 
 /// Mark plans whose approval window has closed as expired. Returns how many.

@@ -156,19 +156,15 @@ pub async fn run_plans(app: &App, only: Option<TenantId>, request_id: &str, repo
 
 /// Reverse executed plans marked `reverse_at_period_end` once their budget is in a later period.
 async fn reverse_due(app: &App, request_id: &str, report: &mut PassReport) {
-    let plans = match app.store.plans_in_states(&[PlanState::Executed, PlanState::PartiallyFailed]).await {
+    let plans = match app.store.plans_reversing_at_period_end().await {
         Ok(p) => p,
         Err(e) => {
             report.errors.push(format!("listing plans: {e}"));
             return;
         }
     };
-    for (tenant, id) in plans {
-        let ts = app.store.tenant(tenant);
-        let Ok((plan, _)) = ts.plan(&id).await else { continue };
-        if !plan.reverse_at_period_end {
-            continue;
-        }
+    for (tenant, plan) in plans {
+        let (ts, id) = (app.store.tenant(tenant), &plan.id);
         let Ok(budget_id) = plan.budget_id.parse() else { continue };
         let Ok(budget) = ts.budget(budget_id).await else { continue };
         let now = app.store.clock().now();
@@ -177,7 +173,7 @@ async fn reverse_due(app: &App, request_id: &str, report: &mut PassReport) {
             continue;
         }
         let reason = format!("a new budget period began ({})", window.key());
-        match actions::reverse(app, tenant, &id, &system_actor(), &reason, request_id).await {
+        match actions::reverse(app, tenant, id, &system_actor(), &reason, request_id).await {
             Ok(_) => report.plans_reversed += 1,
             Err(ActionError::Busy) => {}
             Err(e) => report.errors.push(format!("reversing plan {id}: {e}")),
@@ -222,8 +218,10 @@ pub async fn deliver_due(app: &App, report: &mut PassReport) {
 async fn deliver_one(app: &App, tenant: TenantId, n: &NotificationRecord) -> Result<Option<bool>, StoreError> {
     let ts = app.store.tenant(tenant);
     // Re-read: another instance may have delivered it between the listing and the lease.
-    let Some(current) = ts.notifications(Some(&n.webhook_id), 1000).await?.into_iter().find(|x| x.id == n.id) else {
-        return Ok(None);
+    let current = match ts.notification(&n.id).await {
+        Ok(c) => c,
+        Err(StoreError::NotFound) => return Ok(None),
+        Err(e) => return Err(e),
     };
     if current.state != "pending" || current.attempts != n.attempts {
         return Ok(None);

@@ -647,6 +647,39 @@ impl TenantStore<'_> {
         q.fetch_all(&self.store.pool).await?.iter().map(notification_from_row).collect()
     }
 
+    pub async fn notification(&self, id: &str) -> Result<NotificationRecord, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            notification_columns!(),
+            " FROM notifications WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(self.tenant.to_string())
+        .bind(id)
+        .fetch_optional(&self.store.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        notification_from_row(&row)
+    }
+
+    /// Scenarios that plans other than `plan_id` (executing, executed or partially failed) stopped and have
+    /// not resumed: a reversal of `plan_id` leaves them paused.
+    pub async fn scenarios_held_by_other_plans(
+        &self,
+        plan_id: &str,
+    ) -> Result<std::collections::HashSet<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT i.scenario_id FROM action_items i
+             JOIN action_plans p ON p.tenant_id = i.tenant_id AND p.id = i.plan_id
+             WHERE i.tenant_id = $1 AND i.plan_id <> $2 AND i.status = 'stopped'
+                 AND p.state IN ('executing', 'executed', 'partially_failed')",
+        )
+        .bind(self.tenant.to_string())
+        .bind(plan_id)
+        .fetch_all(&self.store.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("scenario_id")?)).collect()
+    }
+
     /// Record one delivery attempt and when to try next. This is delivery bookkeeping, like leases, and is
     /// not itself audited; the final outcome is (see [`MutationTx::finish_notification`]).
     #[allow(clippy::too_many_arguments)]
@@ -738,6 +771,20 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?;
         rows.iter().map(|r| Ok((r.try_get("tenant_id")?, webhook_from_row(r)?))).collect()
+    }
+
+    /// Executed (or partially failed) plans marked `reverse_at_period_end`, across tenants, oldest first.
+    pub async fn plans_reversing_at_period_end(&self) -> Result<Vec<(TenantId, PlanRecord)>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT tenant_id, ",
+            plan_columns!(),
+            " FROM action_plans WHERE state IN ('executed', 'partially_failed') AND reverse_at_period_end = $1
+             ORDER BY id"
+        ))
+        .bind(true)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((tenant_of(r)?, plan_from_row(r)?))).collect()
     }
 
     /// Pending notifications due at `now`, across tenants, oldest first.
