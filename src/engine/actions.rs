@@ -165,11 +165,7 @@ pub async fn planning(
     let spend: HashMap<i64, i64> = usage
         .scenarios
         .iter()
-        .map(|s| {
-            let day =
-                crate::store::DayUsage { centicredits: s.centicredits, operations: s.operations, estimated: false };
-            (s.scenario_id, status::centi_of(budget.spec.unit, &day))
-        })
+        .map(|s| (s.scenario_id, status::centi_in(budget.spec.unit, s.centicredits, s.operations)))
         .collect();
     let filter = ScenarioFilter { organization_id: Some(budget.spec.scope.organization_id), ..Default::default() };
     let mut candidates = Vec::new();

@@ -258,9 +258,14 @@ fn f_units(centi: f64) -> i64 {
 
 /// A day's spend in centi-units of the budget's unit.
 pub fn centi_of(unit: Unit, u: &DayUsage) -> i64 {
+    centi_in(unit, u.centicredits, u.operations)
+}
+
+/// Spend given as centicredits and operations, in centi-units of the budget's unit.
+pub fn centi_in(unit: Unit, centicredits: i64, operations: i64) -> i64 {
     match unit {
-        Unit::Credits => u.centicredits,
-        Unit::Operations => u.operations.saturating_mul(100),
+        Unit::Credits => centicredits,
+        Unit::Operations => operations.saturating_mul(100),
     }
 }
 
@@ -476,10 +481,7 @@ pub async fn compute(
         .filter(|s| s.centicredits > 0 || s.operations > 0)
         .take(TOP_SCENARIOS)
         .map(|s| {
-            let centi = centi_of(
-                spec.unit,
-                &DayUsage { centicredits: s.centicredits, operations: s.operations, estimated: false },
-            );
+            let centi = centi_in(spec.unit, s.centicredits, s.operations);
             TopScenario {
                 scenario_id: s.scenario_id,
                 name: s.name.clone(),

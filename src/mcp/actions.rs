@@ -15,12 +15,12 @@ use crate::audit::Actor;
 use crate::auth::Permission;
 use crate::crypto::SecretString;
 use crate::domain::action::{ActionKind, Mode, PlanState, Selector, ThresholdAction};
+use crate::domain::budget::MAKE_ID_MAX;
 use crate::domain::clock::format_timestamp;
 use crate::domain::{ValidationError, validation};
 use crate::engine::actions::{self, ActionError, PlanView, Preview};
 use crate::store::{NotificationRecord, PlanFilter, PlanRecord, WebhookRecord};
 
-const MAKE_ID_MAX: i64 = 1 << 53;
 const PAGE_MAX: u32 = 100;
 
 #[derive(Debug, Deserialize, JsonSchema)]
