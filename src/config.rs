@@ -318,26 +318,11 @@ fn action_settings(
 fn make_settings(o: &Overrides, f: &MakeFile) -> Result<MakeClientConfig, ConfigError> {
     let d = MakeClientConfig::default();
     let timeout = o.make_request_timeout_secs.or(f.request_timeout_secs).unwrap_or(d.request_timeout.as_secs());
-    if !(1..=600).contains(&timeout) {
-        return Err(ConfigError::Invalid {
-            key: "make.request_timeout_secs",
-            rule: format!("must be 1 to 600 (got {timeout})"),
-        });
-    }
+    let timeout = within("make.request_timeout_secs", timeout, 1, 600)?;
     let attempts = o.make_max_attempts.or(f.max_attempts).unwrap_or(d.max_attempts);
-    if !(1..=20).contains(&attempts) {
-        return Err(ConfigError::Invalid {
-            key: "make.max_attempts",
-            rule: format!("must be 1 to 20 (got {attempts})"),
-        });
-    }
+    let attempts = within("make.max_attempts", attempts, 1, 20)?;
     let base = o.make_retry_base_delay_ms.or(f.retry_base_delay_ms).unwrap_or(d.base_delay.as_millis() as u64);
-    if !(1..=60_000).contains(&base) {
-        return Err(ConfigError::Invalid {
-            key: "make.retry_base_delay_ms",
-            rule: format!("must be 1 to 60000 (got {base})"),
-        });
-    }
+    let base = within("make.retry_base_delay_ms", base, 1, 60_000)?;
     Ok(MakeClientConfig {
         request_timeout: std::time::Duration::from_secs(timeout),
         max_attempts: attempts,
