@@ -680,20 +680,27 @@ async fn reverse_leased(
     }
     let targets = control::targets(app, tenant).await?;
     let held = ts.scenarios_held_by_other_plans(plan_id).await?;
-    for mut item in items.into_iter().filter(|i| i.status == ItemStatus::Stopped) {
+    let stopped: Vec<ItemRecord> = items.into_iter().filter(|i| i.status == ItemStatus::Stopped).collect();
+    let ids: Vec<i64> = stopped.iter().map(|i| i.scenario_id).collect();
+    let synced: HashMap<i64, crate::store::ScenarioRecord> =
+        ts.connected_scenarios(&ids).await?.into_iter().map(|s| (s.scenario_id, s)).collect();
+    for mut item in stopped {
         if held.contains(&item.scenario_id) {
             item.status = ItemStatus::HeldByOtherPlan;
             save_item(app, tenant, &plan, &mut item, actor, request_id, "action_item_held_by_other_plan").await?;
             continue;
         }
-        let Some(target) = targets.get(&item.organization_id) else {
+        let (Some(target), Some(scenario)) = (targets.get(&item.organization_id), synced.get(&item.scenario_id)) else {
             item.status = ItemStatus::ResumeFailed;
-            item.last_error = Some(format!("organization {} is no longer connected", item.organization_id));
+            item.last_error = Some(format!(
+                "scenario {} is no longer in a connected organization (as of the last sync)",
+                item.scenario_id
+            ));
             save_item(app, tenant, &plan, &mut item, actor, request_id, "action_item_resume_failed").await?;
             continue;
         };
         item.attempts += 1;
-        let change = control::start_by_id(app, target, item.organization_id, item.scenario_id, &item.name).await;
+        let change = control::change_one(app, target, scenario, true).await;
         let action = match change.outcome {
             control::ChangeOutcome::Changed => {
                 item.status = ItemStatus::Resumed;

@@ -91,7 +91,8 @@ fn start_warning(s: &ScenarioRecord) -> Option<String> {
     })
 }
 
-async fn change_one(app: &App, target: &MakeTarget, s: &ScenarioRecord, active: bool) -> ScenarioChange {
+/// Change one scenario: read its state, and ask Make only if it differs.
+pub(crate) async fn change_one(app: &App, target: &MakeTarget, s: &ScenarioRecord, active: bool) -> ScenarioChange {
     let mut change = ScenarioChange {
         scenario_id: s.scenario_id,
         name: s.name.clone(),
@@ -133,25 +134,6 @@ async fn change_one(app: &App, target: &MakeTarget, s: &ScenarioRecord, active: 
         Err(e) => change.error = Some(MakeFailure::from(&e)),
     }
     change
-}
-
-/// Activate one scenario known by id (reversal of a plan): read first, start only if inactive.
-pub(crate) async fn start_by_id(app: &App, target: &MakeTarget, org: i64, id: i64, name: &str) -> ScenarioChange {
-    let record = ScenarioRecord {
-        scenario_id: id,
-        organization_id: org,
-        team_id: None,
-        folder_id: None,
-        name: name.to_owned(),
-        is_active: false,
-        is_paused: false,
-        is_invalid: false,
-        scheduling_type: None,
-        interval_secs: None,
-        critical: false,
-        synced_at: String::new(),
-    };
-    change_one(app, target, &record, true).await
 }
 
 /// Where to call Make for each connected organization of the tenant (tokens decrypted), with each
