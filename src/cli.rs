@@ -71,6 +71,16 @@ pub struct Cli {
     /// pause_scenarios asks the human to confirm pausing more than this many scenarios at once.
     #[arg(long, global = true, env = "MBM_CONFIRM_PAUSE_OVER")]
     pub confirm_pause_over: Option<usize>,
+    /// File holding the Ed25519 key that signs audit checkpoints (first key line signs, later lines are
+    /// retired keys). The key itself can be given as MBM_AUDIT_SIGNING_KEY (environment only).
+    #[arg(long, global = true, env = "MBM_AUDIT_SIGNING_KEY_FILE")]
+    pub audit_signing_key_file: Option<PathBuf>,
+    /// Sign a checkpoint whenever a chain grows this many records past its last one (0: never).
+    #[arg(long, global = true, env = "MBM_CHECKPOINT_EVERY_RECORDS")]
+    pub checkpoint_every_records: Option<i64>,
+    /// Minutes between `serve`'s checkpoints of every chain that grew (0: never).
+    #[arg(long, global = true, env = "MBM_CHECKPOINT_INTERVAL_MINUTES")]
+    pub checkpoint_interval_minutes: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -199,12 +209,49 @@ pub enum TokenCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
-    /// Verify every tenant's hash chain (or one tenant's). Exits 1 naming the first bad record.
+    /// Verify every tenant's hash chain and signed checkpoints (or one tenant's). Exits 1 naming the
+    /// first bad record.
     Verify {
         /// Tenant id or name.
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Print the public key that verifies this server's checkpoints (base64), for `verify-file`.
+    PublicKey,
+    /// Sign a checkpoint of every chain that grew since its last one (or of one tenant's chain) now.
+    Checkpoint {
+        /// Tenant id or name.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Export a tenant's chain: JSON Lines with signed checkpoints (verifiable offline with
+    /// `verify-file`), or ArcSight CEF lines for a SIEM. Signs a checkpoint of the head first.
+    Export {
+        /// Tenant id or name.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Verify a JSON Lines export with no database: the chain, every checkpoint's signature, and that
+    /// the last checkpoint covers the last record. Exits 1 naming the first bad record.
+    VerifyFile {
+        file: PathBuf,
+        /// Trusted public key(s), base64 and comma-separated, or a file with one per line.
+        #[arg(long)]
+        public_key: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// JSON Lines: records and signed checkpoints.
+    Jsonl,
+    /// ArcSight Common Event Format, one line per record.
+    Cef,
 }
 
 impl Cli {
@@ -237,6 +284,10 @@ impl Cli {
             webhook_retry_base_ms: self.webhook_retry_base_ms,
             webhook_max_attempts: self.webhook_max_attempts,
             confirm_pause_over: self.confirm_pause_over,
+            audit_signing_key: std::env::var("MBM_AUDIT_SIGNING_KEY").ok(),
+            audit_signing_key_file: self.audit_signing_key_file.clone(),
+            checkpoint_every_records: self.checkpoint_every_records,
+            checkpoint_interval_minutes: self.checkpoint_interval_minutes,
         }
     }
 }
@@ -253,6 +304,10 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Offline verification needs no configuration and no database: a third party runs it.
+    if let Command::Audit(AuditCmd::VerifyFile { file, public_key }) = &cli.command {
+        return audit_verify_file(file, public_key);
+    }
     let file = match cli.config.clone().or_else(config::default_config_path) {
         Some(path) => config::read_file(&path)?,
         None => FileConfig::default(),
@@ -268,6 +323,14 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
     .await
     .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", crate::store::redact_url(&config.database_url)))?;
     store.migrate().await?;
+    let audit_keys = config.audit.signing_key.load()?.map(Arc::new);
+    if audit_keys.is_none() {
+        tracing::warn!(
+            "no audit signing key configured (MBM_AUDIT_SIGNING_KEY or audit.signing_key_file): audit checkpoints \
+             are neither signed nor checked"
+        );
+    }
+    let store = store.with_audit_keys(audit_keys, config.audit.checkpoint_every_records);
 
     let code = match cli.command {
         Command::Serve(args) => serve(build_app(store.clone(), &config).await?, &config, args.transport).await?,
@@ -278,7 +341,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tenant(cmd) => tenant(&store, cmd).await?,
         Command::Token(cmd) => token(&store, cmd).await?,
-        Command::Audit(AuditCmd::Verify { tenant }) => audit_verify(&store, tenant.as_deref()).await?,
+        Command::Audit(cmd) => audit(&store, cmd).await?,
         Command::Keys(cmd) => keys(&store, &config, cmd).await?,
         Command::Budget(BudgetCmd::Chart { id, output, tenant, width, height }) => {
             budget_chart(&store, &id, &output, tenant.as_deref(), width, height).await?
@@ -334,6 +397,10 @@ async fn serve(app: Arc<App>, config: &Config, transport: TransportArg) -> anyho
         let interval = std::time::Duration::from_secs(config.evaluate_interval_secs);
         tokio::spawn(crate::engine::evaluator::run_forever(app.clone(), interval, shutdown.clone()))
     });
+    let checkpointer = (config.audit.checkpoint_interval_minutes > 0 && app.store.audit_keys().is_some()).then(|| {
+        let every = std::time::Duration::from_secs(config.audit.checkpoint_interval_minutes * 60);
+        tokio::spawn(checkpoint_forever(app.store.clone(), every, shutdown.clone()))
+    });
     match transport {
         TransportArg::Http => {
             crate::http::serve(app, config.http.clone(), shutdown.clone()).await?;
@@ -369,7 +436,28 @@ async fn serve(app: Arc<App>, config: &Config, transport: TransportArg) -> anyho
     if let Some(e) = evaluator {
         let _ = e.await;
     }
+    if let Some(c) = checkpointer {
+        let _ = c.await;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every `every`, sign a checkpoint of each audit chain that grew since its last one. Several instances
+/// may do this at once: the chain head's lock makes the second find the head already covered.
+async fn checkpoint_forever(store: Store, every: std::time::Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match store.checkpoint_grown_chains().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(chains = n, "signed audit checkpoints"),
+            Err(e) => tracing::error!(error = %e, "signing audit checkpoints failed"),
+        }
+    }
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {
@@ -439,22 +527,201 @@ async fn token(store: &Store, cmd: TokenCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn audit(store: &Store, cmd: AuditCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AuditCmd::Verify { tenant } => audit_verify(store, tenant.as_deref()).await,
+        AuditCmd::PublicKey => {
+            let keys = store.audit_keys().ok_or_else(no_signing_key)?;
+            println!("{}", keys.public_key().to_text());
+            eprintln!("key id {}", keys.public_key().id());
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Checkpoint { tenant } => {
+            store.audit_keys().ok_or_else(no_signing_key)?;
+            match tenant {
+                Some(t) => {
+                    let t = admin::find_tenant(store, &t).await?;
+                    let cp = store.checkpoint_audit_head(t.id.parse()?).await?;
+                    println!("{}", serde_json::to_string(&cp)?);
+                }
+                None => eprintln!("signed {} checkpoint(s)", store.checkpoint_grown_chains().await?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Export { tenant, format, output } => audit_export(store, &tenant, format, output.as_deref()).await,
+        AuditCmd::VerifyFile { file, public_key } => audit_verify_file(&file, &public_key),
+    }
+}
+
+fn no_signing_key() -> anyhow::Error {
+    anyhow::anyhow!("no audit signing key is configured: set MBM_AUDIT_SIGNING_KEY or audit.signing_key_file")
+}
+
+/// A progress bar on stderr when it is a terminal; nothing when piped or redirected.
+struct Bar(indicatif::ProgressBar);
+
+impl Bar {
+    fn new(what: &str, template: &str) -> Self {
+        use std::io::IsTerminal;
+        let target = if std::io::stderr().is_terminal() {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        };
+        let bar = indicatif::ProgressBar::with_draw_target(None, target);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> "),
+        );
+        bar.set_message(what.to_owned());
+        Self(bar)
+    }
+
+    fn records(what: &str) -> Self {
+        Self::new(what, "{msg} [{bar:30}] {human_pos}/{human_len} records, {per_sec}, ETA {eta}")
+    }
+}
+
+impl crate::store::Progress for Bar {
+    fn total(&self, records: u64) {
+        self.0.set_length(records);
+    }
+    fn advance(&self, records: u64) {
+        self.0.inc(records);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
 async fn audit_verify(store: &Store, tenant: Option<&str>) -> anyhow::Result<ExitCode> {
     let only = match tenant {
         Some(t) => Some(admin::find_tenant(store, t).await?.id.parse::<TenantId>()?),
         None => None,
     };
-    let report = store.verify_audit(only).await?;
+    let report = {
+        let bar = Bar::records("verifying");
+        store.verify_audit_with(only, &bar).await?
+    };
     for c in &report.chains {
         match &c.first_break {
-            None => println!(
-                "ok      tenant {:?} ({}): {} records, head seq {} hash {}",
-                c.tenant_name, c.tenant_id, c.records_checked, c.head_seq, c.head_hash
-            ),
-            Some(reason) => println!("BROKEN  tenant {:?} ({}): {reason}", c.tenant_name, c.tenant_id),
+            None => {
+                let anchor = match (&c.latest_checkpoint, c.checkpoints_checked) {
+                    (_, false) => "checkpoints not checked (no audit signing key configured)".to_owned(),
+                    (Some(cp), true) => format!("signed checkpoint at seq {} ({}, key {})", cp.seq, cp.at, cp.key_id),
+                    (None, true) => "no signed checkpoint yet".to_owned(),
+                };
+                println!(
+                    "ok      tenant {:?} ({}): {} records, head seq {} hash {}, {anchor}",
+                    c.tenant_name, c.tenant_id, c.records_checked, c.head_seq, c.head_hash
+                )
+            }
+            Some(b) => println!("BROKEN  tenant {:?} ({}): {b}", c.tenant_name, c.tenant_id),
         }
     }
     Ok(if report.is_valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn audit_export(
+    store: &Store,
+    tenant: &str,
+    format: ExportFormat,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use crate::audit::export::{EXPORT_FORMAT, ExportHeader, ExportLine, cef_line};
+    use crate::store::ExportItem;
+    use std::io::Write;
+
+    let t = admin::find_tenant(store, tenant).await?;
+    let tenant_id: TenantId = t.id.parse()?;
+    let upto = match store.audit_keys() {
+        Some(_) => store.checkpoint_audit_head(tenant_id).await?.seq,
+        None => {
+            eprintln!(
+                "warning: no audit signing key configured: the export gets no fresh checkpoint, and records after \
+                 the last one cannot be verified offline"
+            );
+            store.audit_head_seq(tenant_id).await?
+        }
+    };
+    let mut out: Box<dyn Write + Send> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    if format == ExportFormat::Jsonl {
+        let header = ExportHeader {
+            format: EXPORT_FORMAT.into(),
+            tenant_id: t.id.clone(),
+            tenant_name: t.name.clone(),
+            exported_at: crate::domain::clock::format_timestamp(jiff::Timestamp::now()),
+            records: upto,
+        };
+        out.write_all(ExportLine::Header(header).to_line().as_bytes())?;
+    }
+    let (mut records, mut checkpoints) = (0u64, 0u64);
+    {
+        let bar = Bar::records("exporting");
+        store
+            .export_audit(tenant_id, upto, &bar, |item| match (item, format) {
+                (ExportItem::Record(r), ExportFormat::Jsonl) => {
+                    records += 1;
+                    out.write_all(ExportLine::Record(r).to_line().as_bytes())
+                }
+                (ExportItem::Record(r), ExportFormat::Cef) => {
+                    records += 1;
+                    writeln!(out, "{}", cef_line(&r, env!("CARGO_PKG_VERSION")))
+                }
+                (ExportItem::Checkpoint(cp), ExportFormat::Jsonl) => {
+                    checkpoints += 1;
+                    out.write_all(ExportLine::Checkpoint(cp).to_line().as_bytes())
+                }
+                (ExportItem::Checkpoint(_), ExportFormat::Cef) => Ok(()),
+            })
+            .await?;
+    }
+    out.flush()?;
+    eprintln!(
+        "exported {records} records and {checkpoints} signed checkpoints of tenant {:?} ({}){}",
+        t.name,
+        t.id,
+        output.map(|p| format!(" to {}", p.display())).unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_verify_file(path: &std::path::Path, public_key: &str) -> anyhow::Result<ExitCode> {
+    let keys = crate::audit::checkpoint::parse_public_keys(public_key).map_err(anyhow::Error::msg)?;
+    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    let size = file.metadata()?.len();
+    let report = {
+        let bar = Bar::new(
+            "verifying",
+            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes}, {binary_bytes_per_sec}, ETA {eta}",
+        );
+        bar.0.set_length(size);
+        crate::audit::export::verify_jsonl(std::io::BufReader::with_capacity(1 << 20, file), &keys, |b| {
+            bar.0.set_position(b)
+        })?
+    };
+    match (&report.first_break, &report.verified) {
+        (None, Some(v)) => {
+            let cp = v.latest_checkpoint.as_ref().expect("a verified export ends with a checkpoint");
+            println!(
+                "ok      export of tenant {:?} ({}): {} records verified, head hash {}, signed checkpoint at seq {} ({}, key {})",
+                report.tenant_name, report.tenant_id, v.records_checked, v.head_hash, cp.seq, cp.at, cp.key_id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        (Some(b), _) => {
+            println!("BROKEN  export of tenant {:?} ({}): {b}", report.tenant_name, report.tenant_id);
+            Ok(ExitCode::from(1))
+        }
+        (None, None) => unreachable!("a report without a break is verified"),
+    }
 }
 
 /// A sealed secret that `keys rotate` re-encrypts.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::audit::checkpoint::SigningKeySources;
 use crate::auth::Role;
 use crate::crypto::KeySources;
 use crate::make::MakeClientConfig;
@@ -31,6 +32,16 @@ pub struct FileConfig {
     pub make: MakeFile,
     #[serde(default)]
     pub actions: ActionsFile,
+    #[serde(default)]
+    pub audit: AuditFile,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    pub signing_key_file: Option<PathBuf>,
+    pub checkpoint_every_records: Option<i64>,
+    pub checkpoint_interval_minutes: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -117,6 +128,11 @@ pub struct Overrides {
     pub webhook_retry_base_ms: Option<u64>,
     pub webhook_max_attempts: Option<u32>,
     pub confirm_pause_over: Option<usize>,
+    /// `MBM_AUDIT_SIGNING_KEY` (environment only).
+    pub audit_signing_key: Option<String>,
+    pub audit_signing_key_file: Option<PathBuf>,
+    pub checkpoint_every_records: Option<i64>,
+    pub checkpoint_interval_minutes: Option<u64>,
 }
 
 /// The effective configuration.
@@ -135,6 +151,18 @@ pub struct Config {
     pub evaluate_interval_secs: u64,
     pub actions: crate::engine::actions::ActionSettings,
     pub webhook_timeout: std::time::Duration,
+    pub audit: AuditSettings,
+}
+
+/// Signed checkpoints of the audit chains.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Where the Ed25519 signing key comes from.
+    pub signing_key: SigningKeySources,
+    /// An append that takes a chain this many records past its last checkpoint signs a new one; 0: never.
+    pub checkpoint_every_records: i64,
+    /// `serve` signs every chain that grew since its last checkpoint this often; 0: never.
+    pub checkpoint_interval_minutes: u64,
 }
 
 /// The principal used over stdio.
@@ -235,7 +263,27 @@ impl Config {
             key_file: o.master_key_file.or(file.secrets.master_key_file),
             default_file: default_key_file(&database_url),
         };
+        let audit = AuditSettings {
+            signing_key: SigningKeySources {
+                key: o.audit_signing_key.filter(|k| !k.trim().is_empty()),
+                key_file: o.audit_signing_key_file.or(file.audit.signing_key_file),
+                default_file: default_key_file(&database_url).map(|p| p.with_file_name("audit-signing.key")),
+            },
+            checkpoint_every_records: within(
+                "audit.checkpoint_every_records",
+                o.checkpoint_every_records.or(file.audit.checkpoint_every_records).unwrap_or(1000),
+                0,
+                1_000_000,
+            )?,
+            checkpoint_interval_minutes: within(
+                "audit.checkpoint_interval_minutes",
+                o.checkpoint_interval_minutes.or(file.audit.checkpoint_interval_minutes).unwrap_or(60),
+                0,
+                10_080,
+            )?,
+        };
         Ok(Config {
+            audit,
             database_url,
             log: o.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.to_owned()),
             log_format: o.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
@@ -412,6 +460,9 @@ mod tests {
         assert!(a.scenario_retry_delay_ms.is_some() && a.webhook_timeout_secs.is_some());
         assert!(a.webhook_max_attempts.is_some() && a.webhook_retry_base_ms.is_some());
         assert!(a.confirm_pause_over.is_some());
+        let au = &file.audit;
+        assert!(au.signing_key_file.is_some() && au.checkpoint_every_records.is_some());
+        assert!(au.checkpoint_interval_minutes.is_some());
         Config::resolve(file, Overrides::default()).expect("example config is valid");
     }
 }

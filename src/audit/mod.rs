@@ -18,11 +18,16 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
 
+pub mod checkpoint;
+pub mod export;
+
+pub use checkpoint::{AuditKeys, Checkpoint, TrustedKeys};
+
 /// `prev_hash` of a chain's first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What happened, as the caller describes it. The store adds tenant, sequence, time and hashes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     pub actor: Actor,
     /// The tool or CLI command, e.g. `create_budget` or `cli:token issue`.
@@ -40,7 +45,7 @@ pub struct AuditEntry {
     pub after: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Actor {
     pub subject: String,
     pub role: String,
@@ -53,7 +58,7 @@ impl From<&Principal> for Actor {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The mutation was applied.
@@ -80,7 +85,7 @@ impl Outcome {
 }
 
 /// A record as stored: the entry plus its place in the chain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditRecord {
     pub tenant_id: String,
     pub seq: i64,
@@ -157,50 +162,266 @@ pub fn redact(mut v: Value) -> Value {
     v
 }
 
-/// Why a chain failed verification.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChainBreak {
-    #[error("sequence gap: expected seq {expected}, found {found}")]
-    Gap { expected: i64, found: i64 },
-    #[error("broken link: prev_hash does not match the hash of record {}", .seq - 1)]
-    BrokenLink { seq: i64 },
-    #[error("hash mismatch: the record's contents do not match its stored hash")]
-    HashMismatch { seq: i64 },
-    #[error("record belongs to tenant {found}, not {expected}")]
-    WrongTenant { expected: String, found: String },
-    #[error("chain head says seq {head_seq} / {head_hash}, but the last record is seq {last_seq} / {last_hash}")]
-    HeadMismatch { head_seq: i64, head_hash: String, last_seq: i64, last_hash: String },
+/// What kind of problem a verification found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakKind {
+    /// A record's contents do not hash to its stored hash: it was edited.
+    HashMismatch,
+    /// A record's hash is not the one its successor links to: it was rewritten with a recomputed hash
+    /// (or its successor's link was edited).
+    BrokenLink,
+    /// A sequence number is missing: a record was deleted.
+    Gap,
+    /// Records are out of order, or a record sits at a position it was not sealed for.
+    Reordered,
+    /// Two records claim the same predecessor: one of them was inserted.
+    Inserted,
+    /// A signed checkpoint (or the stored chain head) vouches for more records than exist: the tail was cut.
+    MissingTail,
+    /// The chain's hash at a checkpoint's sequence number differs from the signed one: records up to it
+    /// were rewritten and their hashes recomputed.
+    CheckpointMismatch,
+    /// A checkpoint's signature is invalid or from an untrusted key.
+    BadCheckpoint,
+    /// The stored chain head disagrees with the last record.
+    HeadMismatch,
+    /// A record of another tenant is in this chain.
+    WrongTenant,
+    /// Records after the last signed checkpoint of an export: nothing vouches for them.
+    Unanchored,
+    /// A line of an export is not a record, checkpoint or header.
+    Malformed,
 }
 
-/// Walks one tenant's chain record by record, in sequence order, in constant memory.
+impl BreakKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakKind::HashMismatch => "hash mismatch",
+            BreakKind::BrokenLink => "broken link",
+            BreakKind::Gap => "gap in sequence",
+            BreakKind::Reordered => "reordering",
+            BreakKind::Inserted => "inserted record",
+            BreakKind::MissingTail => "missing tail",
+            BreakKind::CheckpointMismatch => "checkpoint mismatch",
+            BreakKind::BadCheckpoint => "bad checkpoint",
+            BreakKind::HeadMismatch => "head mismatch",
+            BreakKind::WrongTenant => "wrong tenant",
+            BreakKind::Unanchored => "unanchored records",
+            BreakKind::Malformed => "malformed",
+        }
+    }
+}
+
+/// Why a chain failed verification: the first sequence number the verifier cannot vouch for, the kind of
+/// problem, and what exactly it saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, thiserror::Error)]
+#[error("record seq {seq}: {}: {detail}", kind.as_str())]
+pub struct ChainBreak {
+    /// The lowest sequence number that cannot be trusted. Records before it verified (and, up to the last
+    /// good checkpoint, are vouched for by a signature).
+    pub seq: i64,
+    pub kind: BreakKind,
+    pub detail: String,
+}
+
+impl ChainBreak {
+    pub fn new(seq: i64, kind: BreakKind, detail: impl Into<String>) -> Self {
+        Self { seq, kind, detail: detail.into() }
+    }
+}
+
+/// A verified chain: how far it goes and how much of it a signature vouches for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Verified {
+    pub records_checked: i64,
+    /// Hash of the last record (the genesis hash for an empty chain).
+    pub head_hash: String,
+    /// The highest sequence number covered by a valid signed checkpoint (0 if none).
+    pub anchored_seq: i64,
+    /// The last valid checkpoint seen, if any.
+    pub latest_checkpoint: Option<Checkpoint>,
+}
+
+/// Walks one tenant's chain record by record, in sequence order, in constant memory, together with the
+/// signed checkpoints of that chain.
+///
+/// Feed records with [`check`](Self::check) and, right after the record a checkpoint covers (or whenever a
+/// checkpoint claims more records than were fed), the checkpoint with [`checkpoint`](Self::checkpoint);
+/// then call [`finish`](Self::finish). The first error is the verdict; stop feeding after it.
 #[derive(Debug)]
-pub struct ChainVerifier {
+pub struct ChainVerifier<'k> {
     tenant_id: String,
+    keys: Option<&'k TrustedKeys>,
     next_seq: i64,
     prev_hash: String,
+    /// `prev_hash` of the last accepted record: a record linking here too means one was inserted.
+    prev_link: String,
+    /// A record jumped ahead of `next_seq`: a gap, or a reordering if a lower one follows.
+    pending_jump: Option<i64>,
+    anchored_seq: i64,
+    latest_checkpoint: Option<Checkpoint>,
+    /// A valid checkpoint for a record not yet seen.
+    claim: Option<Checkpoint>,
 }
 
-impl ChainVerifier {
-    pub fn new(tenant_id: impl Into<String>) -> Self {
-        Self { tenant_id: tenant_id.into(), next_seq: 1, prev_hash: GENESIS_HASH.into() }
+impl<'k> ChainVerifier<'k> {
+    /// Verify `tenant_id`'s chain; checkpoints are checked against `keys` (and ignored when `None`).
+    pub fn new(tenant_id: impl Into<String>, keys: Option<&'k TrustedKeys>) -> Self {
+        Self {
+            tenant_id: tenant_id.into(),
+            keys,
+            next_seq: 1,
+            prev_hash: GENESIS_HASH.into(),
+            prev_link: String::new(),
+            pending_jump: None,
+            anchored_seq: 0,
+            latest_checkpoint: None,
+            claim: None,
+        }
     }
 
     /// Check the next record; on success it becomes the new tail.
     pub fn check(&mut self, r: &AuditRecord) -> Result<(), ChainBreak> {
+        let expected = self.next_seq;
+        if let Some(found) = self.pending_jump.take() {
+            return Err(if r.seq < found {
+                ChainBreak::new(
+                    expected,
+                    BreakKind::Reordered,
+                    format!("expected seq {expected}, found seq {found} followed by seq {}", r.seq),
+                )
+            } else {
+                ChainBreak::new(expected, BreakKind::Gap, format!("expected seq {expected}, found seq {found}"))
+            });
+        }
         if r.tenant_id != self.tenant_id {
-            return Err(ChainBreak::WrongTenant { expected: self.tenant_id.clone(), found: r.tenant_id.clone() });
+            return Err(ChainBreak::new(
+                expected,
+                BreakKind::WrongTenant,
+                format!("record seq {} belongs to tenant {}, not {}", r.seq, r.tenant_id, self.tenant_id),
+            ));
         }
-        if r.seq != self.next_seq {
-            return Err(ChainBreak::Gap { expected: self.next_seq, found: r.seq });
+        if r.seq > expected {
+            self.pending_jump = Some(r.seq);
+            return Ok(());
         }
-        if r.compute_hash() != r.hash {
-            return Err(ChainBreak::HashMismatch { seq: r.seq });
+        if r.seq < expected {
+            return Err(if r.seq == expected - 1 && r.prev_hash == self.prev_link {
+                ChainBreak::new(
+                    r.seq,
+                    BreakKind::Inserted,
+                    format!("two records claim seq {} and both follow the same predecessor", r.seq),
+                )
+            } else {
+                ChainBreak::new(
+                    expected,
+                    BreakKind::Reordered,
+                    format!("seq {} appears after seq {}", r.seq, expected - 1),
+                )
+            });
         }
         if r.prev_hash != self.prev_hash {
-            return Err(ChainBreak::BrokenLink { seq: r.seq });
+            if expected > 1 && r.prev_hash == self.prev_link {
+                return Err(ChainBreak::new(
+                    expected - 1,
+                    BreakKind::Inserted,
+                    format!(
+                        "records {} and {expected} both follow record {}: one of them was inserted",
+                        expected - 1,
+                        expected - 2
+                    ),
+                ));
+            }
+            if r.compute_hash() != r.hash {
+                return Err(ChainBreak::new(
+                    expected,
+                    BreakKind::HashMismatch,
+                    "neither its contents nor its link match: the record was edited or does not belong here",
+                ));
+            }
+            // Record `expected - 1` has a valid hash of its own, but not the one this record committed to:
+            // it was rewritten and re-hashed, unless a checkpoint vouches for it (then this link was edited).
+            let rewritten = if self.anchored_seq >= expected - 1 { expected } else { (expected - 1).max(1) };
+            return Err(ChainBreak::new(
+                rewritten,
+                BreakKind::BrokenLink,
+                format!("record {expected}'s prev_hash does not match the hash of record {}", expected - 1),
+            ));
+        }
+        if r.compute_hash() != r.hash {
+            return Err(ChainBreak::new(
+                expected,
+                BreakKind::HashMismatch,
+                "the record's contents do not match its stored hash",
+            ));
         }
         self.next_seq += 1;
+        self.prev_link = r.prev_hash.clone();
         self.prev_hash = r.hash.clone();
+        if let Some(claim) = self.claim.take_if(|c| c.seq == r.seq) {
+            self.match_checkpoint(claim)?;
+        }
+        Ok(())
+    }
+
+    /// Check a signed checkpoint. One for the last checked record is compared with it; one for a later
+    /// record is held until that record arrives (or [`finish`](Self::finish) finds it missing).
+    pub fn checkpoint(&mut self, cp: &Checkpoint) -> Result<(), ChainBreak> {
+        let Some(keys) = self.keys else { return Ok(()) };
+        if self.pending_jump.is_some() {
+            return Ok(()); // the next record decides the break
+        }
+        if let Err(e) = keys.verify(cp) {
+            return Err(ChainBreak::new(
+                self.anchored_seq + 1,
+                BreakKind::BadCheckpoint,
+                format!("checkpoint at seq {}: {e}", cp.seq),
+            ));
+        }
+        if cp.tenant_id != self.tenant_id {
+            return Err(ChainBreak::new(
+                self.anchored_seq + 1,
+                BreakKind::WrongTenant,
+                format!("checkpoint at seq {} is for tenant {}", cp.seq, cp.tenant_id),
+            ));
+        }
+        let checked = self.checked();
+        if cp.seq == checked {
+            self.match_checkpoint(cp.clone())
+        } else if cp.seq > checked {
+            if self.claim.as_ref().is_none_or(|c| c.seq < cp.seq) {
+                self.claim = Some(cp.clone());
+            }
+            Ok(())
+        } else if cp.seq <= self.anchored_seq {
+            Ok(()) // an older checkpoint of a part already vouched for
+        } else {
+            Err(ChainBreak::new(
+                self.anchored_seq + 1,
+                BreakKind::Reordered,
+                format!("checkpoint for seq {} appears after record {checked}", cp.seq),
+            ))
+        }
+    }
+
+    fn match_checkpoint(&mut self, cp: Checkpoint) -> Result<(), ChainBreak> {
+        if cp.head_hash != self.prev_hash {
+            return Err(ChainBreak::new(
+                self.anchored_seq + 1,
+                BreakKind::CheckpointMismatch,
+                format!(
+                    "the chain's hash at seq {} differs from the checkpoint signed at {}: records {}..={} were \
+                     rewritten and re-hashed",
+                    cp.seq,
+                    cp.at,
+                    self.anchored_seq + 1,
+                    cp.seq
+                ),
+            ));
+        }
+        self.anchored_seq = cp.seq;
+        self.latest_checkpoint = Some(cp);
         Ok(())
     }
 
@@ -214,17 +435,34 @@ impl ChainVerifier {
         &self.prev_hash
     }
 
-    /// Compare the walked tail with the stored chain head.
-    pub fn finish(&self, head_seq: i64, head_hash: &str) -> Result<(), ChainBreak> {
-        if head_seq != self.checked() || head_hash != self.prev_hash {
-            return Err(ChainBreak::HeadMismatch {
-                head_seq,
-                head_hash: head_hash.into(),
-                last_seq: self.checked(),
-                last_hash: self.prev_hash.clone(),
-            });
+    /// The end of the walk: a pending jump is a gap, a checkpoint beyond the last record a cut tail.
+    pub fn finish(self) -> Result<Verified, ChainBreak> {
+        let expected = self.next_seq;
+        if let Some(found) = self.pending_jump {
+            return Err(ChainBreak::new(
+                expected,
+                BreakKind::Gap,
+                format!("expected seq {expected}, found seq {found}"),
+            ));
         }
-        Ok(())
+        if let Some(claim) = &self.claim {
+            return Err(ChainBreak::new(
+                expected,
+                BreakKind::MissingTail,
+                format!(
+                    "the checkpoint signed at {} vouches for {} records; only {} remain",
+                    claim.at,
+                    claim.seq,
+                    self.checked()
+                ),
+            ));
+        }
+        Ok(Verified {
+            records_checked: self.checked(),
+            head_hash: self.prev_hash,
+            anchored_seq: self.anchored_seq,
+            latest_checkpoint: self.latest_checkpoint,
+        })
     }
 }
 
@@ -262,11 +500,25 @@ mod tests {
             .collect()
     }
 
-    fn verify(records: &[AuditRecord]) -> Result<(), ChainBreak> {
-        let mut v = ChainVerifier::new("t1");
+    fn verify(records: &[AuditRecord]) -> Result<Verified, ChainBreak> {
+        let mut v = ChainVerifier::new("t1", None);
         records.iter().try_for_each(|r| v.check(r))?;
-        let last = records.last().unwrap();
-        v.finish(last.seq, &last.hash)
+        v.finish()
+    }
+
+    /// Re-seal records `from..` (0-based) in place, as an attacker who knows the algorithm would.
+    fn reseal_from(c: &mut [AuditRecord], from: usize) {
+        for i in from..c.len() {
+            if i > 0 {
+                c[i].prev_hash = c[i - 1].hash.clone();
+            }
+            c[i].hash = c[i].compute_hash();
+        }
+    }
+
+    fn broken(r: Result<Verified, ChainBreak>) -> (i64, BreakKind) {
+        let b = r.expect_err("tampering must be detected");
+        (b.seq, b.kind)
     }
 
     #[test]
@@ -281,31 +533,87 @@ mod tests {
 
     #[test]
     fn intact_chain_verifies() {
-        assert_eq!(verify(&chain(20)), Ok(()));
+        let v = verify(&chain(20)).unwrap();
+        assert_eq!((v.records_checked, v.anchored_seq), (20, 0));
+        assert_eq!(verify(&[]).unwrap().head_hash, GENESIS_HASH);
     }
 
     #[test]
     fn tampering_is_detected_and_located() {
         let mut c = chain(10);
         c[4].entry.after = Some(json!({"limit": 999}));
-        assert_eq!(verify(&c), Err(ChainBreak::HashMismatch { seq: 5 }));
+        assert_eq!(broken(verify(&c)), (5, BreakKind::HashMismatch));
 
         let mut c = chain(10);
         c[4].entry.after = Some(json!({"limit": 999}));
         c[4].hash = c[4].compute_hash(); // attacker recomputes the hash: the next link breaks
-        assert_eq!(verify(&c), Err(ChainBreak::BrokenLink { seq: 6 }));
+        assert_eq!(broken(verify(&c)), (5, BreakKind::BrokenLink));
 
         let mut c = chain(10);
         c.remove(3);
-        assert_eq!(verify(&c), Err(ChainBreak::Gap { expected: 4, found: 5 }));
+        assert_eq!(broken(verify(&c)), (4, BreakKind::Gap));
 
+        let mut c = chain(10);
+        c.truncate(9);
+        c.remove(8); // the last-but-one: the gap shows at the end of the walk
+        c.push(chain(10)[9].clone());
+        assert_eq!(broken(verify(&c)), (9, BreakKind::Gap));
+
+        let mut c = chain(10);
+        c.swap(4, 6); // lines moved in an export: seq 7 where 5 belongs
+        assert_eq!(broken(verify(&c)), (5, BreakKind::Reordered));
+
+        // A forged record sealed after record 3, placed before the real record 4.
+        let mut c = chain(10);
+        let forged = AuditRecord::seal("t1".into(), 4, c[3].at.clone(), entry(99), c[2].hash.clone());
+        c.insert(3, forged.clone());
+        assert_eq!(broken(verify(&c)), (4, BreakKind::Inserted));
+        // The same, with the later records renumbered to make room (their hashes then fail too).
+        let mut c = chain(10);
+        c.insert(3, forged);
+        c[4..].iter_mut().for_each(|r| r.seq += 1);
+        assert_eq!(broken(verify(&c)), (4, BreakKind::Inserted));
+    }
+
+    #[test]
+    fn checkpoints_catch_cut_tails_and_recomputed_chains() {
+        let keys = AuditKeys::generate();
+        let cp = |c: &[AuditRecord], seq: usize| {
+            keys.sign("t1", seq as i64, &c[seq - 1].hash, "2026-01-01T01:00:00.000000Z")
+        };
+        let walk = |c: &[AuditRecord], cps: &[Checkpoint]| {
+            let mut v = ChainVerifier::new("t1", Some(keys.trusted()));
+            for r in c {
+                v.check(r)?;
+                for p in cps.iter().filter(|p| p.seq == r.seq) {
+                    v.checkpoint(p)?;
+                }
+            }
+            for p in cps.iter().filter(|p| p.seq > c.len() as i64) {
+                v.checkpoint(p)?;
+            }
+            v.finish()
+        };
         let c = chain(10);
-        let mut v = ChainVerifier::new("t1");
-        c[..8].iter().for_each(|r| v.check(r).unwrap());
-        assert!(
-            matches!(v.finish(10, &c[9].hash), Err(ChainBreak::HeadMismatch { .. })),
-            "a cut tail disagrees with the head"
-        );
+        let cps = [cp(&c, 3), cp(&c, 6), cp(&c, 10)];
+        let ok = walk(&c, &cps).unwrap();
+        assert_eq!((ok.records_checked, ok.anchored_seq), (10, 10));
+
+        // The last 3 records cut off: the checkpoint at 10 says they existed.
+        assert_eq!(broken(walk(&c[..7], &cps)), (8, BreakKind::MissingTail));
+        // Without that checkpoint the cut is invisible to the chain itself: exactly the gap checkpoints close.
+        assert!(walk(&c[..7], &cps[..2]).is_ok());
+
+        // Record 5 rewritten and every later hash recomputed: consistent, but not what was signed at 6.
+        let mut t = c.clone();
+        t[4].entry.target = "budget:forged".into();
+        reseal_from(&mut t, 4);
+        assert!(verify(&t).is_ok(), "the recomputed chain is self-consistent");
+        assert_eq!(broken(walk(&t, &cps)), (4, BreakKind::CheckpointMismatch));
+        // ... and re-signing with a key of one's own does not help.
+        let forged_keys = AuditKeys::generate();
+        let forged = forged_keys.sign("t1", 6, &t[5].hash, "2026-01-01T01:00:00.000000Z");
+        assert_eq!(broken(walk(&t, &[cps[0].clone(), forged])), (4, BreakKind::BadCheckpoint));
     }
 
     #[test]

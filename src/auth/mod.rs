@@ -136,6 +136,9 @@ pub const TOOL_PERMISSIONS: &[(&str, Option<Permission>)] = &[
     ("add_webhook", Some(P::ThresholdManagement)),
     ("list_webhooks", Some(P::BudgetRead)),
     ("remove_webhook", Some(P::ThresholdManagement)),
+    ("query_audit_log", Some(P::AuditRead)),
+    ("verify_audit_chain", Some(P::AuditRead)),
+    ("create_audit_checkpoint", Some(P::AuditRead)),
 ];
 
 /// The permission a tool needs, or `Err` if the tool is not in the table (unknown tools are refused).

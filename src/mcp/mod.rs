@@ -6,6 +6,7 @@
 //! extensions. Tools are plain async methods grouped by subject (`identity`, `budgets`).
 
 mod actions;
+mod audit;
 mod budgets;
 pub mod error;
 mod identity;
@@ -45,6 +46,8 @@ Automated actions: `add_threshold_action` attaches `notify` (webhooks, see `add_
 (selector non_critical, top_n or all; automatic or requires_approval) to a threshold; `set_scenario_critical` \
 protects a scenario; `preview_action` is a dry run; crossings create plans: `list_actions`, `get_action`, \
 `approve_action` (by someone other than the requester), `reject_action`, `reverse_action`. \
+Audit (role auditor or admin): `query_audit_log` searches the tamper-evident log, `verify_audit_chain` checks \
+it, `create_audit_checkpoint` signs its head. \
 Limits are integers in the budget's unit (credits or operations). \
 To change a budget, read it, then call `update_budget` with the `version` you read; a `conflict` error means \
 someone changed it in between: read it again and retry. \
@@ -106,7 +109,12 @@ pub struct BudgetServer {
 impl BudgetServer {
     /// All tools this server offers.
     pub fn router() -> ToolRouter<BudgetServer> {
-        Self::identity_tools() + Self::budget_tools() + Self::make_tools() + Self::status_tools() + Self::action_tools()
+        Self::identity_tools()
+            + Self::budget_tools()
+            + Self::make_tools()
+            + Self::status_tools()
+            + Self::action_tools()
+            + Self::audit_tools()
     }
 
     pub fn new(app: Arc<App>, tool_router: Arc<ToolRouter<BudgetServer>>, local_principal: Option<Principal>) -> Self {

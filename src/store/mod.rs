@@ -27,7 +27,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, Transaction};
 
 pub use self::actions::{ItemRecord, NotificationRecord, PlanFilter, PlanRecord, WebhookRecord};
-pub use self::audit_log::{ChainReport, VerifyReport};
+pub use self::audit_log::{AuditQuery, ChainReport, Checkpointing, ExportItem, Progress, VerifyReport};
 pub use self::budgets::{BudgetFilter, BudgetPage};
 pub use self::make::{
     ConnectionRecord, ConsumptionRow, DayUsage, OrgRecord, OrgSync, ScenarioFilter, ScenarioRecord, ScenarioSpend,
@@ -95,6 +95,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Writing an export failed (a full disk, a closed pipe).
+    #[error("write failed: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Connection settings beyond the URL.
@@ -116,6 +119,8 @@ pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
     clock: Arc<dyn Clock>,
+    /// Set when an audit signing key is configured: appends sign checkpoints, verification checks them.
+    checkpointing: Option<Arc<Checkpointing>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -157,7 +162,7 @@ impl Store {
             )??;
         probe.close().await?;
         let pool = pool_opts.connect_with(connect_opts).await?;
-        Ok(Self { pool, dialect, clock })
+        Ok(Self { pool, dialect, clock, checkpointing: None })
     }
 
     /// Apply pending migrations (forward only).
@@ -261,7 +266,8 @@ impl MutationTx {
         let at = format_timestamp(self.store.clock.now());
         let tenant = self.tenant;
         let dialect = self.dialect();
-        audit_log::append(self.conn(), dialect, tenant, at, entry).await
+        let checkpointing = self.store.checkpointing.clone();
+        audit_log::append(self.conn(), dialect, checkpointing.as_deref(), tenant, at, entry).await
     }
 
     /// Append `entry` to the tenant's audit chain and commit, all in this one transaction.
@@ -269,7 +275,8 @@ impl MutationTx {
         let at = format_timestamp(self.store.clock.now());
         let tenant = self.tenant;
         let dialect = self.dialect();
-        let record = audit_log::append(self.conn(), dialect, tenant, at, entry).await?;
+        let checkpointing = self.store.checkpointing.clone();
+        let record = audit_log::append(self.conn(), dialect, checkpointing.as_deref(), tenant, at, entry).await?;
         self.tx.commit().await?;
         Ok(record)
     }

@@ -1,0 +1,330 @@
+//! Exports of one tenant's audit chain, and the offline verifier for them.
+//!
+//! **JSON Lines** (`--format jsonl`), one JSON object per line, each with a `type`:
+//!
+//! ```text
+//! {"type":"header","format":"make-budget-mcp/audit-export/v1","tenant_id":…,"tenant_name":…,"exported_at":…,"records":N}
+//! {"type":"record","tenant_id":…,"seq":1,"at":…,"actor":{…},"action":…,…,"prev_hash":…,"hash":…}
+//! {"type":"checkpoint","tenant_id":…,"seq":1000,"head_hash":…,"at":…,"key_id":…,"signature":…}
+//! ```
+//!
+//! Records come in sequence order; each checkpoint follows the record it covers, and the export ends with
+//! a checkpoint of its last record, so every record in an honest export is vouched for by a signature.
+//! [`verify_jsonl`] checks such a file with nothing but the public key: the chain, every checkpoint's
+//! signature, and that nothing follows the last checkpoint.
+//!
+//! **CEF** (`--format cef`): one ArcSight Common Event Format line per record, for SIEM ingestion. It
+//! carries the chain fields (seq, hash) so a SIEM can correlate, but is not meant to be verified.
+
+use std::io::BufRead;
+
+use serde::{Deserialize, Serialize};
+
+use super::{AuditRecord, BreakKind, ChainBreak, ChainVerifier, Checkpoint, Outcome, TrustedKeys, Verified};
+
+/// The `format` of a JSON Lines export's header.
+pub const EXPORT_FORMAT: &str = "make-budget-mcp/audit-export/v1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportHeader {
+    pub format: String,
+    pub tenant_id: String,
+    pub tenant_name: String,
+    pub exported_at: String,
+    /// How many records follow (the sequence number of the last one).
+    pub records: i64,
+}
+
+/// One line of a JSON Lines export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExportLine {
+    Header(ExportHeader),
+    Record(AuditRecord),
+    Checkpoint(Checkpoint),
+}
+
+impl ExportLine {
+    /// The line as written, with its newline.
+    pub fn to_line(&self) -> String {
+        let mut s = serde_json::to_string(self).expect("export lines always serialise");
+        s.push('\n');
+        s
+    }
+}
+
+/// The verdict on an export file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    pub tenant_id: String,
+    pub tenant_name: String,
+    pub records_checked: i64,
+    /// Set when the file verified: how far it goes and which checkpoint vouches for it.
+    pub verified: Option<Verified>,
+    pub first_break: Option<ChainBreak>,
+}
+
+impl FileReport {
+    pub fn is_valid(&self) -> bool {
+        self.first_break.is_none()
+    }
+}
+
+/// Verify a JSON Lines export with nothing but trusted public keys. Streams the file (constant memory);
+/// `progress` is told the bytes read so far every few thousand lines. I/O errors are returned as such; a
+/// malformed or tampered file is a report with `first_break` set.
+pub fn verify_jsonl<R: BufRead>(
+    mut reader: R,
+    keys: &TrustedKeys,
+    mut progress: impl FnMut(u64),
+) -> std::io::Result<FileReport> {
+    let mut line = String::new();
+    let mut bytes = 0u64;
+    let mut read = |line: &mut String, bytes: &mut u64| -> std::io::Result<bool> {
+        line.clear();
+        let n = reader.read_line(line)?;
+        *bytes += n as u64;
+        Ok(n > 0)
+    };
+    let malformed = |seq: i64, detail: String| ChainBreak::new(seq, BreakKind::Malformed, detail);
+    let mut report = FileReport {
+        tenant_id: String::new(),
+        tenant_name: String::new(),
+        records_checked: 0,
+        verified: None,
+        first_break: None,
+    };
+    if !read(&mut line, &mut bytes)? {
+        report.first_break = Some(malformed(1, "the file is empty".into()));
+        return Ok(report);
+    }
+    let header = match serde_json::from_str::<ExportLine>(&line) {
+        Ok(ExportLine::Header(h)) if h.format == EXPORT_FORMAT => h,
+        Ok(ExportLine::Header(h)) => {
+            report.first_break = Some(malformed(1, format!("unknown export format {:?}", h.format)));
+            return Ok(report);
+        }
+        _ => {
+            report.first_break = Some(malformed(1, format!("line 1 is not an export header ({EXPORT_FORMAT})")));
+            return Ok(report);
+        }
+    };
+    report.tenant_id = header.tenant_id.clone();
+    report.tenant_name = header.tenant_name.clone();
+    let mut verifier = ChainVerifier::new(header.tenant_id.clone(), Some(keys));
+    let mut line_no = 1u64;
+    let outcome = loop {
+        if !read(&mut line, &mut bytes)? {
+            break verifier.finish();
+        }
+        line_no += 1;
+        if line_no.is_multiple_of(4096) {
+            progress(bytes);
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let step = match serde_json::from_str::<ExportLine>(&line) {
+            Ok(ExportLine::Record(r)) => verifier.check(&r),
+            Ok(ExportLine::Checkpoint(cp)) => verifier.checkpoint(&cp),
+            Ok(ExportLine::Header(_)) => {
+                Err(malformed(verifier.checked() + 1, format!("line {line_no}: a second header")))
+            }
+            Err(e) => Err(malformed(verifier.checked() + 1, format!("line {line_no}: {e}"))),
+        };
+        if let Err(b) = step {
+            report.records_checked = verifier.checked();
+            break Err(b);
+        }
+    };
+    progress(bytes);
+    match outcome {
+        Ok(v) => {
+            report.records_checked = v.records_checked;
+            if v.records_checked == 0 {
+                report.first_break = Some(malformed(1, "the export holds no records".into()));
+            } else if v.anchored_seq < v.records_checked {
+                report.first_break = Some(ChainBreak::new(
+                    v.anchored_seq + 1,
+                    BreakKind::Unanchored,
+                    format!(
+                        "records {}..={} follow the last signed checkpoint; nothing vouches for them",
+                        v.anchored_seq + 1,
+                        v.records_checked
+                    ),
+                ));
+            } else if v.records_checked != header.records {
+                report.first_break = Some(ChainBreak::new(
+                    v.records_checked + 1,
+                    BreakKind::MissingTail,
+                    format!("the header announces {} records; the file holds {}", header.records, v.records_checked),
+                ));
+            }
+            report.verified = Some(v);
+        }
+        Err(b) => report.first_break = Some(b),
+    }
+    Ok(report)
+}
+
+/// One record as an ArcSight CEF (Common Event Format, revision 25) line, without the newline.
+///
+/// Header fields escape `\` and `|`; extension values escape `\`, `=` and line breaks, as the CEF
+/// specification requires. Field mapping: `rt` the record time (epoch milliseconds), `suser` the actor,
+/// `act` the tool or command, `outcome`, `reason`, `externalId` and `cn1` the sequence number, `cs1`–`cs6`
+/// tenant, role, transport, target, request id and record hash (each named by its `csNLabel`).
+pub fn cef_line(r: &AuditRecord, product_version: &str) -> String {
+    let e = &r.entry;
+    let severity = match e.outcome {
+        Outcome::Success => 3,
+        Outcome::Denied => 6,
+    };
+    let rt = r.at.parse::<jiff::Timestamp>().map(|t| t.as_millisecond().to_string()).unwrap_or_default();
+    let mut ext: Vec<(&str, String)> = vec![
+        ("rt", rt),
+        ("suser", e.actor.subject.clone()),
+        ("act", e.action.clone()),
+        ("outcome", e.outcome.as_str().into()),
+        ("externalId", r.seq.to_string()),
+        ("cn1Label", "seq".into()),
+        ("cn1", r.seq.to_string()),
+        ("cs1Label", "tenantId".into()),
+        ("cs1", r.tenant_id.clone()),
+        ("cs2Label", "actorRole".into()),
+        ("cs2", e.actor.role.clone()),
+        ("cs3Label", "transport".into()),
+        ("cs3", e.actor.transport.clone()),
+        ("cs4Label", "target".into()),
+        ("cs4", e.target.clone()),
+        ("cs5Label", "requestId".into()),
+        ("cs5", e.request_id.clone()),
+        ("cs6Label", "recordHash".into()),
+        ("cs6", r.hash.clone()),
+    ];
+    if let Some(reason) = &e.reason {
+        ext.push(("reason", reason.clone()));
+    }
+    let extension: Vec<String> = ext.into_iter().map(|(k, v)| format!("{k}={}", cef_value(&v))).collect();
+    format!(
+        "CEF:0|make-budget-mcp|make-budget-mcp|{}|{}|{}|{severity}|{}",
+        cef_header(product_version),
+        cef_header(&e.action),
+        cef_header(&format!("{} {}", e.action, e.outcome.as_str())),
+        extension.join(" ")
+    )
+}
+
+fn cef_header(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '|' => out.push_str("\\|"),
+            '\r' | '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn cef_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '=' => out.push_str("\\="),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Actor, AuditEntry, AuditKeys, GENESIS_HASH};
+
+    fn record(seq: i64, prev: &str, target: &str, reason: Option<&str>) -> AuditRecord {
+        AuditRecord::seal(
+            "t1".into(),
+            seq,
+            "2026-03-01T12:00:00.250000Z".into(),
+            AuditEntry {
+                actor: Actor { subject: "alice|ops".into(), role: "admin".into(), transport: "http".into() },
+                action: "update_budget".into(),
+                target: target.into(),
+                outcome: Outcome::Denied,
+                reason: reason.map(Into::into),
+                request_id: "req-1".into(),
+                before: None,
+                after: None,
+            },
+            prev.into(),
+        )
+    }
+
+    #[test]
+    fn cef_lines_map_and_escape_per_the_spec() {
+        let r = record(7, GENESIS_HASH, "budget:a=b", Some("line1\nline2 \\ done"));
+        let line = cef_line(&r, "1.2|3");
+        assert!(
+            line.starts_with("CEF:0|make-budget-mcp|make-budget-mcp|1.2\\|3|update_budget|update_budget denied|6|"),
+            "{line}"
+        );
+        assert!(line.contains("rt=1772366400250 "), "{line}");
+        assert!(line.contains("suser=alice|ops "), "pipes need no escape in the extension: {line}");
+        assert!(line.contains("cs4Label=target cs4=budget:a\\=b "), "{line}");
+        assert!(line.contains("reason=line1\\nline2 \\\\ done"), "{line}");
+        assert!(line.contains("externalId=7 ") && line.contains(&format!("cs6={}", r.hash)), "{line}");
+        assert!(!line.contains('\n'));
+    }
+
+    fn export(records: &[AuditRecord], cps: &[Checkpoint]) -> String {
+        let mut out = ExportLine::Header(ExportHeader {
+            format: EXPORT_FORMAT.into(),
+            tenant_id: "t1".into(),
+            tenant_name: "acme".into(),
+            exported_at: "2026-03-02T00:00:00.000000Z".into(),
+            records: records.len() as i64,
+        })
+        .to_line();
+        for r in records {
+            out.push_str(&ExportLine::Record(r.clone()).to_line());
+            for cp in cps.iter().filter(|c| c.seq == r.seq) {
+                out.push_str(&ExportLine::Checkpoint(cp.clone()).to_line());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn honest_exports_verify_and_unsigned_tails_do_not() {
+        let keys = AuditKeys::generate();
+        let mut prev = GENESIS_HASH.to_string();
+        let records: Vec<AuditRecord> = (1..=5)
+            .map(|s| {
+                let r = record(s, &prev, &format!("budget:{s}"), None);
+                prev = r.hash.clone();
+                r
+            })
+            .collect();
+        let at = "2026-03-01T13:00:00.000000Z";
+        let cps = [keys.sign("t1", 2, &records[1].hash, at), keys.sign("t1", 5, &records[4].hash, at)];
+        let report = verify_jsonl(export(&records, &cps).as_bytes(), keys.trusted(), |_| {}).unwrap();
+        assert!(report.is_valid(), "{report:?}");
+        assert_eq!(report.verified.unwrap().anchored_seq, 5);
+
+        let report = verify_jsonl(export(&records, &cps[..1]).as_bytes(), keys.trusted(), |_| {}).unwrap();
+        let b = report.first_break.unwrap();
+        assert_eq!((b.seq, b.kind), (3, BreakKind::Unanchored));
+
+        let other = AuditKeys::generate();
+        let report = verify_jsonl(export(&records, &cps).as_bytes(), other.trusted(), |_| {}).unwrap();
+        assert_eq!(report.first_break.unwrap().kind, BreakKind::BadCheckpoint, "a key the verifier does not trust");
+
+        let report = verify_jsonl("{\"type\":\"record\"}\n".as_bytes(), keys.trusted(), |_| {}).unwrap();
+        assert_eq!(report.first_break.unwrap().kind, BreakKind::Malformed);
+    }
+}
