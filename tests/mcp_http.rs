@@ -219,6 +219,8 @@ mod cases {
                 .await;
                 json!({"webhook_id": w["id"]})
             }
+            "query_audit_log" => json!({"outcome": "denied", "limit": 5}),
+            "verify_audit_chain" | "create_audit_checkpoint" => json!({}),
             other => panic!("the RBAC matrix test does not know tool {other}; add it"),
         }
     }
@@ -261,6 +263,9 @@ mod cases {
             ("add_webhook", Some(Permission::ThresholdManagement)),
             ("list_webhooks", Some(Permission::BudgetRead)),
             ("remove_webhook", Some(Permission::ThresholdManagement)),
+            ("query_audit_log", Some(Permission::AuditRead)),
+            ("verify_audit_chain", Some(Permission::AuditRead)),
+            ("create_audit_checkpoint", Some(Permission::AuditRead)),
         ];
         assert_eq!(TOOL_PERMISSIONS, expected_permission);
 

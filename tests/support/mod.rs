@@ -39,7 +39,7 @@ use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use make_budget_mcp::audit::{Actor, AuditEntry, Outcome};
+use make_budget_mcp::audit::{Actor, AuditEntry, AuditKeys, Outcome};
 use make_budget_mcp::domain::{SystemClock, budget::BudgetDraft};
 use make_budget_mcp::store::{Store, StoreOptions};
 use rmcp::RoleClient;
@@ -55,6 +55,9 @@ pub type Client = RunningService<RoleClient, ()>;
 
 /// The master key every test server and CLI run gets unless a test overrides `MBM_MASTER_KEY`.
 pub const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LW9mLTMyLWJ5dGVzLW9rISE=";
+
+/// The audit signing key (Ed25519 seed, base64) every test server and CLI run gets.
+pub const TEST_AUDIT_KEY: &str = "dGVzdC1hdWRpdC1zaWduaW5nLWtleS0zMi1ieXRlcyE=";
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_make-budget-mcp")
@@ -161,6 +164,63 @@ pub async fn open_store(url: &str) -> Store {
     store
 }
 
+/// The test audit signing key.
+pub fn test_audit_keys() -> Arc<AuditKeys> {
+    Arc::new(AuditKeys::from_seeds(&[(TEST_AUDIT_KEY, "TEST_AUDIT_KEY".into())]).expect("test audit key"))
+}
+
+/// Open and migrate a store on `url` that signs a checkpoint every `every` records with the test key
+/// (as the server and CLI do).
+pub async fn open_signing_store(url: &str, every: i64) -> Store {
+    open_store(url).await.with_audit_keys(Some(test_audit_keys()), every)
+}
+
+/// Take away the append-only protection of the audit tables, as an attacker with superuser rights (or
+/// write access to the SQLite file) would.
+pub async fn bypass_audit_triggers(store: &Store) {
+    let statements: &[&str] = if store.dialect() == make_budget_mcp::store::Dialect::Postgres {
+        &["ALTER TABLE audit_log DISABLE TRIGGER USER", "ALTER TABLE audit_checkpoints DISABLE TRIGGER USER"]
+    } else {
+        &[
+            "DROP TRIGGER audit_log_no_update",
+            "DROP TRIGGER audit_log_no_delete",
+            "DROP TRIGGER audit_checkpoints_no_update",
+            "DROP TRIGGER audit_checkpoints_no_delete",
+        ]
+    };
+    for sql in statements {
+        sqlx::query(sqlx::AssertSqlSafe(*sql)).execute(store.pool()).await.expect("bypass audit triggers");
+    }
+}
+
+impl TestDb {
+    /// A fresh copy of this database (which must have no open connections), dropped with the result.
+    pub async fn copy(&self) -> TestDb {
+        match &self.guard {
+            DbGuard::Sqlite(dir) => {
+                let copy = tempfile::tempdir().expect("temp dir");
+                for file in ["test.sqlite3", "test.sqlite3-wal", "test.sqlite3-shm"] {
+                    if dir.path().join(file).exists() {
+                        std::fs::copy(dir.path().join(file), copy.path().join(file)).expect("copy db");
+                    }
+                }
+                let url = format!("sqlite://{}", copy.path().join("test.sqlite3").display());
+                TestDb { url, guard: DbGuard::Sqlite(copy) }
+            }
+            DbGuard::Postgres { admin_url, name } => {
+                let mut admin = sqlx::AnyConnection::connect(admin_url).await.expect("admin connection");
+                let copy = format!("mbm_test_{}", uuid::Uuid::new_v4().simple());
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{copy}\" TEMPLATE \"{name}\"")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("copy database");
+                let url = with_database(admin_url, &copy);
+                TestDb { url, guard: DbGuard::Postgres { admin_url: admin_url.clone(), name: copy } }
+            }
+        }
+    }
+}
+
 /// Row count of a table (optionally filtered by a WHERE clause).
 pub async fn count(store: &Store, table: &str, filter: &str) -> i64 {
     let sql = if filter.is_empty() {
@@ -252,7 +312,8 @@ fn command(db_url: &str) -> std::process::Command {
     c.env("MBM_DATABASE_URL", db_url)
         .env("MBM_CONFIG", "/dev/null")
         .env("MBM_LOG", "warn")
-        .env("MBM_MASTER_KEY", TEST_MASTER_KEY);
+        .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
+        .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY);
     c
 }
 
@@ -308,6 +369,7 @@ impl HttpServer {
             .env("MBM_CONFIG", "/dev/null")
             .env("MBM_LOG", "info")
             .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
+            .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -351,7 +413,7 @@ impl HttpServer {
 }
 
 /// Secrets the tests hand to servers; none may ever appear in a server's log.
-pub const SECRETS: [&str; 2] = [MAKE_TOKEN, TEST_MASTER_KEY];
+pub const SECRETS: [&str; 3] = [MAKE_TOKEN, TEST_MASTER_KEY, TEST_AUDIT_KEY];
 
 /// Every server the suite starts is checked when it goes away: its whole log must be free of secrets.
 impl Drop for HttpServer {
@@ -439,6 +501,7 @@ fn stdio_command(db_url: &str, env: &[(&str, &str)]) -> tokio::process::Command 
         .env("MBM_CONFIG", "/dev/null")
         .env("MBM_LOG", "info")
         .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
+        .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY)
         .envs(env.iter().copied());
     cmd
 }
