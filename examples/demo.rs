@@ -11,7 +11,8 @@
 //!      argument;
 //!   2. creates a tenant and API tokens with the CLI, serves streamable HTTP, and calls tools as two
 //!      principals with different roles (a denied call included), plus a request with no token;
-//!   3. verifies the tamper-evident audit chain with `make-budget-mcp audit verify`.
+//!   3. exports the tamper-evident audit chain with a signed checkpoint, verifies it in the database and
+//!      offline from the file with only the public key, and shows a tampered copy being caught.
 //!
 //! Everything happens in a temporary directory that is removed at the end; only the chart PNG is left in
 //! the system's temporary directory, for you to open. Set `MBM_DEMO_SERVER_BIN`
@@ -149,6 +150,12 @@ fn cli(bin: &PathBuf, db: &str, args: &[&str]) -> Result<String, Error> {
         return Err(format!("make-budget-mcp {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// Run a command that needs no database; returns its exit code and stdout whatever they are.
+fn cli_status(bin: &PathBuf, args: &[&str]) -> Result<(i32, String), Error> {
+    let out = Command::new(bin).args(args).env("MBM_CONFIG", "/dev/null").output()?;
+    Ok((out.status.code().unwrap_or(-1), String::from_utf8(out.stdout)?.trim().to_owned()))
 }
 
 #[tokio::main]
@@ -437,10 +444,24 @@ async fn main() -> Result<(), Error> {
     server.kill().await?;
 
     step("3. The tamper-evident audit log");
-    println!(
-        "{}",
-        cli(&bin, &db, &["audit", "verify"])?.lines().map(|l| format!("   {l}")).collect::<Vec<_>>().join("\n")
-    );
+    let indent = |text: String| text.lines().map(|l| format!("   {l}")).collect::<Vec<_>>().join("\n");
+    let export = dir.path().join("local-audit.jsonl");
+    cli(&bin, &db, &["audit", "export", "--tenant", "local", "--output", &export.display().to_string()])?;
+    let records = std::fs::read_to_string(&export)?.lines().filter(|l| l.contains("\"type\":\"record\"")).count();
+    println!("   audit export --tenant local: {records} records and a signed checkpoint of the head (Ed25519)");
+    println!("{}", indent(cli(&bin, &db, &["audit", "verify"])?));
+    let public_key = cli(&bin, &db, &["audit", "public-key"])?;
+    println!("   audit public-key: {public_key}");
+    let (_, verdict) =
+        cli_status(&bin, &["audit", "verify-file", &export.display().to_string(), "--public-key", &public_key])?;
+    println!("   audit verify-file (no database, only the export and the public key):\n{}", indent(verdict));
+    // Tamper with a copy the way someone with the file would: change who did something.
+    let tampered = dir.path().join("tampered.jsonl");
+    let text = std::fs::read_to_string(&export)?.replacen("\"subject\":\"olga\"", "\"subject\":\"mallory\"", 1);
+    std::fs::write(&tampered, text)?;
+    let (code, verdict) =
+        cli_status(&bin, &["audit", "verify-file", &tampered.display().to_string(), "--public-key", &public_key])?;
+    println!("   the same export with olga's name replaced by mallory's (exit {code}):\n{}", indent(verdict));
     println!("\nDone. Every mutation above, and the refused delete, is a record in a per-tenant SHA-256 hash chain.");
     make.shutdown();
     Ok(())

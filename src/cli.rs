@@ -78,9 +78,9 @@ pub struct Cli {
     /// Sign a checkpoint whenever a chain grows this many records past its last one (0: never).
     #[arg(long, global = true, env = "MBM_CHECKPOINT_EVERY_RECORDS")]
     pub checkpoint_every_records: Option<i64>,
-    /// Minutes between `serve`'s checkpoints of every chain that grew (0: never).
-    #[arg(long, global = true, env = "MBM_CHECKPOINT_INTERVAL_MINUTES")]
-    pub checkpoint_interval_minutes: Option<u64>,
+    /// Seconds between `serve`'s checkpoints of every chain that grew (0: never).
+    #[arg(long, global = true, env = "MBM_CHECKPOINT_INTERVAL_SECS")]
+    pub checkpoint_interval_secs: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -287,7 +287,7 @@ impl Cli {
             audit_signing_key: std::env::var("MBM_AUDIT_SIGNING_KEY").ok(),
             audit_signing_key_file: self.audit_signing_key_file.clone(),
             checkpoint_every_records: self.checkpoint_every_records,
-            checkpoint_interval_minutes: self.checkpoint_interval_minutes,
+            checkpoint_interval_secs: self.checkpoint_interval_secs,
         }
     }
 }
@@ -397,8 +397,8 @@ async fn serve(app: Arc<App>, config: &Config, transport: TransportArg) -> anyho
         let interval = std::time::Duration::from_secs(config.evaluate_interval_secs);
         tokio::spawn(crate::engine::evaluator::run_forever(app.clone(), interval, shutdown.clone()))
     });
-    let checkpointer = (config.audit.checkpoint_interval_minutes > 0 && app.store.audit_keys().is_some()).then(|| {
-        let every = std::time::Duration::from_secs(config.audit.checkpoint_interval_minutes * 60);
+    let checkpointer = (config.audit.checkpoint_interval_secs > 0 && app.store.audit_keys().is_some()).then(|| {
+        let every = std::time::Duration::from_secs(config.audit.checkpoint_interval_secs);
         tokio::spawn(checkpoint_forever(app.store.clone(), every, shutdown.clone()))
     });
     match transport {

@@ -41,7 +41,7 @@ pub struct FileConfig {
 pub struct AuditFile {
     pub signing_key_file: Option<PathBuf>,
     pub checkpoint_every_records: Option<i64>,
-    pub checkpoint_interval_minutes: Option<u64>,
+    pub checkpoint_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -132,7 +132,7 @@ pub struct Overrides {
     pub audit_signing_key: Option<String>,
     pub audit_signing_key_file: Option<PathBuf>,
     pub checkpoint_every_records: Option<i64>,
-    pub checkpoint_interval_minutes: Option<u64>,
+    pub checkpoint_interval_secs: Option<u64>,
 }
 
 /// The effective configuration.
@@ -161,8 +161,8 @@ pub struct AuditSettings {
     pub signing_key: SigningKeySources,
     /// An append that takes a chain this many records past its last checkpoint signs a new one; 0: never.
     pub checkpoint_every_records: i64,
-    /// `serve` signs every chain that grew since its last checkpoint this often; 0: never.
-    pub checkpoint_interval_minutes: u64,
+    /// `serve` signs every chain that grew since its last checkpoint this often, in seconds; 0: never.
+    pub checkpoint_interval_secs: u64,
 }
 
 /// The principal used over stdio.
@@ -275,11 +275,11 @@ impl Config {
                 0,
                 1_000_000,
             )?,
-            checkpoint_interval_minutes: within(
-                "audit.checkpoint_interval_minutes",
-                o.checkpoint_interval_minutes.or(file.audit.checkpoint_interval_minutes).unwrap_or(60),
+            checkpoint_interval_secs: within(
+                "audit.checkpoint_interval_secs",
+                o.checkpoint_interval_secs.or(file.audit.checkpoint_interval_secs).unwrap_or(3600),
                 0,
-                10_080,
+                604_800,
             )?,
         };
         Ok(Config {
@@ -462,7 +462,7 @@ mod tests {
         assert!(a.confirm_pause_over.is_some());
         let au = &file.audit;
         assert!(au.signing_key_file.is_some() && au.checkpoint_every_records.is_some());
-        assert!(au.checkpoint_interval_minutes.is_some());
+        assert!(au.checkpoint_interval_secs.is_some());
         Config::resolve(file, Overrides::default()).expect("example config is valid");
     }
 }

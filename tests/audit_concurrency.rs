@@ -17,7 +17,8 @@ async fn hammer(db: TestDb) {
     let token = issue_token(&db.url, &tenant, "operator", "load");
     let mut servers = Vec::new();
     for _ in 0..SERVERS {
-        servers.push(HttpServer::start(&db.url).await);
+        // A checkpoint every 10 records: signed inside the appends, under the same head lock.
+        servers.push(HttpServer::start_with(&db.url, &[("MBM_CHECKPOINT_EVERY_RECORDS", "10")]).await);
     }
     let mut tasks = Vec::new();
     for (s, server) in servers.iter().enumerate() {
@@ -54,12 +55,18 @@ async fn hammer(db: TestDb) {
         (sqlx::Row::try_get(&row, "hi").unwrap(), sqlx::Row::try_get(&row, "lo").unwrap())
     };
     assert_eq!((min_seq, max_seq), (1, expected), "gapless: seq runs 1..={expected}");
+    let store = store.with_audit_keys(Some(test_audit_keys()), 0);
     let report = store.verify_audit(None).await.unwrap();
     assert!(report.is_valid(), "{report:?}");
+    // Tokens and tenant came from the CLI (default interval), so the first checkpoint is at 10.
+    let checkpoints = count(&store, "audit_checkpoints", "").await;
+    assert_eq!(checkpoints, expected / 10, "one checkpoint per 10 records, none twice");
+    assert_eq!(report.chains[0].anchored_seq, expected / 10 * 10);
     // The CLI agrees, the way an operator would check.
     let out = cli(&db.url, &["audit", "verify"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{expected} records")));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("signed checkpoint at seq {}", expected / 10 * 10)));
     store.close().await;
 }
 

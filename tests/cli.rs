@@ -180,3 +180,29 @@ fn flags_beat_environment_which_beats_the_file() {
     run(Some(&env_db), Some(&flag_db));
     assert!(flag_db.exists());
 }
+
+/// `audit verify` and `audit export` draw a progress bar (rate, ETA) on a terminal and nothing when piped.
+#[test]
+fn audit_progress_shows_on_a_terminal_only() {
+    let db = sqlite_db();
+    create_tenant(&db.url, "acme");
+    let piped = cli(&db.url, &["audit", "verify"]);
+    assert!(piped.status.success());
+    assert!(!stderr(&piped).contains("verifying"), "no progress bar when piped: {}", stderr(&piped));
+
+    // `script` runs the command on a pseudo-terminal and copies what it wrote.
+    let command = format!("{} audit verify", bin());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("MBM_DATABASE_URL", &db.url)
+        .env("MBM_CONFIG", "/dev/null")
+        .env("MBM_LOG", "warn")
+        .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
+        .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY)
+        .output()
+        .expect("run script(1)");
+    let terminal = stdout(&out);
+    assert!(out.status.success(), "{terminal}");
+    assert!(terminal.contains("verifying") && terminal.contains("records") && terminal.contains("ETA"), "{terminal}");
+    assert!(terminal.contains("ok      tenant \"acme\""), "{terminal}");
+}

@@ -17,7 +17,7 @@ fn the_readme_demo_runs_end_to_end() {
     assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     for expected in [
         "SIMULATED Make API (a fake, for this demo only)",
-        "35 tools: ",
+        "38 tools: ",
         "preview_action (dry run): the highest-consuming active non-critical scenario in scope",
         "the crossing created pause plan ",
         "(awaiting_approval), requested by ",
@@ -45,6 +45,10 @@ fn the_readme_demo_runs_end_to_end() {
         "permission_denied: this call needs permission `budget:delete`",
         "ok      tenant \"acme\"",
         "ok      tenant \"local\"",
+        "audit export --tenant local: ",
+        "records verified, head hash",
+        "(exit 1):",
+        ": hash mismatch: the record's contents do not match its stored hash",
     ] {
         assert!(stdout.contains(expected), "demo output lacks {expected:?}:\n{stdout}");
     }

@@ -57,6 +57,7 @@ async fn tool_catalogue_has_schemas_with_bounds_and_honest_annotations() {
             "add_webhook",
             "approve_action",
             "connect_make",
+            "create_audit_checkpoint",
             "create_budget",
             "delete_budget",
             "forecast_spend",
@@ -75,6 +76,7 @@ async fn tool_catalogue_has_schemas_with_bounds_and_honest_annotations() {
             "list_webhooks",
             "pause_scenarios",
             "preview_action",
+            "query_audit_log",
             "reject_action",
             "remove_make_connection",
             "remove_threshold",
@@ -86,6 +88,7 @@ async fn tool_catalogue_has_schemas_with_bounds_and_honest_annotations() {
             "sync_usage",
             "update_budget",
             "update_threshold",
+            "verify_audit_chain",
             "whoami"
         ]
     );
@@ -111,7 +114,11 @@ async fn tool_catalogue_has_schemas_with_bounds_and_honest_annotations() {
     assert_eq!(hints("reverse_action"), (Some(false), Some(false), Some(false), Some(true)));
     assert_eq!(hints("reject_action"), (Some(false), Some(false), Some(false), Some(false)));
     assert_eq!(hints("set_scenario_critical"), (Some(false), Some(false), Some(true), Some(false)));
+    // A checkpoint adds a signature and an audit record; it changes nothing else.
+    assert_eq!(hints("create_audit_checkpoint"), (Some(false), Some(false), Some(false), Some(false)));
     for read in [
+        "query_audit_log",
+        "verify_audit_chain",
         "list_make_connections",
         "list_scenarios",
         "get_scenario_usage",
@@ -152,6 +159,11 @@ async fn tool_catalogue_has_schemas_with_bounds_and_honest_annotations() {
     assert_eq!(props["scope"]["properties"]["team_ids"]["maxItems"], 500);
     let list = Value::Object((*by_name("list_budgets").input_schema).clone());
     assert_eq!(list["properties"]["limit"]["maximum"], 200);
+    let audit = Value::Object((*by_name("query_audit_log").input_schema).clone());
+    assert_eq!(
+        (audit["properties"]["limit"]["maximum"].as_i64(), audit["additionalProperties"].as_bool()),
+        (Some(500), Some(false))
+    );
     for t in &tools {
         let out = t.output_schema.as_ref().unwrap_or_else(|| panic!("{} has no outputSchema", t.name));
         assert_eq!(out["type"], "object", "{}", t.name);

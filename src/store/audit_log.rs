@@ -643,9 +643,9 @@ impl TenantStore<'_> {
         }
         match q.target.as_deref().map(|t| (t.strip_suffix('*'), t)) {
             Some((Some(prefix), _)) => {
-                // A range instead of LIKE: no escaping of `%`/`_`, and the same in both databases.
-                select.push(" AND target >= #", Arg::Text(prefix.to_owned()));
-                select.push(" AND target < #", Arg::Text(format!("{prefix}\u{10FFFF}")));
+                // Not LIKE: no escaping of `%`/`_`, case-sensitive in both databases, independent of collation.
+                select.push(" AND substr(target, 1, CAST(# AS INTEGER))", Arg::Int(prefix.chars().count() as i64));
+                select.push(" = #", Arg::Text(prefix.to_owned()));
             }
             Some((None, exact)) => {
                 select.push(" AND target = #", Arg::Text(exact.to_owned()));
