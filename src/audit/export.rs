@@ -40,7 +40,7 @@ pub struct ExportHeader {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExportLine {
     Header(ExportHeader),
-    Record(AuditRecord),
+    Record(Box<AuditRecord>),
     Checkpoint(Checkpoint),
 }
 
@@ -291,7 +291,7 @@ mod tests {
         })
         .to_line();
         for r in records {
-            out.push_str(&ExportLine::Record(r.clone()).to_line());
+            out.push_str(&ExportLine::Record(Box::new(r.clone())).to_line());
             for cp in cps.iter().filter(|c| c.seq == r.seq) {
                 out.push_str(&ExportLine::Checkpoint(cp.clone()).to_line());
             }

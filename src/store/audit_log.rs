@@ -296,7 +296,7 @@ struct Head {
 
 /// What an export holds: records in order, each followed by its checkpoint when it has one.
 pub enum ExportItem {
-    Record(AuditRecord),
+    Record(Box<AuditRecord>),
     Checkpoint(Checkpoint),
 }
 
@@ -598,7 +598,7 @@ impl Store {
         while let Some(row) = rows.try_next().await? {
             let record = record_from_row(&row)?;
             let cp = joined_checkpoint(&row, &tenant_id, record.seq)?;
-            sink(ExportItem::Record(record))?;
+            sink(ExportItem::Record(Box::new(record)))?;
             if let Some(cp) = cp {
                 sink(ExportItem::Checkpoint(cp))?;
             }
