@@ -258,35 +258,22 @@ impl SigningKeySources {
 
 fn read_key_file(path: &Path) -> Result<AuditKeys, SigningKeyError> {
     let text = std::fs::read_to_string(path).map_err(|error| SigningKeyError::Read { path: path.into(), error })?;
-    let seeds: Vec<(&str, String)> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .enumerate()
-        .map(|(i, l)| (l, format!("{} (line {})", path.display(), i + 1)))
-        .collect();
-    if seeds.is_empty() {
+    let lines = crate::crypto::key_lines(&text, path);
+    if lines.is_empty() {
         return Err(SigningKeyError::Empty { path: path.into() });
     }
+    let seeds: Vec<(&str, String)> = lines.iter().map(|(line, origin)| (line.as_str(), origin.clone())).collect();
     AuditKeys::from_seeds(&seeds)
 }
 
 fn create_key_file(path: &Path) -> Result<(), SigningKeyError> {
-    let err = |error| SigningKeyError::Create { path: path.into(), error };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
     let contents = format!(
         "# make-budget-mcp audit signing key (Ed25519 seed): signs the audit chain's checkpoints.\n\
          # Keep it away from the database's administrators; publish `make-budget-mcp audit public-key`.\n{}\n",
         crate::crypto::generate_key_text()
     );
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path).map_err(err)?;
-    std::io::Write::write_all(&mut f, contents.as_bytes()).map_err(err)
+    crate::crypto::create_private_file(path, &contents)
+        .map_err(|error| SigningKeyError::Create { path: path.into(), error })
 }
 
 /// Parse `--public-key`: base64 keys separated by commas, or the path of a file with one per line.

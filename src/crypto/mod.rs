@@ -256,32 +256,43 @@ impl KeySources {
 
 fn read_key_file(path: &Path) -> Result<Keyring, KeyError> {
     let text = std::fs::read_to_string(path).map_err(|error| KeyError::Read { path: path.into(), error })?;
-    let mut keys = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .enumerate()
-        .map(|(i, l)| MasterKey::parse(l, &format!("{} (line {})", path.display(), i + 1)));
+    let mut keys = key_lines(&text, path).into_iter().map(|(line, origin)| MasterKey::parse(&line, &origin));
     let current = keys.next().ok_or_else(|| KeyError::Empty { path: path.into() })??;
     Ok(Keyring::new(current, keys.collect::<Result<_, _>>()?))
 }
 
 fn create_key_file(path: &Path) -> Result<(), KeyError> {
-    let err = |error| KeyError::Create { path: path.into(), error };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
     let contents = format!(
         "# make-budget-mcp master key: encrypts the Make credentials in the database next to it.\n\
          # Back it up; without it the stored credentials cannot be decrypted.\n{}\n",
         generate_key_text()
     );
+    create_private_file(path, &contents).map_err(|error| KeyError::Create { path: path.into(), error })
+}
+
+/// The key lines of a key file (trimmed; blank lines and `#` comments skipped), each with where it came
+/// from for messages: `path (line n)`, counting key lines.
+pub(crate) fn key_lines(text: &str, path: &Path) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .enumerate()
+        .map(|(i, l)| (l.to_owned(), format!("{} (line {})", path.display(), i + 1)))
+        .collect()
+}
+
+/// Create `path` (and its directory) readable and writable by its owner only, holding `contents`. Fails
+/// if it exists, so a key is never overwritten.
+pub(crate) fn create_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path).map_err(err)?;
-    std::io::Write::write_all(&mut f, contents.as_bytes()).map_err(err)
+    let mut f = opts.open(path)?;
+    std::io::Write::write_all(&mut f, contents.as_bytes())
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::params::Parameters;
 use super::{BudgetServer, CallCtx, ToolError};
-use crate::audit::{AuditRecord, ChainBreak, Checkpoint, Outcome};
+use crate::audit::{AuditRecord, Checkpoint, Outcome};
 use crate::domain::clock::{format_timestamp, parse_timestamp};
 use crate::domain::{ValidationError, validation};
-use crate::store::{AuditQuery, StoreError};
+use crate::store::{AuditQuery, ChainReport, StoreError};
 
 const PAGE_MAX: u32 = 500;
 /// Highest sequence number a cursor may name (JSON's safe integer range).
@@ -21,19 +21,13 @@ const SEQ_MAX: i64 = (1 << 53) - 1;
 pub struct ChainVerification {
     /// True when every record and checkpoint checked out.
     pub valid: bool,
-    pub records_checked: i64,
-    /// The stored chain head: sequence number and hash of the last record.
-    pub head_seq: i64,
-    pub head_hash: String,
-    /// False when the server has no audit signing key, so checkpoints could not be checked.
-    pub checkpoints_checked: bool,
-    /// Records up to this sequence number are vouched for by a valid signed checkpoint.
-    pub anchored_seq: i64,
-    pub latest_checkpoint: Option<Checkpoint>,
-    /// The first problem: the lowest sequence number that cannot be trusted, the kind (hash_mismatch,
+    /// Records checked, the stored head, whether checkpoints were checked (false when the server has no
+    /// signing key), how far signatures vouch for the chain (`anchored_seq`), the latest checkpoint, and
+    /// the first problem: the lowest sequence number that cannot be trusted, the kind (hash_mismatch,
     /// broken_link, gap, reordered, inserted, missing_tail, checkpoint_mismatch, bad_checkpoint,
     /// head_mismatch, …) and what was seen.
-    pub first_break: Option<ChainBreak>,
+    #[serde(flatten)]
+    pub chain: ChainReport,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -162,16 +156,7 @@ impl BudgetServer {
                 &StoreError::Corrupt { table: "audit_heads", detail: "no chain head".into() },
             )
         })?;
-        Ok(Json(ChainVerification {
-            valid: c.first_break.is_none(),
-            records_checked: c.records_checked,
-            head_seq: c.head_seq,
-            head_hash: c.head_hash,
-            checkpoints_checked: c.checkpoints_checked,
-            anchored_seq: c.anchored_seq,
-            latest_checkpoint: c.latest_checkpoint,
-            first_break: c.first_break,
-        }))
+        Ok(Json(ChainVerification { valid: c.first_break.is_none(), chain: c }))
     }
 
     /// Sign a checkpoint of your tenant's audit chain now: an Ed25519 signature over the tenant, the

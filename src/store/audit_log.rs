@@ -225,7 +225,7 @@ fn checkpoint_from_row(row: &AnyRow) -> Result<Checkpoint, StoreError> {
 }
 
 /// The result of verifying one tenant's chain.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct ChainReport {
     pub tenant_id: String,
     pub tenant_name: String,
