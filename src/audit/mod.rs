@@ -13,7 +13,7 @@
 //! `store::MutationTx::commit`), so the two exist together or not at all.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
@@ -105,24 +105,62 @@ impl AuditRecord {
         r
     }
 
-    /// The canonical JSON the hash covers (every field but `hash` itself).
+    /// The canonical JSON the hash covers (every field but `hash` itself), in RFC 8785 form.
+    ///
+    /// The top level has a fixed set of keys, so it is written directly in JCS key order (sorted by UTF-16
+    /// code units), with strings escaped as JCS prescribes (which is serde_json's escaping: `"`, `\\` and
+    /// control characters only, lowercase `\u00xx`). Only the free-form `before`/`after` states go through
+    /// `serde_jcs`. A unit test holds this equal to `serde_jcs` over the whole document.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let e = &self.entry;
-        let doc = json!({
-            "tenant_id": self.tenant_id,
-            "seq": self.seq,
-            "at": self.at,
-            "actor": {"subject": e.actor.subject, "role": e.actor.role, "transport": e.actor.transport},
-            "action": e.action,
-            "target": e.target,
-            "outcome": e.outcome.as_str(),
-            "reason": e.reason,
-            "request_id": e.request_id,
-            "before": e.before,
-            "after": e.after,
-            "prev_hash": self.prev_hash,
-        });
-        serde_jcs::to_vec(&doc).expect("a JSON value always canonicalises")
+        let mut out = Vec::with_capacity(512);
+        let key = |out: &mut Vec<u8>, first: bool, k: &str| {
+            out.extend_from_slice(if first { b"{\"" } else { b",\"" });
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+        };
+        let string = |out: &mut Vec<u8>, v: &str| {
+            serde_json::to_writer(&mut *out, v).expect("writing a string to a Vec cannot fail");
+        };
+        let state = |out: &mut Vec<u8>, v: &Option<Value>| match v {
+            Some(v) => out.extend_from_slice(&serde_jcs::to_vec(v).expect("a JSON value always canonicalises")),
+            None => out.extend_from_slice(b"null"),
+        };
+        key(&mut out, true, "action");
+        string(&mut out, &e.action);
+        key(&mut out, false, "actor");
+        key(&mut out, true, "role");
+        string(&mut out, &e.actor.role);
+        key(&mut out, false, "subject");
+        string(&mut out, &e.actor.subject);
+        key(&mut out, false, "transport");
+        string(&mut out, &e.actor.transport);
+        out.push(b'}');
+        key(&mut out, false, "after");
+        state(&mut out, &e.after);
+        key(&mut out, false, "at");
+        string(&mut out, &self.at);
+        key(&mut out, false, "before");
+        state(&mut out, &e.before);
+        key(&mut out, false, "outcome");
+        string(&mut out, e.outcome.as_str());
+        key(&mut out, false, "prev_hash");
+        string(&mut out, &self.prev_hash);
+        key(&mut out, false, "reason");
+        match &e.reason {
+            Some(r) => string(&mut out, r),
+            None => out.extend_from_slice(b"null"),
+        }
+        key(&mut out, false, "request_id");
+        string(&mut out, &e.request_id);
+        key(&mut out, false, "seq");
+        out.extend_from_slice(self.seq.to_string().as_bytes());
+        key(&mut out, false, "target");
+        string(&mut out, &e.target);
+        key(&mut out, false, "tenant_id");
+        string(&mut out, &self.tenant_id);
+        out.push(b'}');
+        out
     }
 
     pub fn compute_hash(&self) -> String {
@@ -469,6 +507,7 @@ impl<'k> ChainVerifier<'k> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn entry(n: i64) -> AuditEntry {
         AuditEntry {
@@ -529,6 +568,44 @@ mod tests {
         assert!(canon.starts_with(r#"{"action":"update_budget","actor":{"role":"admin","subject":"alice","transport":"stdio"},"after":{"limit":2}"#), "{canon}");
         assert_eq!(r.hash, hex::encode(Sha256::digest(canon.as_bytes())));
         assert_eq!(r.hash.len(), 64);
+    }
+
+    /// The whole document through serde_jcs: the definition `canonical_bytes` must match byte for byte.
+    fn canonical_by_jcs(r: &AuditRecord) -> Vec<u8> {
+        let e = &r.entry;
+        let doc = json!({
+            "tenant_id": r.tenant_id, "seq": r.seq, "at": r.at,
+            "actor": {"subject": e.actor.subject, "role": e.actor.role, "transport": e.actor.transport},
+            "action": e.action, "target": e.target, "outcome": e.outcome.as_str(), "reason": e.reason,
+            "request_id": e.request_id, "before": e.before, "after": e.after, "prev_hash": r.prev_hash,
+        });
+        serde_jcs::to_vec(&doc).unwrap()
+    }
+
+    #[test]
+    fn direct_canonical_form_equals_serde_jcs() {
+        let tricky = "quote \" backslash \\ slash / tab \t nl \n cr \r bell \u{7} del \u{7f} é 中 😀 \u{2028}";
+        let mut cases = chain(3);
+        let mut r = cases[0].clone();
+        r.entry.actor.subject = tricky.into();
+        r.entry.target = tricky.into();
+        r.entry.reason = Some(tricky.into());
+        r.entry.before = Some(
+            json!({"z": 1, "a": [1.5, -0.0, 1e21, 123456789012345678u64, null, true], "é": {"b": tricky, "B": 2}}),
+        );
+        r.entry.after = None;
+        r.seq = 9_007_199_254_740_991;
+        cases.push(r);
+        let mut denied = cases[1].clone();
+        denied.entry.outcome = Outcome::Denied;
+        denied.entry.before = Some(json!([]));
+        cases.push(denied);
+        for r in &cases {
+            assert_eq!(
+                String::from_utf8(r.canonical_bytes()).unwrap(),
+                String::from_utf8(canonical_by_jcs(r)).unwrap()
+            );
+        }
     }
 
     #[test]

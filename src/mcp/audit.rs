@@ -48,7 +48,7 @@ pub struct QueryAuditArgs {
     #[serde(default)]
     #[schemars(length(min = 10, max = 40))]
     pub until: Option<String>,
-    /// Only records by this actor (token subject, local operator, or "engine" for automated work).
+    /// Only records by this actor: a token subject, the local operator, or "system:evaluator" for automated work.
     #[serde(default)]
     #[schemars(length(min = 1, max = 200))]
     pub actor: Option<String>,
