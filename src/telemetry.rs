@@ -6,8 +6,8 @@
 
 use tracing::Level;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::{FilterExt, filter_fn};
-use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
@@ -24,15 +24,17 @@ pub fn init(filter: &str, format: LogFormat) {
         Ok(f) => (f, None),
         Err(e) => (EnvFilter::new(crate::config::DEFAULT_LOG), Some(e)),
     };
-    let combined = env_filter.and(filter_fn(|meta| !carries_protocol_payloads(meta)));
+    // Global filters, not per-layer ones: a per-layer filter keeps per-thread state between `enabled` and
+    // the event, and callers that only ask `enabled!` (sqlx's query logger does) leave that state set, so
+    // the thread's next event was silently dropped. Global filters keep no such state.
+    let registry =
+        tracing_subscriber::registry().with(env_filter).with(filter_fn(|meta| !carries_protocol_payloads(meta)));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
     let result = match format {
-        LogFormat::Text => tracing_subscriber::registry()
-            .with(fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_filter(combined))
-            .try_init(),
-        LogFormat::Json => {
-            tracing_subscriber::registry().with(fmt.json().flatten_event(true).with_filter(combined)).try_init()
+        LogFormat::Text => {
+            registry.with(fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))).try_init()
         }
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
     };
     if result.is_ok()
         && let Some(e) = bad

@@ -156,6 +156,13 @@ mod cases {
         wait_until(15, "the timer signs the head", || async { signed_at(&store).await.last() == Some(&5) }).await;
         let out = cli(&db.url, &["audit", "verify"]);
         assert!(String::from_utf8_lossy(&out.stdout).contains("signed checkpoint at seq 5"), "{out:?}");
+        // Each committed checkpoint is in the server's log with its signature: a witness outside the database.
+        let rows = sqlx::query("SELECT signature FROM audit_checkpoints").fetch_all(store.pool()).await.unwrap();
+        let logs = server.logs();
+        for row in rows {
+            let signature: String = sqlx::Row::try_get(&row, "signature").unwrap();
+            assert!(logs.contains(&signature), "checkpoint {signature} is not in the log:\n{logs}");
+        }
         client.cancel().await.unwrap();
         server.stop().await;
         store.close().await;

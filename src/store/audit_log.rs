@@ -26,7 +26,8 @@ pub struct Checkpointing {
 }
 
 /// Append `entry` as the next record of `tenant`'s chain. Must run inside the mutation's transaction.
-/// Signs a checkpoint in the same transaction when the chain has grown `every_records` past the last one.
+/// Signs a checkpoint in the same transaction when the chain has grown `every_records` past the last one,
+/// and returns it: the caller logs it once the transaction has committed (see [`log_signed`]).
 pub(super) async fn append(
     conn: &mut AnyConnection,
     dialect: Dialect,
@@ -34,7 +35,7 @@ pub(super) async fn append(
     tenant: TenantId,
     at: String,
     entry: AuditEntry,
-) -> Result<AuditRecord, StoreError> {
+) -> Result<(AuditRecord, Option<Checkpoint>), StoreError> {
     let tenant_id = tenant.to_string();
     let (seq, prev_hash, mut checkpoint_seq) = lock_head(conn, dialect, &tenant_id).await?;
     let record = AuditRecord::seal(tenant_id, seq + 1, at, entry, prev_hash);
@@ -61,13 +62,24 @@ pub(super) async fn append(
     .bind(&record.hash)
     .execute(&mut *conn)
     .await?;
+    let mut signed = None;
     if let Some(c) = checkpointing.filter(|c| c.every_records > 0 && record.seq - checkpoint_seq >= c.every_records) {
         let cp = c.keys.sign(&record.tenant_id, record.seq, &record.hash, &record.at);
         insert_checkpoint(conn, &cp).await?;
         checkpoint_seq = cp.seq;
+        signed = Some(cp);
     }
     set_head(conn, &record.tenant_id, record.seq, &record.hash, checkpoint_seq).await?;
-    Ok(record)
+    Ok((record, signed))
+}
+
+/// Log committed checkpoints, signature included: a log shipped elsewhere is a witness the database's
+/// administrators cannot rewrite. Only after commit, so the log never shows a checkpoint that was rolled back.
+pub(super) fn log_signed(cp: &Checkpoint) {
+    tracing::info!(
+        tenant = %cp.tenant_id, seq = cp.seq, head_hash = %cp.head_hash, key_id = %cp.key_id,
+        signature = %cp.signature, "audit checkpoint signed"
+    );
 }
 
 /// Read and lock a tenant's chain head: (seq, hash, seq of the latest checkpoint).
@@ -120,22 +132,18 @@ async fn insert_checkpoint(conn: &mut AnyConnection, cp: &Checkpoint) -> Result<
     .bind(&cp.signature)
     .execute(&mut *conn)
     .await?;
-    tracing::info!(
-        tenant = %cp.tenant_id, seq = cp.seq, head_hash = %cp.head_hash, key_id = %cp.key_id,
-        signature = %cp.signature, "audit checkpoint signed"
-    );
     Ok(())
 }
 
 /// Sign the current head of a tenant's chain unless the latest checkpoint already covers it; returns
-/// the checkpoint that covers the head. Runs in the caller's transaction.
+/// the checkpoint that covers the head and whether it was signed now. Runs in the caller's transaction.
 pub(super) async fn checkpoint_head(
     conn: &mut AnyConnection,
     dialect: Dialect,
     keys: &AuditKeys,
     tenant_id: &str,
     at: String,
-) -> Result<Checkpoint, StoreError> {
+) -> Result<(Checkpoint, bool), StoreError> {
     let (seq, hash, checkpoint_seq) = lock_head(conn, dialect, tenant_id).await?;
     if seq == 0 {
         return Err(StoreError::Config(format!("tenant {tenant_id} has no audit records to checkpoint")));
@@ -150,13 +158,13 @@ pub(super) async fn checkpoint_head(
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(row) = row {
-            return checkpoint_from_row(&row);
+            return Ok((checkpoint_from_row(&row)?, false));
         }
     }
     let cp = keys.sign(tenant_id, seq, &hash, &at);
     insert_checkpoint(conn, &cp).await?;
     set_head(conn, tenant_id, seq, &hash, seq).await?;
-    Ok(cp)
+    Ok((cp, true))
 }
 
 /// Create the (empty) chain head of a new tenant. Runs in the tenant-creation transaction.
@@ -559,8 +567,11 @@ impl Store {
         let keys = self.audit_keys().cloned().ok_or_else(no_signing_key)?;
         let mut tx = self.begin().await?;
         let at = crate::domain::clock::format_timestamp(self.clock.now());
-        let cp = checkpoint_head(&mut tx, self.dialect, &keys, &tenant.to_string(), at).await?;
+        let (cp, new) = checkpoint_head(&mut tx, self.dialect, &keys, &tenant.to_string(), at).await?;
         tx.commit().await?;
+        if new {
+            log_signed(&cp);
+        }
         Ok(cp)
     }
 
@@ -680,8 +691,9 @@ impl super::MutationTx {
         let record = self.record_also(entry).await?;
         let dialect = self.dialect();
         let tenant = self.tenant.to_string();
-        let cp = checkpoint_head(self.conn(), dialect, &keys, &tenant, record.at.clone()).await?;
+        let (cp, new) = checkpoint_head(self.conn(), dialect, &keys, &tenant, record.at.clone()).await?;
         self.tx.commit().await?;
+        self.signed.iter().chain(new.then_some(&cp)).for_each(log_signed);
         Ok((record, cp))
     }
 }

@@ -34,7 +34,7 @@ pub use self::make::{
     ScopeUsage, UsageRow, UsageSubject,
 };
 pub use self::tenants::{TenantRecord, TokenRecord};
-use crate::audit::{AuditEntry, AuditRecord};
+use crate::audit::{self, AuditEntry, AuditRecord};
 use crate::domain::clock::format_timestamp;
 use crate::domain::{Clock, TenantId};
 
@@ -226,7 +226,12 @@ impl<'a> TenantStore<'a> {
 
     /// Start a mutation. Commit it with [`MutationTx::commit`]; dropping it rolls back.
     pub async fn begin(&self) -> Result<MutationTx, StoreError> {
-        Ok(MutationTx { tx: self.store.begin().await?, tenant: self.tenant, store: self.store.clone() })
+        Ok(MutationTx {
+            tx: self.store.begin().await?,
+            tenant: self.tenant,
+            store: self.store.clone(),
+            signed: Vec::new(),
+        })
     }
 
     /// Append an audit record that accompanies no mutation (a denied call), in its own transaction.
@@ -240,6 +245,8 @@ pub struct MutationTx {
     tx: Transaction<'static, Any>,
     tenant: TenantId,
     store: Store,
+    /// Checkpoints signed by this transaction's appends, logged once it commits.
+    signed: Vec<audit::Checkpoint>,
 }
 
 impl MutationTx {
@@ -267,7 +274,10 @@ impl MutationTx {
         let tenant = self.tenant;
         let dialect = self.dialect();
         let checkpointing = self.store.checkpointing.clone();
-        audit_log::append(self.conn(), dialect, checkpointing.as_deref(), tenant, at, entry).await
+        let (record, signed) =
+            audit_log::append(self.conn(), dialect, checkpointing.as_deref(), tenant, at, entry).await?;
+        self.signed.extend(signed);
+        Ok(record)
     }
 
     /// Append `entry` to the tenant's audit chain and commit, all in this one transaction.
@@ -276,8 +286,10 @@ impl MutationTx {
         let tenant = self.tenant;
         let dialect = self.dialect();
         let checkpointing = self.store.checkpointing.clone();
-        let record = audit_log::append(self.conn(), dialect, checkpointing.as_deref(), tenant, at, entry).await?;
+        let (record, signed) =
+            audit_log::append(self.conn(), dialect, checkpointing.as_deref(), tenant, at, entry).await?;
         self.tx.commit().await?;
+        self.signed.iter().chain(&signed).for_each(audit_log::log_signed);
         Ok(record)
     }
 }
