@@ -326,8 +326,8 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
     let audit_keys = config.audit.signing_key.load()?.map(Arc::new);
     if audit_keys.is_none() {
         tracing::warn!(
-            "no audit signing key configured (MBM_AUDIT_SIGNING_KEY or audit.signing_key_file): audit checkpoints \
-             are neither signed nor checked"
+            "{}: audit checkpoints are neither signed nor checked",
+            crate::audit::checkpoint::NO_SIGNING_KEY
         );
     }
     let store = store.with_audit_keys(audit_keys, config.audit.checkpoint_every_records);
@@ -554,7 +554,7 @@ async fn audit(store: &Store, cmd: AuditCmd) -> anyhow::Result<ExitCode> {
 }
 
 fn no_signing_key() -> anyhow::Error {
-    anyhow::anyhow!("no audit signing key is configured: set MBM_AUDIT_SIGNING_KEY or audit.signing_key_file")
+    anyhow::Error::msg(crate::audit::checkpoint::NO_SIGNING_KEY)
 }
 
 /// A progress bar on stderr when it is a terminal; nothing when piped or redirected.

@@ -23,6 +23,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// What every refusal to sign or to print the public key says.
+pub const NO_SIGNING_KEY: &str =
+    "no audit signing key is configured (set MBM_AUDIT_SIGNING_KEY or audit.signing_key_file)";
+
 /// What the format field of a signed checkpoint says; a signature over any other format is not one of ours.
 pub const CHECKPOINT_FORMAT: &str = "make-budget-mcp/audit-checkpoint/v1";
 

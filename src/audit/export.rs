@@ -35,8 +35,8 @@ pub struct ExportHeader {
     pub records: i64,
 }
 
-/// One line of a JSON Lines export.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One line of a JSON Lines export (written with serde; read back with [`parse_line`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExportLine {
     Header(ExportHeader),

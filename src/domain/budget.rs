@@ -21,7 +21,7 @@ pub const DESCRIPTION_MAX_CHARS: usize = 2_000;
 pub const LIMIT_MAX: i64 = 1_000_000_000_000;
 pub const PRICE_PER_1000_MAX_MINOR: i64 = 1_000_000_000;
 /// Make ids are positive integers; this bound keeps them exact in JSON numbers.
-pub const MAKE_ID_MAX: i64 = 9_007_199_254_740_991;
+pub const MAKE_ID_MAX: i64 = validation::JSON_INT_MAX;
 pub const SCOPE_LIST_MAX: usize = 500;
 pub const TIMEZONE_MAX_CHARS: usize = 64;
 /// Longest custom period: ten years.

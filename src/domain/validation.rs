@@ -51,6 +51,9 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, 
     Ok(trimmed.to_owned())
 }
 
+/// The largest integer every JSON client reads exactly (2^53 − 1): the bound of ids and sequence numbers.
+pub const JSON_INT_MAX: i64 = 9_007_199_254_740_991;
+
 /// Check an integer lies in `min..=max`.
 pub fn int_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, ValidationError> {
     if value < min || value > max {

@@ -8,14 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use super::params::Parameters;
 use super::{BudgetServer, CallCtx, ToolError};
+use crate::audit::checkpoint::NO_SIGNING_KEY;
 use crate::audit::{AuditRecord, Checkpoint, Outcome};
 use crate::domain::clock::{format_timestamp, parse_timestamp};
 use crate::domain::{ValidationError, validation};
 use crate::store::{AuditQuery, ChainReport, StoreError};
 
 const PAGE_MAX: u32 = 500;
-/// Highest sequence number a cursor may name (JSON's safe integer range).
-const SEQ_MAX: i64 = (1 << 53) - 1;
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ChainVerification {
@@ -114,7 +113,7 @@ impl QueryAuditArgs {
             .cursor
             .as_deref()
             .map(|c| {
-                c.parse::<i64>().ok().filter(|n| (1..=SEQ_MAX).contains(n)).ok_or_else(|| {
+                c.parse::<i64>().ok().filter(|n| (1..=validation::JSON_INT_MAX).contains(n)).ok_or_else(|| {
                     ValidationError::new("cursor", "must be the `next_cursor` of a previous page (a sequence number)")
                 })
             })
@@ -176,11 +175,7 @@ impl BudgetServer {
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<SignedCheckpoint>, ToolError> {
         let keys = self.app.store.audit_keys().cloned().ok_or_else(|| {
-            ToolError::Unavailable(
-                "this server has no audit signing key configured (MBM_AUDIT_SIGNING_KEY or audit.signing_key_file); \
-                 ask its operator to configure one"
-                    .into(),
-            )
+            ToolError::Unavailable(format!("{NO_SIGNING_KEY} on this server; ask its operator to configure one"))
         })?;
         let tx = self.tenant(&call).begin().await.map_err(call.internal())?;
         let entry = call.audit(format!("audit_chain:{}", call.principal.tenant_id), None::<&()>, None::<&()>);

@@ -341,18 +341,25 @@ impl Store {
     }
 
     async fn heads(&self, only: Option<TenantId>) -> Result<Vec<Head>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT h.tenant_id, t.name, h.seq, h.hash FROM audit_heads h JOIN tenants t ON t.id = h.tenant_id
-             ORDER BY t.name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            match only {
+                Some(t) => sqlx::query(
+                    "SELECT h.tenant_id, t.name, h.seq, h.hash FROM audit_heads h JOIN tenants t ON t.id = h.tenant_id
+                     WHERE h.tenant_id = $1",
+                )
+                .bind(t.to_string())
+                .fetch_all(&self.pool)
+                .await?,
+                None => sqlx::query(
+                    "SELECT h.tenant_id, t.name, h.seq, h.hash FROM audit_heads h JOIN tenants t ON t.id = h.tenant_id
+                     ORDER BY t.name",
+                )
+                .fetch_all(&self.pool)
+                .await?,
+            };
         let mut heads = Vec::with_capacity(rows.len());
         for row in rows {
             let tenant_id: String = row.try_get("tenant_id")?;
-            if only.is_some_and(|t| t.to_string() != tenant_id) {
-                continue;
-            }
             heads.push(Head {
                 tenant_id,
                 tenant_name: row.try_get("name")?,
@@ -624,10 +631,7 @@ impl Store {
 }
 
 fn no_signing_key() -> StoreError {
-    StoreError::Config(
-        "no audit signing key is configured (MBM_AUDIT_SIGNING_KEY or audit.signing_key_file); checkpoints cannot be signed"
-            .into(),
-    )
+    StoreError::Config(format!("{}; checkpoints cannot be signed", crate::audit::checkpoint::NO_SIGNING_KEY))
 }
 
 impl TenantStore<'_> {
