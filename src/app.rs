@@ -33,6 +33,8 @@ pub struct App {
     pub webhooks: WebhookClient,
     /// This process's name in leases, unique across instances (host, process id and a random part).
     pub instance: String,
+    /// Rate limits, the read timeout and read-only mode.
+    pub policy: crate::limits::CallPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]

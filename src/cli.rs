@@ -106,11 +106,28 @@ pub enum Command {
     /// Budget reports.
     #[command(subcommand)]
     Budget(BudgetCmd),
+    /// Database administration (PostgreSQL), run with the owner's database URL.
+    #[command(subcommand)]
+    Db(DbCmd),
     /// Run the background evaluator: sync usage, evaluate budgets, run plans, deliver webhooks.
     Evaluate {
         /// One pass, then exit (for cron). Exits 1 if the pass met errors.
         #[arg(long)]
         once: bool,
+        /// Evaluate against the usage last synced, without calling Make (with --once).
+        #[arg(long, requires = "once")]
+        no_sync: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCmd {
+    /// Grant an existing role what `serve` needs, so it can run as that role under row-level security:
+    /// read and write tenant data, only append to and read the audit tables, read the migration history.
+    /// Refuses superusers, BYPASSRLS roles and the tables' owner, whom row-level security does not bind.
+    GrantAppRole {
+        /// The role's name (create it first: CREATE ROLE mbm_server LOGIN PASSWORD '…').
+        role: String,
     },
 }
 
@@ -163,6 +180,16 @@ pub struct ServeArgs {
     /// Origin header values accepted over HTTP (repeat or comma-separate).
     #[arg(long = "allowed-origin", env = "MBM_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
+    /// Serve HTTP without authentication, as the local operator (`--local-*`), like stdio. Refused
+    /// unless the listen address is loopback. For local clients and the conformance suite.
+    #[arg(long, env = "MBM_HTTP_NO_AUTH")]
+    pub no_auth: bool,
+    /// Serve HTTPS with this PEM certificate chain (leaf first). Needs --tls-key. Reloaded on SIGHUP.
+    #[arg(long, env = "MBM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert. Reloaded on SIGHUP.
+    #[arg(long, env = "MBM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Tenant of the stdio operator (created on first run). Default "local".
     #[arg(long, env = "MBM_LOCAL_TENANT")]
     pub local_tenant: Option<String>,
@@ -172,6 +199,37 @@ pub struct ServeArgs {
     /// Role of the stdio operator. Default admin.
     #[arg(long, env = "MBM_LOCAL_ROLE", value_enum)]
     pub local_role: Option<Role>,
+    /// Serve only read tools (tools annotated readOnlyHint) and run no background writers.
+    #[arg(long, env = "MBM_READ_ONLY")]
+    pub read_only: bool,
+    /// HTTP without sessions: every request stands alone, so any instance behind a load balancer can
+    /// answer any call. Server-to-client requests (elicitation) and subscriptions need sessions.
+    #[arg(long, env = "MBM_HTTP_STATELESS")]
+    pub stateless: bool,
+    /// Seconds a client has to send a request body before it is answered 408.
+    #[arg(long, env = "MBM_HTTP_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// On SIGTERM, seconds in-flight calls may take to finish before sessions are closed.
+    #[arg(long, env = "MBM_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Serve /metrics (Prometheus text format) over HTTP: true or false.
+    #[arg(long, env = "MBM_METRICS")]
+    pub metrics: Option<bool>,
+    /// Read tool calls per tenant per hour (0: unlimited).
+    #[arg(long, env = "MBM_READS_PER_HOUR")]
+    pub reads_per_hour: Option<u32>,
+    /// Modifying tool calls per tenant per hour (0: unlimited).
+    #[arg(long, env = "MBM_MODIFICATIONS_PER_HOUR")]
+    pub modifications_per_hour: Option<u32>,
+    /// Automated-action tool calls (pause, resume, approve, reject, reverse) per tenant per hour (0: unlimited).
+    #[arg(long, env = "MBM_AUTOMATED_ACTIONS_PER_HOUR")]
+    pub automated_actions_per_hour: Option<u32>,
+    /// Failed HTTP authentications per client IP per minute before the IP is refused (0: unlimited).
+    #[arg(long, env = "MBM_FAILED_AUTHS_PER_MINUTE")]
+    pub failed_auths_per_minute: Option<u32>,
+    /// Seconds after which a read tool call is cut off.
+    #[arg(long, env = "MBM_READ_TOOL_TIMEOUT_SECS")]
+    pub read_tool_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -271,6 +329,9 @@ impl Cli {
             listen: serve.and_then(|s| s.listen.clone()),
             allowed_hosts: serve.and_then(|s| s.allowed_hosts.clone()),
             allowed_origins: serve.and_then(|s| s.allowed_origins.clone()),
+            http_no_auth: serve.and_then(|s| s.no_auth.then_some(true)),
+            tls_cert: serve.and_then(|s| s.tls_cert.clone()),
+            tls_key: serve.and_then(|s| s.tls_key.clone()),
             master_key: std::env::var("MBM_MASTER_KEY").ok(),
             previous_master_keys: std::env::var("MBM_PREVIOUS_MASTER_KEYS").ok(),
             master_key_file: self.master_key_file.clone(),
@@ -288,6 +349,17 @@ impl Cli {
             audit_signing_key_file: self.audit_signing_key_file.clone(),
             checkpoint_every_records: self.checkpoint_every_records,
             checkpoint_interval_secs: self.checkpoint_interval_secs,
+            read_only: serve.and_then(|s| s.read_only.then_some(true)),
+            stateless: serve.and_then(|s| s.stateless.then_some(true)),
+            request_timeout_secs: serve.and_then(|s| s.request_timeout_secs),
+            shutdown_grace_secs: serve.and_then(|s| s.shutdown_grace_secs),
+            metrics: serve.and_then(|s| s.metrics),
+            reads_per_hour: serve.and_then(|s| s.reads_per_hour),
+            modifications_per_hour: serve.and_then(|s| s.modifications_per_hour),
+            automated_actions_per_hour: serve.and_then(|s| s.automated_actions_per_hour),
+            failed_auths_per_minute: serve.and_then(|s| s.failed_auths_per_minute),
+            read_tool_timeout_secs: serve.and_then(|s| s.read_tool_timeout_secs),
+            oauth: crate::auth::oauth::OAuthFile::from_env(),
         }
     }
 }
@@ -331,10 +403,20 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
         );
     }
     let store = store.with_audit_keys(audit_keys, config.audit.checkpoint_every_records);
+    if matches!(cli.command, Command::Serve(_) | Command::Evaluate { .. })
+        && store.bound_by_row_security().await? == Some(false)
+    {
+        tracing::warn!(
+            "the database role is exempt from row-level security (superuser, BYPASSRLS or owner); \
+             run the server as a role of its own (README, \"Row-level security\")"
+        );
+    }
 
     let code = match cli.command {
         Command::Serve(args) => serve(build_app(store.clone(), &config).await?, &config, args.transport).await?,
-        Command::Evaluate { once } => evaluate(build_app(store.clone(), &config).await?, &config, once).await?,
+        Command::Evaluate { once, no_sync } => {
+            evaluate(build_app(store.clone(), &config).await?, &config, once, no_sync).await?
+        }
         Command::Migrate => {
             eprintln!("migrations applied to {}", crate::store::redact_url(&config.database_url));
             ExitCode::SUCCESS
@@ -343,6 +425,13 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(cmd) => token(&store, cmd).await?,
         Command::Audit(cmd) => audit(&store, cmd).await?,
         Command::Keys(cmd) => keys(&store, &config, cmd).await?,
+        Command::Db(DbCmd::GrantAppRole { role }) => {
+            for grant in store.grant_app_role(&role).await? {
+                println!("{}\t{}", grant.table, grant.privileges);
+            }
+            eprintln!("granted {role} the server's privileges; run `serve` with a database URL for {role}");
+            ExitCode::SUCCESS
+        }
         Command::Budget(BudgetCmd::Chart { id, output, tenant, width, height }) => {
             budget_chart(&store, &id, &output, tenant.as_deref(), width, height).await?
         }
@@ -363,6 +452,7 @@ async fn build_app(store: Store, config: &Config) -> anyhow::Result<Arc<App>> {
         actions: config.actions.clone(),
         webhooks: crate::notify::WebhookClient::new(config.webhook_timeout),
         instance: crate::app::instance_name(),
+        policy: crate::limits::CallPolicy::new(&config.limits, config.read_tool_timeout, config.read_only),
     };
     app.check_secret_keys().await?;
     Ok(Arc::new(app))
@@ -377,9 +467,11 @@ fn cli_actor() -> Actor {
     }
 }
 
-async fn evaluate(app: Arc<App>, config: &Config, once: bool) -> anyhow::Result<ExitCode> {
+async fn evaluate(app: Arc<App>, config: &Config, once: bool, no_sync: bool) -> anyhow::Result<ExitCode> {
+    use crate::engine::evaluator::UsageSource;
     if once {
-        let report = crate::engine::evaluator::run_once(&app).await;
+        let usage = if no_sync { UsageSource::Stored } else { UsageSource::SyncFromMake };
+        let report = crate::engine::evaluator::run_once(&app, usage).await;
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
@@ -390,40 +482,61 @@ async fn evaluate(app: Arc<App>, config: &Config, once: bool) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
+/// The configured local operator (created on first use): the principal of stdio and of `--no-auth` HTTP.
+async fn local_principal(app: &App, config: &Config, transport: Transport) -> anyhow::Result<Principal> {
+    let local = &config.local;
+    let actor = Actor {
+        subject: local.subject.clone(),
+        role: local.role.as_str().into(),
+        transport: transport.as_str().into(),
+    };
+    let tenant = admin::ensure_tenant(&app.store, &local.tenant, &actor).await?;
+    Ok(Principal {
+        tenant_id: tenant.id.parse::<TenantId>()?,
+        tenant_name: tenant.name,
+        subject: local.subject.clone(),
+        role: local.role,
+        transport,
+        token_id: None,
+    })
+}
+
 async fn serve(app: Arc<App>, config: &Config, transport: TransportArg) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let evaluator = (config.evaluate_interval_secs > 0).then(|| {
+    tokio::spawn(crate::limits::CallPolicy::forget_idle_forever(app.clone(), shutdown.clone()));
+    if config.read_only {
+        tracing::info!("read-only mode: only read tools are served; no evaluator and no checkpoint timer run");
+    }
+    let evaluator = (config.evaluate_interval_secs > 0 && !config.read_only).then(|| {
         let interval = std::time::Duration::from_secs(config.evaluate_interval_secs);
         tokio::spawn(crate::engine::evaluator::run_forever(app.clone(), interval, shutdown.clone()))
     });
-    let checkpointer = (config.audit.checkpoint_interval_secs > 0 && app.store.audit_keys().is_some()).then(|| {
-        let every = std::time::Duration::from_secs(config.audit.checkpoint_interval_secs);
-        tokio::spawn(checkpoint_forever(app.store.clone(), every, shutdown.clone()))
-    });
+    let checkpointer = (config.audit.checkpoint_interval_secs > 0
+        && app.store.audit_keys().is_some()
+        && !config.read_only)
+        .then(|| {
+            let every = std::time::Duration::from_secs(config.audit.checkpoint_interval_secs);
+            tokio::spawn(checkpoint_forever(app.store.clone(), every, shutdown.clone()))
+        });
     match transport {
         TransportArg::Http => {
-            crate::http::serve(app, config.http.clone(), shutdown.clone()).await?;
+            let local = match config.http.no_auth {
+                true => {
+                    // Refuse an open address before creating the operator's tenant.
+                    crate::http::no_auth::check_listen(config.http.listen)?;
+                    Some(local_principal(&app, config, Transport::HttpNoAuth).await?)
+                }
+                false => None,
+            };
+            crate::http::serve(app, config.http.clone(), local, shutdown.clone()).await?;
         }
         TransportArg::Stdio => {
-            let local = &config.local;
-            let actor = Actor {
-                subject: local.subject.clone(),
-                role: local.role.as_str().into(),
-                transport: Transport::Stdio.as_str().into(),
-            };
-            let tenant = admin::ensure_tenant(&app.store, &local.tenant, &actor).await?;
-            let principal = Principal {
-                tenant_id: tenant.id.parse::<TenantId>()?,
-                tenant_name: tenant.name,
-                subject: local.subject.clone(),
-                role: local.role,
-                transport: Transport::Stdio,
-                token_id: None,
-            };
+            let principal = local_principal(&app, config, Transport::Stdio).await?;
             tracing::info!(tenant = %principal.tenant_id, subject = principal.subject, role = %principal.role,
                            "serving MCP over stdio");
-            let server = BudgetServer::new(app, Arc::new(BudgetServer::router()), Some(principal));
+            let tools = Arc::new(BudgetServer::router_for(app.policy.read_only));
+            let server = BudgetServer::new(app, tools, Some(principal));
             let running = server.serve(rmcp::transport::stdio()).await?;
             let ct = running.cancellation_token();
             tokio::select! {

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::audit::checkpoint::SigningKeySources;
 use crate::auth::Role;
+use crate::auth::oauth::{OAuthFile, OAuthSettings};
 use crate::crypto::KeySources;
 use crate::make::MakeClientConfig;
 
@@ -34,6 +35,22 @@ pub struct FileConfig {
     pub actions: ActionsFile,
     #[serde(default)]
     pub audit: AuditFile,
+    #[serde(default)]
+    pub oauth: OAuthFile,
+    /// Expose only read tools and run no background writers.
+    pub read_only: Option<bool>,
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub reads_per_hour: Option<u32>,
+    pub modifications_per_hour: Option<u32>,
+    pub automated_actions_per_hour: Option<u32>,
+    pub failed_auths_per_minute: Option<u32>,
+    pub read_tool_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -91,6 +108,13 @@ pub struct HttpFile {
     pub listen: Option<String>,
     pub allowed_hosts: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,
+    pub stateless: Option<bool>,
+    pub request_timeout_secs: Option<u64>,
+    pub shutdown_grace_secs: Option<u64>,
+    pub metrics: Option<bool>,
+    pub no_auth: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -113,6 +137,10 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub allowed_hosts: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,
+    /// `--no-auth` / `MBM_HTTP_NO_AUTH`: `Some(true)` only when given (a flag cannot say "false").
+    pub http_no_auth: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// `MBM_MASTER_KEY` (environment only: a secret never goes on a command line).
     pub master_key: Option<String>,
     /// `MBM_PREVIOUS_MASTER_KEYS` (environment only).
@@ -133,6 +161,18 @@ pub struct Overrides {
     pub audit_signing_key_file: Option<PathBuf>,
     pub checkpoint_every_records: Option<i64>,
     pub checkpoint_interval_secs: Option<u64>,
+    pub read_only: Option<bool>,
+    pub stateless: Option<bool>,
+    pub request_timeout_secs: Option<u64>,
+    pub shutdown_grace_secs: Option<u64>,
+    pub metrics: Option<bool>,
+    pub reads_per_hour: Option<u32>,
+    pub modifications_per_hour: Option<u32>,
+    pub automated_actions_per_hour: Option<u32>,
+    pub failed_auths_per_minute: Option<u32>,
+    pub read_tool_timeout_secs: Option<u64>,
+    /// `MBM_OAUTH_*` (environment only), merged key by key over the file's `[oauth]`.
+    pub oauth: OAuthFile,
 }
 
 /// The effective configuration.
@@ -152,6 +192,11 @@ pub struct Config {
     pub actions: crate::engine::actions::ActionSettings,
     pub webhook_timeout: std::time::Duration,
     pub audit: AuditSettings,
+    /// Only read tools are served, and `serve` runs no evaluator and no checkpoint timer.
+    pub read_only: bool,
+    pub limits: crate::limits::LimitSettings,
+    /// A read tool running longer than this is cut off (mutations always run to completion).
+    pub read_tool_timeout: std::time::Duration,
 }
 
 /// Signed checkpoints of the audit chains.
@@ -178,9 +223,33 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// `Host` header values accepted on /mcp (DNS-rebinding protection). Default: loopback names only.
     pub allowed_hosts: Vec<String>,
-    /// `Origin` header values accepted on /mcp; empty means requests with an Origin header are not
-    /// checked against a list (requests without one always pass).
+    /// `Origin` header values accepted on /mcp (default: loopback origins). A request with any other
+    /// Origin gets 403, also when the list is empty; requests without one (non-browser clients) pass.
     pub allowed_origins: Vec<String>,
+    /// Serve every request on its own, with no session: any instance behind a load balancer can answer.
+    pub stateless: bool,
+    /// A request whose body has not arrived within this time is answered 408.
+    pub request_timeout: std::time::Duration,
+    /// On SIGTERM: how long in-flight calls may take to finish before sessions are closed.
+    pub shutdown_grace: std::time::Duration,
+    /// Serve `/metrics`.
+    pub metrics: bool,
+    /// Serve /mcp without authentication, as the local operator (like stdio). Only allowed on a loopback
+    /// listen address: [`crate::http::serve`] refuses to start otherwise.
+    pub no_auth: bool,
+    /// Serve HTTPS with this certificate and key; `None` serves plain HTTP (e.g. behind a TLS proxy).
+    pub tls: Option<TlsFiles>,
+    /// Accept OAuth access tokens (JWTs) from this issuer besides API tokens; from the `[oauth]` section.
+    pub oauth: Option<OAuthSettings>,
+}
+
+/// PEM files for HTTPS. Both are read at start and again on every `SIGHUP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +266,15 @@ pub enum ConfigError {
 
 pub const DEFAULT_LOG: &str = "info,sqlx=warn";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Browser origins accepted on /mcp by default: pages served from this machine, any port.
+pub const DEFAULT_ALLOWED_ORIGINS: [&str; 6] = [
+    "http://localhost:*",
+    "http://127.0.0.1:*",
+    "http://[::1]:*",
+    "https://localhost:*",
+    "https://127.0.0.1:*",
+    "https://[::1]:*",
+];
 const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
 /// The config file used when none is named: `<config dir>/make-budget-mcp/config.toml`, if it exists.
@@ -224,6 +302,8 @@ impl Config {
     pub fn resolve(file: FileConfig, o: Overrides) -> Result<Self, ConfigError> {
         let make = make_settings(&o, &file.make)?;
         let (evaluate_interval_secs, actions, webhook_timeout) = action_settings(&o, &file.actions)?;
+        let (limits, read_tool_timeout) = limit_settings(&o, &file.limits)?;
+        let oauth = OAuthSettings::resolve(file.oauth.overridden_by(o.oauth))?;
         let database_url = match o.database_url.or(file.database_url) {
             Some(url) => url,
             None => {
@@ -256,7 +336,27 @@ impl Config {
             .allowed_hosts
             .or(file.http.allowed_hosts)
             .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]);
-        let allowed_origins = o.allowed_origins.or(file.http.allowed_origins).unwrap_or_default();
+        let allowed_origins = o
+            .allowed_origins
+            .or(file.http.allowed_origins)
+            .unwrap_or_else(|| DEFAULT_ALLOWED_ORIGINS.iter().map(|o| (*o).to_owned()).collect());
+        let no_auth = o.http_no_auth.or(file.http.no_auth).unwrap_or(false);
+        let tls = match (o.tls_cert.or(file.http.tls_cert), o.tls_key.or(file.http.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    key: "http.tls_key",
+                    rule: "must be set when http.tls_cert is (a certificate needs its private key)".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "http.tls_cert",
+                    rule: "must be set when http.tls_key is (a private key needs its certificate)".into(),
+                });
+            }
+        };
         let keys = KeySources {
             master_key: o.master_key.filter(|k| !k.trim().is_empty()),
             previous_keys: o.previous_master_keys.filter(|k| !k.trim().is_empty()),
@@ -282,14 +382,39 @@ impl Config {
                 604_800,
             )?,
         };
+        let http = HttpSettings {
+            listen,
+            allowed_hosts,
+            allowed_origins,
+            no_auth,
+            tls,
+            oauth,
+            stateless: o.stateless.or(file.http.stateless).unwrap_or(false),
+            request_timeout: std::time::Duration::from_secs(within(
+                "http.request_timeout_secs",
+                o.request_timeout_secs.or(file.http.request_timeout_secs).unwrap_or(30),
+                1,
+                3600,
+            )?),
+            shutdown_grace: std::time::Duration::from_secs(within(
+                "http.shutdown_grace_secs",
+                o.shutdown_grace_secs.or(file.http.shutdown_grace_secs).unwrap_or(30),
+                0,
+                3600,
+            )?),
+            metrics: o.metrics.or(file.http.metrics).unwrap_or(true),
+        };
         Ok(Config {
+            read_only: o.read_only.or(file.read_only).unwrap_or(false),
+            limits,
+            read_tool_timeout,
             audit,
             database_url,
             log: o.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.to_owned()),
             log_format: o.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             max_connections,
             local: LocalOperator { tenant, subject, role },
-            http: HttpSettings { listen, allowed_hosts, allowed_origins },
+            http,
             keys,
             make,
             evaluate_interval_secs,
@@ -361,6 +486,43 @@ fn action_settings(
         },
         Duration::from_secs(timeout),
     ))
+}
+
+fn limit_settings(
+    o: &Overrides,
+    f: &LimitsFile,
+) -> Result<(crate::limits::LimitSettings, std::time::Duration), ConfigError> {
+    let d = crate::limits::LimitSettings::default();
+    let per_hour = 1_000_000;
+    let limits = crate::limits::LimitSettings {
+        reads_per_hour: within(
+            "limits.reads_per_hour",
+            o.reads_per_hour.or(f.reads_per_hour).unwrap_or(d.reads_per_hour),
+            0,
+            per_hour,
+        )?,
+        modifications_per_hour: within(
+            "limits.modifications_per_hour",
+            o.modifications_per_hour.or(f.modifications_per_hour).unwrap_or(d.modifications_per_hour),
+            0,
+            per_hour,
+        )?,
+        automated_actions_per_hour: within(
+            "limits.automated_actions_per_hour",
+            o.automated_actions_per_hour.or(f.automated_actions_per_hour).unwrap_or(d.automated_actions_per_hour),
+            0,
+            per_hour,
+        )?,
+        failed_auths_per_minute: within(
+            "limits.failed_auths_per_minute",
+            o.failed_auths_per_minute.or(f.failed_auths_per_minute).unwrap_or(d.failed_auths_per_minute),
+            0,
+            100_000,
+        )?,
+    };
+    let timeout = o.read_tool_timeout_secs.or(f.read_tool_timeout_secs).unwrap_or(120);
+    let timeout = within("limits.read_tool_timeout_secs", timeout, 1, 3600)?;
+    Ok((limits, std::time::Duration::from_secs(timeout)))
 }
 
 fn make_settings(o: &Overrides, f: &MakeFile) -> Result<MakeClientConfig, ConfigError> {
@@ -435,6 +597,11 @@ mod tests {
             Overrides { database_url: Some("mysql://x".into()), ..Default::default() },
         );
         assert!(e.unwrap_err().to_string().contains("`database_url`"));
+        let e = Config::resolve(
+            FileConfig::default(),
+            Overrides { tls_cert: Some("/etc/mbm/cert.pem".into()), ..Default::default() },
+        );
+        assert!(e.unwrap_err().to_string().contains("`http.tls_key`"));
         let e = toml::from_str::<FileConfig>("colour = 1").unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
     }
@@ -452,6 +619,11 @@ mod tests {
         assert!(file.database.max_connections.is_some());
         assert!(file.local.tenant.is_some() && file.local.subject.is_some() && file.local.role.is_some());
         assert!(file.http.listen.is_some() && file.http.allowed_hosts.is_some() && file.http.allowed_origins.is_some());
+        assert!(file.http.tls_cert.is_some() && file.http.tls_key.is_some());
+        let o = &file.oauth;
+        assert!(o.issuer.is_some() && o.audience.is_some() && o.jwks_url.is_some() && o.algorithms.is_some());
+        assert!(o.tenant_claim.is_some() && o.role_claim.is_some() && o.leeway_secs.is_some());
+        assert!(o.authorization_servers.is_some());
         assert!(file.secrets.master_key_file.is_some());
         assert!(file.make.request_timeout_secs.is_some() && file.make.max_attempts.is_some());
         assert!(file.make.retry_base_delay_ms.is_some());
@@ -463,6 +635,14 @@ mod tests {
         let au = &file.audit;
         assert!(au.signing_key_file.is_some() && au.checkpoint_every_records.is_some());
         assert!(au.checkpoint_interval_secs.is_some());
+        assert!(file.read_only.is_some());
+        let h = &file.http;
+        assert!(h.stateless.is_some() && h.request_timeout_secs.is_some() && h.shutdown_grace_secs.is_some());
+        assert!(h.metrics.is_some());
+        let l = &file.limits;
+        assert!(l.reads_per_hour.is_some() && l.modifications_per_hour.is_some());
+        assert!(l.automated_actions_per_hour.is_some() && l.failed_auths_per_minute.is_some());
+        assert!(l.read_tool_timeout_secs.is_some());
         Config::resolve(file, Overrides::default()).expect("example config is valid");
     }
 }

@@ -159,13 +159,23 @@ mod cases {
         assert_eq!((orgs[0]["scenarios"].as_i64(), orgs[0]["active_scenarios"].as_i64()), (Some(5), Some(3)));
         assert_eq!(orgs[0]["scenario_usage_series"], 4, "active scenarios plus 505, which consumed this period");
         assert_eq!(orgs[1]["estimated"], true, "ORG2 reports no centicredits");
-        let notes = progress.0.lock().unwrap().clone();
-        assert!(notes.len() >= 6, "progress notifications: {}", notes.len());
-        assert!(
-            notes
-                .windows(2)
-                .all(|w| w[0].progress <= w[1].progress || w[1].message.as_deref().is_some_and(|m| m.contains("1055")))
-        );
+        // One note per organization read, per team and per scenario whose usage is fetched: 1054 has 2 teams
+        // and 4 such scenarios, 1055 has 1 team and 2. rmcp's client handles each notification in a task of
+        // its own, so they reach the recorder in any order and possibly after the result: wait for all 11,
+        // then check the server's numbering in progress order.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while progress.0.lock().unwrap().len() < 11 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut notes = progress.0.lock().unwrap().clone();
+        assert_eq!(notes.len(), 11, "progress notifications: {notes:?}");
+        notes.sort_by(|a, b| a.progress.total_cmp(&b.progress));
+        assert!(notes.windows(2).all(|w| w[0].progress < w[1].progress), "progress strictly increases: {notes:?}");
+        let orgs_in_order: Vec<bool> =
+            notes.iter().map(|n| n.message.as_deref().is_some_and(|m| m.contains(&ORG2.to_string()))).collect();
+        assert!(orgs_in_order.is_sorted(), "the second organization continues the numbering: {notes:?}");
+        let last = notes.last().unwrap();
+        assert_eq!((last.progress, last.total), (20.0, Some(20.0)), "the last note completes the sync");
         assert!(notes.iter().any(|n| n.message.as_deref().is_some_and(|m| m.contains("scenario usage"))));
         // Scenario 504 is inactive and consumed nothing: its daily usage is not fetched.
         assert!(!fake.requests().iter().any(|r| r.path == "/api/v2/scenarios/504/usage"));

@@ -4,6 +4,7 @@
 //! configuration over stdio, the operating-system user for CLI admin commands. Tools never take a tenant
 //! argument. [`ROLE_PERMISSIONS`] and [`TOOL_PERMISSIONS`] are the whole access policy, as data.
 
+pub mod oauth;
 pub mod token;
 
 use std::fmt;
@@ -194,6 +195,9 @@ impl FromStr for Role {
 pub enum Transport {
     Stdio,
     Http,
+    /// HTTP served with `--no-auth` on loopback: the local operator, without a token. Recorded apart
+    /// from `http` so the audit log never passes an unauthenticated call off as a token holder's.
+    HttpNoAuth,
     Cli,
 }
 
@@ -202,6 +206,7 @@ impl Transport {
         match self {
             Transport::Stdio => "stdio",
             Transport::Http => "http",
+            Transport::HttpNoAuth => "http_no_auth",
             Transport::Cli => "cli",
         }
     }

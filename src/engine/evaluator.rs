@@ -37,10 +37,22 @@ pub struct PassReport {
     pub notifications_delivered: usize,
     pub notifications_failed: usize,
     pub errors: Vec<String>,
+    /// How long the pass took, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// Where a pass takes usage from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageSource {
+    /// Sync every connected organization from Make first (the scheduled evaluator).
+    SyncFromMake,
+    /// Evaluate against the usage last synced; no Make calls (`evaluate --no-sync`).
+    Stored,
 }
 
 /// One full pass over every tenant. Errors of one unit of work are logged and reported; the pass goes on.
-pub async fn run_once(app: &App) -> PassReport {
+pub async fn run_once(app: &App, usage: UsageSource) -> PassReport {
+    let started = std::time::Instant::now();
     let request_id = format!("evaluator-{}", uuid::Uuid::now_v7());
     let mut report = PassReport::default();
     let tenants = match app.store.tenants().await {
@@ -52,7 +64,7 @@ pub async fn run_once(app: &App) -> PassReport {
     };
     for t in tenants {
         let Ok(tenant) = t.id.parse::<TenantId>() else { continue };
-        if let Err(e) = evaluate_tenant(app, tenant, &request_id, &mut report).await {
+        if let Err(e) = evaluate_tenant(app, tenant, usage, &request_id, &mut report).await {
             tracing::warn!(tenant = %tenant, error = %e, "evaluation of a tenant failed");
             report.errors.push(format!("tenant {}: {e}", t.name));
         }
@@ -64,12 +76,14 @@ pub async fn run_once(app: &App) -> PassReport {
     run_plans(app, None, &request_id, &mut report).await;
     reverse_due(app, &request_id, &mut report).await;
     deliver_due(app, &mut report).await;
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report
 }
 
 async fn evaluate_tenant(
     app: &App,
     tenant: TenantId,
+    usage: UsageSource,
     request_id: &str,
     report: &mut PassReport,
 ) -> Result<(), ActionError> {
@@ -77,7 +91,11 @@ async fn evaluate_tenant(
     let actor = system_actor();
     let holder = actions::holder(app);
     let mut synced = Vec::new();
-    for c in ts.connections().await? {
+    let connections = match usage {
+        UsageSource::SyncFromMake => ts.connections().await?,
+        UsageSource::Stored => Vec::new(),
+    };
+    for c in connections {
         for o in &c.organizations {
             let lease = format!("sync:{tenant}:{}", o.organization_id);
             if !take_lease(app, &lease, &holder).await? {
@@ -305,9 +323,13 @@ pub async fn run_forever(app: std::sync::Arc<App>, interval: Duration, shutdown:
         }
         let started = Timestamp::now();
         let report = tokio::select! {
-            r = run_once(&app) => r,
+            r = run_once(&app, UsageSource::SyncFromMake) => r,
             () = shutdown.cancelled() => break,
         };
+        crate::monitoring::evaluator_pass(
+            report.errors.is_empty(),
+            Timestamp::now().duration_since(started).unsigned_abs(),
+        );
         if report.errors.is_empty() {
             tracing::debug!(?report, "evaluation pass done");
         } else {

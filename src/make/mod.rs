@@ -291,8 +291,10 @@ impl MakeClient {
         loop {
             attempt += 1;
             self.pace(org).await;
+            let started = std::time::Instant::now();
             let sent =
                 self.http.request(method.clone(), &url).query(query).header(AUTHORIZATION, auth.clone()).send().await;
+            crate::monitoring::make_request(request_outcome(&sent), started.elapsed());
             let (err, retry_after) = match sent {
                 Ok(resp) if resp.status().is_success() => {
                     let bytes = resp.bytes().await.map_err(|e| MakeError::Transport(e.to_string()))?;
@@ -430,6 +432,18 @@ pub enum UsageOf {
 }
 
 /// `Retry-After` as seconds or an HTTP date.
+/// The `outcome` label of a Make request in the metrics.
+fn request_outcome(sent: &Result<reqwest::Response, reqwest::Error>) -> &'static str {
+    match sent {
+        Ok(r) if r.status().is_success() => "ok",
+        Ok(r) if r.status().as_u16() == 429 => "rate_limited",
+        Ok(r) if r.status().is_client_error() => "client_error",
+        Ok(_) => "server_error",
+        Err(e) if e.is_timeout() => "timeout",
+        Err(_) => "transport",
+    }
+}
+
 fn retry_after(v: Option<&HeaderValue>) -> Option<Duration> {
     let s = v?.to_str().ok()?.trim();
     if let Ok(secs) = s.parse::<u64>() {

@@ -36,6 +36,9 @@ pub enum ToolError {
     /// The human did not confirm (declined, cancelled or did not answer an elicitation).
     #[error("{0}")]
     NotConfirmed(String),
+    /// The tenant used up its allowance for this class of call; the message says when to retry.
+    #[error("{0}")]
+    RateLimited(#[from] crate::limits::RateLimited),
     /// The client cancelled the call.
     #[error("the call was cancelled; work already committed (see the audit log) stays")]
     Cancelled,
@@ -53,6 +56,7 @@ impl ToolError {
             ToolError::Denied(_) | ToolError::Forbidden(_) => "permission_denied",
             ToolError::Make(_) => "make_error",
             ToolError::Unavailable(_) => "unavailable",
+            ToolError::RateLimited(_) => "rate_limited",
             ToolError::Cancelled | ToolError::NotConfirmed(_) => "cancelled",
             ToolError::Internal { .. } => "internal",
         }

@@ -4,24 +4,36 @@
 //! transport (never from arguments), checks the tool's permission in [`crate::auth::TOOL_PERMISSIONS`]
 //! (auditing denials), and only then hands the call to the tool, with a [`CallCtx`] in the request
 //! extensions. Tools are plain async methods grouped by subject (`identity`, `budgets`).
+//!
+//! Resources, prompts, completion and logging live in `resources`, `prompts` and `logging`; they take the
+//! principal the same way and check the permission of the tool that shows the same data.
+#![allow(deprecated)] // logging/setLevel and resources/subscribe are legacy-only in MCP 2026-07-28.
 
 mod actions;
 mod audit;
 mod budgets;
 pub mod error;
 mod identity;
+mod logging;
 mod make;
 pub mod params;
+mod prompts;
+mod resources;
 mod status;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use rmcp::handler::server::prompt::PromptContext;
+use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, IntoContents, ServerCapabilities,
-    ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    GetPromptRequestParams, GetPromptResponse, Implementation, IntoContents, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
@@ -30,6 +42,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::audit::{Actor, AuditEntry, Outcome, redact};
 use crate::auth::{Principal, authorize, tool_permission};
+use crate::limits::ToolClass;
 use crate::store::TenantStore;
 pub use error::ToolError;
 
@@ -104,6 +117,16 @@ pub struct BudgetServer {
     tool_router: Arc<ToolRouter<BudgetServer>>,
     /// The stdio principal (the local operator). `None` over HTTP, where each request carries its own.
     local_principal: Option<Principal>,
+    prompt_router: Arc<PromptRouter<BudgetServer>>,
+    /// This session's log level and resource subscriptions (shared by the handler's clones).
+    session: Arc<Session>,
+}
+
+/// What one MCP session (a stdio connection or an HTTP session) chose: its log level and subscriptions.
+#[derive(Debug, Default)]
+struct Session {
+    log: logging::SessionLog,
+    subscriptions: Arc<resources::Subscriptions>,
 }
 
 impl BudgetServer {
@@ -117,8 +140,22 @@ impl BudgetServer {
             + Self::audit_tools()
     }
 
+    /// The tools served: all of them, or in read-only mode only those annotated `readOnlyHint: true`.
+    pub fn router_for(read_only: bool) -> ToolRouter<BudgetServer> {
+        let mut router = Self::router();
+        if read_only {
+            for tool in router.list_all() {
+                if tool.annotations.as_ref().and_then(|a| a.read_only_hint) != Some(true) {
+                    router.remove_route(&tool.name);
+                }
+            }
+        }
+        router
+    }
+
     pub fn new(app: Arc<App>, tool_router: Arc<ToolRouter<BudgetServer>>, local_principal: Option<Principal>) -> Self {
-        Self { app, tool_router, local_principal }
+        let prompt_router = Arc::new(Self::prompts());
+        Self { app, tool_router, local_principal, prompt_router, session: Arc::default() }
     }
 
     fn tenant(&self, call: &CallCtx) -> TenantStore<'_> {
@@ -136,6 +173,15 @@ impl BudgetServer {
             Some(parts) => parts.extensions.get::<Principal>().cloned(),
             None => self.local_principal.clone(),
         }
+    }
+
+    /// The HTTP request's id (from the `x-request-id` middleware), or a new one over stdio.
+    fn request_id(context: &RequestContext<RoleServer>) -> String {
+        context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.extensions.get::<crate::http::RequestId>())
+            .map_or_else(|| uuid::Uuid::now_v7().to_string(), |id| id.0.clone())
     }
 
     async fn deny(&self, principal: &Principal, tool: &str, request_id: &str, reason: String) {
@@ -158,7 +204,16 @@ impl BudgetServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for BudgetServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        #[allow(deprecated)] // logging: deprecated by SEP-2577 (2026-07-28), still served to older peers
+        let capabilities = ServerCapabilities::builder()
+            .enable_logging()
+            .enable_completions()
+            .enable_prompts()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_tools()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(
                 Implementation::new("make-budget-mcp", env!("CARGO_PKG_VERSION")).with_title("Make.com budget control"),
             )
@@ -171,37 +226,155 @@ impl ServerHandler for BudgetServer {
         mut context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
-        let request_id = uuid::Uuid::now_v7().to_string();
+        let request_id = Self::request_id(&context);
         let tool = request.name.to_string();
         let Some(principal) = self.principal(&context) else {
             tracing::error!(request_id, tool, "tool call without a principal");
             return Err(ErrorData::internal_error(format!("no principal (correlation id {request_id})"), None));
         };
+        if !self.tool_router.has_route(&tool) {
+            // Unknown, or not served in read-only mode: nothing to authorize, count or audit.
+            return Err(ErrorData::invalid_params(format!("tool not found: {tool}"), None));
+        }
         let needed = match tool_permission(&tool) {
             Ok(p) => p,
-            Err(e) if self.tool_router.has_route(&tool) => {
+            Err(e) => {
                 // A served tool missing from the permission table is a bug: refuse rather than run unguarded.
                 return Ok(CallToolResult::error(ToolError::internal(&request_id, &e).into_contents()).into());
             }
-            Err(_) => return Err(ErrorData::invalid_params("tool not found", None)),
         };
         if let Err(denied) = authorize(&principal, needed) {
             tracing::warn!(request_id, tool, subject = principal.subject, tenant = %principal.tenant_id,
                            permission = %denied.permission, "permission denied");
             self.deny(&principal, &tool, &request_id, denied.to_string()).await;
+            crate::monitoring::tool_call(&tool, "denied", started.elapsed());
+            self.log_to_client(&context.peer, &tool, &request_id, "permission_denied").await;
             return Ok(CallToolResult::error(ToolError::Denied(denied).into_contents()).into());
         }
-        let (subject, tenant) = (principal.subject.clone(), principal.tenant_id);
+        let read_only = self.tool_router.get(&tool).and_then(|t| t.annotations.as_ref()).and_then(|a| a.read_only_hint)
+            == Some(true);
+        let class = ToolClass::of(read_only, needed);
+        if let Err(limited) = self.app.policy.limits.admit(principal.tenant_id, class) {
+            tracing::warn!(request_id, tool, subject = principal.subject, tenant = %principal.tenant_id,
+                           class = class.as_str(), retry_after_s = crate::limits::retry_after_secs(limited.retry_after),
+                           "rate limited");
+            crate::monitoring::rate_limited(class.as_str());
+            crate::monitoring::tool_call(&tool, "rate_limited", started.elapsed());
+            self.log_to_client(&context.peer, &tool, &request_id, "rate_limited").await;
+            return Ok(CallToolResult::error(ToolError::RateLimited(limited).into_contents()).into());
+        }
+        let (subject, tenant, peer) = (principal.subject.clone(), principal.tenant_id, context.peer.clone());
         context.extensions.insert(CallCtx { principal, request_id: request_id.clone(), tool: tool.clone() });
-        let result = self.tool_router.call(ToolCallContext::new(self, request, context)).await;
+        let call = self.tool_router.call(ToolCallContext::new(self, request, context));
+        let result = if class == ToolClass::Read {
+            let limit = self.app.policy.read_tool_timeout;
+            tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+                tracing::warn!(request_id, tool, limit_s = limit.as_secs(), "read tool call timed out");
+                let e = ToolError::Unavailable(format!(
+                    "the call took longer than {} s and was stopped; narrow it (fewer days, one budget) or retry later",
+                    limit.as_secs()
+                ));
+                Ok(CallToolResult::error(e.into_contents()).into())
+            })
+        } else {
+            call.await
+        };
         let is_error = match &result {
             Ok(CallToolResponse::Complete(r)) => r.is_error.unwrap_or(false),
             Ok(_) => false,
             Err(_) => true,
         };
+        crate::monitoring::tool_call(&tool, if is_error { "error" } else { "ok" }, started.elapsed());
         tracing::info!(request_id, tool, subject, tenant = %tenant, is_error,
                        elapsed_ms = started.elapsed().as_millis() as u64, "tool call");
+        self.log_to_client(&peer, &tool, &request_id, if is_error { "error" } else { "ok" }).await;
         result
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        self.list_budget_resources(request.and_then(|r| r.cursor), &context).await
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(Self::budget_templates())
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        Ok(self.read_uri(&request.uri, &context).await?.into())
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.subscribe_uri(request.uri, &context).await
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.unsubscribe_uri(request.uri, &context).await
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(self.prompt_router.list_all()))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let call = self.guard(&context, &format!("prompts/get:{}", request.name), "get_budget_status").await?;
+        context.extensions.insert(call);
+        self.prompt_router.get_prompt(PromptContext::new(self, request.name, request.arguments, context)).await
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        self.complete_ref(&request.r#ref, &request.argument.name, &request.argument.value, &context).await
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.session.log.set(request.level);
+        Ok(())
+    }
+}
+
+impl BudgetServer {
+    /// Tell this session's client how its tool call ended, if its log level asks for it.
+    async fn log_to_client(&self, peer: &rmcp::Peer<RoleServer>, tool: &str, request_id: &str, outcome: &str) {
+        let (level, data) = logging::tool_outcome(tool, request_id, outcome);
+        self.session.log.send(peer, level, data).await;
     }
 }
 
@@ -219,6 +392,18 @@ mod tests {
         for (name, _) in TOOL_PERMISSIONS {
             assert!(served.iter().any(|s| s == name), "permission entry {name} has no tool");
         }
+    }
+
+    #[test]
+    fn read_only_mode_serves_exactly_the_read_tools() {
+        let all = BudgetServer::router().list_all();
+        let served: Vec<String> =
+            BudgetServer::router_for(true).list_all().into_iter().map(|t| t.name.to_string()).collect();
+        for tool in &all {
+            let read = tool.annotations.as_ref().and_then(|a| a.read_only_hint) == Some(true);
+            assert_eq!(served.contains(&tool.name.to_string()), read, "{}", tool.name);
+        }
+        assert!(served.contains(&"get_budget_status".to_owned()) && !served.contains(&"update_budget".to_owned()));
     }
 
     #[test]

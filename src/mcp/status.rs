@@ -276,7 +276,7 @@ impl BudgetServer {
         self.tenant(call).budget(bid).await.map_err(call.store_err("budget", id))
     }
 
-    async fn status_of(&self, call: &CallCtx, budget: &Budget) -> Result<status::Computed, ToolError> {
+    pub(super) async fn status_of(&self, call: &CallCtx, budget: &Budget) -> Result<status::Computed, ToolError> {
         status::compute(&self.app.store, call.principal.tenant_id, budget, self.now())
             .await
             .map_err(|e| status_error(call, e))

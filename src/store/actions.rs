@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{MutationTx, Store, StoreError, TenantStore, get_bool};
+use super::{InScope, MutationTx, Store, StoreError, TenantStore, get_bool};
 use crate::crypto::Sealed;
 use crate::domain::TenantId;
 use crate::domain::action::{ActionKind, ItemStatus, Mode, PlanState, Selector, SelectorKind, ThresholdAction};
@@ -533,7 +533,7 @@ impl TenantStore<'_> {
         ))
         .bind(self.tenant.to_string())
         .bind(threshold_id)
-        .fetch_all(&self.store.pool)
+        .fetch_all_in(self.scoped())
         .await?;
         rows.iter().map(action_from_row).collect()
     }
@@ -546,7 +546,7 @@ impl TenantStore<'_> {
         ))
         .bind(self.tenant.to_string())
         .bind(id)
-        .fetch_optional(&self.store.pool)
+        .fetch_optional_in(self.scoped())
         .await?
         .ok_or(StoreError::NotFound)?;
         action_from_row(&row)
@@ -558,7 +558,7 @@ impl TenantStore<'_> {
             sqlx::query(concat!("SELECT ", plan_columns!(), " FROM action_plans WHERE tenant_id = $1 AND id = $2"))
                 .bind(&tenant)
                 .bind(id)
-                .fetch_optional(&self.store.pool)
+                .fetch_optional_in(self.scoped())
                 .await?
                 .ok_or(StoreError::NotFound)?;
         let items = sqlx::query(concat!(
@@ -568,7 +568,7 @@ impl TenantStore<'_> {
         ))
         .bind(&tenant)
         .bind(id)
-        .fetch_all(&self.store.pool)
+        .fetch_all_in(self.scoped())
         .await?;
         Ok((plan_from_row(&row)?, items.iter().map(item_from_row).collect::<Result<_, _>>()?))
     }
@@ -595,7 +595,7 @@ impl TenantStore<'_> {
             q.push(" AND state = #", Arg::Text(s.as_str().to_owned()));
         }
         q.push(" ORDER BY id DESC LIMIT #", Arg::Int(i64::from(limit) + 1));
-        let rows = q.fetch_all(&self.store.pool).await?;
+        let rows = q.fetch_all_in(self.scoped()).await?;
         let mut plans = rows.iter().map(plan_from_row).collect::<Result<Vec<_>, _>>()?;
         let next = if plans.len() > limit as usize {
             plans.truncate(limit as usize);
@@ -613,7 +613,7 @@ impl TenantStore<'_> {
             " FROM webhooks WHERE tenant_id = $1 ORDER BY created_at, id"
         ))
         .bind(self.tenant.to_string())
-        .fetch_all(&self.store.pool)
+        .fetch_all_in(self.scoped())
         .await?;
         rows.iter().map(webhook_from_row).collect()
     }
@@ -623,7 +623,7 @@ impl TenantStore<'_> {
             sqlx::query(concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE tenant_id = $1 AND id = $2"))
                 .bind(self.tenant.to_string())
                 .bind(id)
-                .fetch_optional(&self.store.pool)
+                .fetch_optional_in(self.scoped())
                 .await?
                 .ok_or(StoreError::NotFound)?;
         webhook_from_row(&row)
@@ -644,7 +644,7 @@ impl TenantStore<'_> {
             q.push(" AND webhook_id = #", Arg::Text(w.to_owned()));
         }
         q.push(" ORDER BY created_at DESC, id DESC LIMIT #", Arg::Int(i64::from(limit)));
-        q.fetch_all(&self.store.pool).await?.iter().map(notification_from_row).collect()
+        q.fetch_all_in(self.scoped()).await?.iter().map(notification_from_row).collect()
     }
 
     pub async fn notification(&self, id: &str) -> Result<NotificationRecord, StoreError> {
@@ -655,7 +655,7 @@ impl TenantStore<'_> {
         ))
         .bind(self.tenant.to_string())
         .bind(id)
-        .fetch_optional(&self.store.pool)
+        .fetch_optional_in(self.scoped())
         .await?
         .ok_or(StoreError::NotFound)?;
         notification_from_row(&row)
@@ -675,7 +675,7 @@ impl TenantStore<'_> {
         )
         .bind(self.tenant.to_string())
         .bind(plan_id)
-        .fetch_all(&self.store.pool)
+        .fetch_all_in(self.scoped())
         .await?;
         rows.iter().map(|r| Ok(r.try_get("scenario_id")?)).collect()
     }
@@ -694,7 +694,7 @@ impl TenantStore<'_> {
         next_attempt_at: &str,
     ) -> Result<(), StoreError> {
         let tenant = self.tenant.to_string();
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.begin(super::Scope::Tenant(self.tenant)).await?;
         sqlx::query(
             "INSERT INTO notification_attempts (tenant_id, notification_id, attempt, at, status, error, duration_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -735,7 +735,7 @@ impl TenantStore<'_> {
         )
         .bind(self.tenant.to_string())
         .bind(id)
-        .fetch_all(&self.store.pool)
+        .fetch_all_in(self.scoped())
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("attempt")?, r.try_get("at")?, r.try_get("status")?, r.try_get("error")?)))
@@ -755,7 +755,7 @@ impl Store {
         for s in states {
             let rows = sqlx::query("SELECT tenant_id, id FROM action_plans WHERE state = $1 ORDER BY id")
                 .bind(s.as_str())
-                .fetch_all(&self.pool)
+                .fetch_all_in(self.system())
                 .await?;
             for r in &rows {
                 out.push((tenant_of(r)?, r.try_get("id")?));
@@ -768,7 +768,7 @@ impl Store {
     pub async fn all_webhooks(&self) -> Result<Vec<(String, WebhookRecord)>, StoreError> {
         let rows =
             sqlx::query(concat!("SELECT tenant_id, ", webhook_columns!(), " FROM webhooks ORDER BY tenant_id, id"))
-                .fetch_all(&self.pool)
+                .fetch_all_in(self.system())
                 .await?;
         rows.iter().map(|r| Ok((r.try_get("tenant_id")?, webhook_from_row(r)?))).collect()
     }
@@ -782,7 +782,7 @@ impl Store {
              ORDER BY id"
         ))
         .bind(true)
-        .fetch_all(&self.pool)
+        .fetch_all_in(self.system())
         .await?;
         rows.iter().map(|r| Ok((tenant_of(r)?, plan_from_row(r)?))).collect()
     }
@@ -800,7 +800,7 @@ impl Store {
         ))
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all_in(self.system())
         .await?;
         rows.iter().map(|r| Ok((tenant_of(r)?, notification_from_row(r)?))).collect()
     }
@@ -817,7 +817,7 @@ impl Store {
         .bind(holder)
         .bind(expires_at)
         .bind(now)
-        .execute(&self.pool)
+        .execute_in(self.system())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -827,7 +827,7 @@ impl Store {
         sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
-            .execute(&self.pool)
+            .execute_in(self.system())
             .await?;
         Ok(())
     }

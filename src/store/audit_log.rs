@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::sql::{Arg, Select};
-use super::{Dialect, Store, StoreError, TenantStore};
+use super::{Dialect, InScope, Scope, Store, StoreError, TenantStore};
 use crate::audit::{
     Actor, AuditEntry, AuditKeys, AuditRecord, BreakKind, ChainBreak, ChainVerifier, Checkpoint, Outcome, TrustedKeys,
     Verified,
@@ -36,6 +36,7 @@ pub(super) async fn append(
     at: String,
     entry: AuditEntry,
 ) -> Result<(AuditRecord, Option<Checkpoint>), StoreError> {
+    let started = std::time::Instant::now();
     let tenant_id = tenant.to_string();
     let (seq, prev_hash, mut checkpoint_seq) = lock_head(conn, dialect, &tenant_id).await?;
     let record = AuditRecord::seal(tenant_id, seq + 1, at, entry, prev_hash);
@@ -70,6 +71,7 @@ pub(super) async fn append(
         signed = Some(cp);
     }
     set_head(conn, &record.tenant_id, record.seq, &record.hash, checkpoint_seq).await?;
+    crate::monitoring::audit_append(started.elapsed());
     Ok((record, signed))
 }
 
@@ -348,13 +350,13 @@ impl Store {
                      WHERE h.tenant_id = $1",
                 )
                 .bind(t.to_string())
-                .fetch_all(&self.pool)
+                .fetch_all_in(self.system())
                 .await?,
                 None => sqlx::query(
                     "SELECT h.tenant_id, t.name, h.seq, h.hash FROM audit_heads h JOIN tenants t ON t.id = h.tenant_id
                      ORDER BY t.name",
                 )
-                .fetch_all(&self.pool)
+                .fetch_all_in(self.system())
                 .await?,
             };
         let mut heads = Vec::with_capacity(rows.len());
@@ -422,7 +424,8 @@ impl Store {
         verifier: &mut ChainVerifier<'_>,
         progress: &dyn Progress,
     ) -> Result<Result<(), ChainBreak>, StoreError> {
-        let mut rows = sqlx::query(WALK_SQL).bind(&head.tenant_id).bind(head.seq).fetch(&self.pool);
+        let mut tx = self.scoped_tx(Scope::System, false).await?;
+        let mut rows = sqlx::query(WALK_SQL).bind(&head.tenant_id).bind(head.seq).fetch(&mut *tx);
         let mut walked = 0u64;
         let mut broken = None;
         while let Some(row) = rows.try_next().await? {
@@ -450,6 +453,7 @@ impl Store {
             }
         }
         drop(rows);
+        drop(tx);
         progress.advance(walked % PROGRESS_EVERY);
         match broken {
             None => Ok(Ok(())),
@@ -477,7 +481,7 @@ impl Store {
             sqlx::query("SELECT seq FROM audit_log WHERE tenant_id = $1 AND prev_hash = $2 ORDER BY seq LIMIT 1")
                 .bind(&head.tenant_id)
                 .bind(&record.hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional_in(self.system())
                 .await?;
         let sealed_as = match successor {
             Some(row) => Some(row.try_get::<i64, _>("seq")? - 1),
@@ -507,7 +511,7 @@ impl Store {
             let latest = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(&head.tenant_id)
                 .bind(verifier.checked())
-                .fetch_optional(&self.pool)
+                .fetch_optional_in(self.system())
                 .await?;
             if let Some(row) = latest {
                 let cp = checkpoint_from_row(&row)?;
@@ -547,7 +551,7 @@ impl Store {
     async fn head_seq(&self, tenant_id: &str) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT seq FROM audit_heads WHERE tenant_id = $1")
             .bind(tenant_id)
-            .fetch_one(&self.pool)
+            .fetch_one_in(self.system())
             .await?;
         Ok(row.try_get("seq")?)
     }
@@ -564,7 +568,12 @@ impl Store {
             record_columns!(),
             " FROM audit_log WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
         );
-        let rows = sqlx::query(sql).bind(tenant.to_string()).bind(after_seq).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql)
+            .bind(tenant.to_string())
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all_in(self.scoped_to(tenant))
+            .await?;
         rows.iter().map(record_from_row).collect()
     }
 
@@ -572,7 +581,7 @@ impl Store {
     /// checkpoint covering the head. Used by the checkpoint timer and before an export.
     pub async fn checkpoint_audit_head(&self, tenant: TenantId) -> Result<Checkpoint, StoreError> {
         let keys = self.audit_keys().cloned().ok_or_else(no_signing_key)?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
         let at = crate::domain::clock::format_timestamp(self.clock.now());
         let (cp, new) = checkpoint_head(&mut tx, self.dialect, &keys, &tenant.to_string(), at).await?;
         tx.commit().await?;
@@ -586,7 +595,7 @@ impl Store {
     /// Returns how many were signed.
     pub async fn checkpoint_grown_chains(&self) -> Result<usize, StoreError> {
         let rows = sqlx::query("SELECT tenant_id FROM audit_heads WHERE seq > checkpoint_seq ORDER BY tenant_id")
-            .fetch_all(&self.pool)
+            .fetch_all_in(self.system())
             .await?;
         let mut signed = 0;
         for row in rows {
@@ -611,7 +620,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let tenant_id = tenant.to_string();
         progress.total(upto.max(0) as u64);
-        let mut rows = sqlx::query(WALK_SQL).bind(&tenant_id).bind(upto).fetch(&self.pool);
+        let mut tx = self.scoped_tx(Scope::Tenant(tenant), false).await?;
+        let mut rows = sqlx::query(WALK_SQL).bind(&tenant_id).bind(upto).fetch(&mut *tx);
         let mut n = 0u64;
         while let Some(row) = rows.try_next().await? {
             let record = record_from_row(&row)?;
@@ -671,7 +681,7 @@ impl TenantStore<'_> {
             select.push(" AND outcome = #", Arg::Text(outcome.as_str().into()));
         }
         select.push(" ORDER BY seq DESC LIMIT #", Arg::Int(q.limit));
-        select.fetch_all(&self.store.pool).await?.iter().map(record_from_row).collect()
+        select.fetch_all_in(self.scoped()).await?.iter().map(record_from_row).collect()
     }
 
     /// The tenant's latest checkpoint, if any.
@@ -681,7 +691,7 @@ impl TenantStore<'_> {
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(self.tenant.to_string())
-            .fetch_optional(&self.store.pool)
+            .fetch_optional_in(self.scoped())
             .await?;
         row.as_ref().map(checkpoint_from_row).transpose()
     }

@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::sql::{Arg, Select};
-use super::{MutationTx, StoreError, TenantStore, get_bool, is_unique_violation};
+use super::{InScope, MutationTx, StoreError, TenantStore, get_bool, is_unique_violation};
 use crate::domain::budget::{BudgetDraft, MoneyView, Period, Scope, Unit};
 use crate::domain::{Budget, BudgetId, BudgetSpec};
 
@@ -226,7 +226,7 @@ impl super::Store {
     pub async fn budget_tenant(&self, id: BudgetId) -> Result<Option<crate::domain::TenantId>, StoreError> {
         let row = sqlx::query("SELECT tenant_id FROM budgets WHERE id = $1")
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional_in(self.system())
             .await?;
         row.map(|r| {
             let t: String = r.try_get("tenant_id")?;
@@ -242,7 +242,7 @@ impl TenantStore<'_> {
         let row = sqlx::query(sql)
             .bind(self.tenant.to_string())
             .bind(id.to_string())
-            .fetch_optional(&self.store.pool)
+            .fetch_optional_in(self.scoped())
             .await?
             .ok_or(StoreError::NotFound)?;
         budget_from_row(&row)
@@ -280,7 +280,7 @@ impl TenantStore<'_> {
             q.push(" AND LOWER(name) LIKE # ESCAPE '\\'", Arg::Text(format!("%{escaped}%")));
         }
         q.push(" ORDER BY id LIMIT #", Arg::Int(i64::from(limit) + 1));
-        let rows = q.fetch_all(&self.store.pool).await?;
+        let rows = q.fetch_all_in(self.scoped()).await?;
         let mut budgets = rows.iter().map(budget_from_row).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if budgets.len() > limit as usize {
             budgets.truncate(limit as usize);

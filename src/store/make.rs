@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::sql::{Arg, Select, bind_all, insert_rows};
-use super::{MutationTx, Store, StoreError, TenantStore, get_bool, is_unique_violation};
+use super::{InScope, MutationTx, Store, StoreError, TenantStore, get_bool, is_unique_violation};
 use crate::crypto::Sealed;
 use crate::make::AuthKind;
 
@@ -505,7 +505,7 @@ impl TenantStore<'_> {
              FROM make_connections WHERE tenant_id = $1 ORDER BY id",
         )
         .bind(&tenant)
-        .fetch_all(&self.store.pool)
+        .fetch_all_in(self.scoped())
         .await?;
         let mut conns = rows.iter().map(connection_from_row).collect::<Result<Vec<_>, _>>()?;
         let orgs = self.organizations().await?;
@@ -526,7 +526,7 @@ impl TenantStore<'_> {
             " FROM make_organizations WHERE tenant_id = $1 ORDER BY organization_id"
         ))
         .bind(self.tenant.to_string())
-        .fetch_all(&self.store.pool)
+        .fetch_all_in(self.scoped())
         .await?;
         rows.iter().map(org_from_row).collect()
     }
@@ -561,7 +561,7 @@ impl TenantStore<'_> {
             q.push(" AND critical = #", Arg::Bool(v));
         }
         q.push(" ORDER BY scenario_id LIMIT #", Arg::Int(i64::from(limit) + 1));
-        let rows = q.fetch_all(&self.store.pool).await?;
+        let rows = q.fetch_all_in(self.scoped()).await?;
         let mut out = rows.iter().map(scenario_from_row).collect::<Result<Vec<_>, _>>()?;
         let next = if out.len() > limit as usize {
             out.truncate(limit as usize);
@@ -585,7 +585,7 @@ impl TenantStore<'_> {
             )
             .bind(self.tenant.to_string())
             .bind(*id)
-            .fetch_optional(&self.store.pool)
+            .fetch_optional_in(self.scoped())
             .await?;
             if let Some(row) = row {
                 found.push(scenario_from_row(&row)?);
@@ -611,7 +611,7 @@ impl TenantStore<'_> {
         .bind(id)
         .bind(from)
         .bind(to)
-        .fetch_all(&self.store.pool)
+        .fetch_all_in(self.scoped())
         .await?;
         rows.iter()
             .map(|r| {
@@ -636,7 +636,7 @@ impl TenantStore<'_> {
         )
         .bind(self.tenant.to_string())
         .bind(scenario_id)
-        .fetch_optional(&self.store.pool)
+        .fetch_optional_in(self.scoped())
         .await?;
         row.map(|r| {
             Ok(ConsumptionRow {
@@ -660,7 +660,7 @@ impl Store {
             "SELECT tenant_id, id, label, base_url, auth_kind, key_id, nonce, ciphertext, created_at, created_by
              FROM make_connections ORDER BY tenant_id, id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all_in(self.system())
         .await?;
         rows.iter().map(|r| Ok((r.try_get("tenant_id")?, connection_from_row(r)?))).collect()
     }
@@ -668,7 +668,7 @@ impl Store {
     /// The master key ids that stored secrets are encrypted under.
     pub async fn secret_key_ids(&self) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT key_id FROM make_connections UNION SELECT key_id FROM webhooks ORDER BY key_id")
-            .fetch_all(&self.pool)
+            .fetch_all_in(self.system())
             .await?;
         rows.iter().map(|r| Ok(r.try_get("key_id")?)).collect()
     }
@@ -724,14 +724,14 @@ impl TenantStore<'_> {
         .bind(org)
         .bind(from)
         .bind(to)
-        .fetch_all(&self.store.pool)
+        .fetch_all_in(self.scoped())
         .await?;
         let scenarios = sqlx::query(
             "SELECT scenario_id, team_id, folder_id, name FROM make_scenarios WHERE tenant_id = $1 AND organization_id = $2",
         )
         .bind(&tenant)
         .bind(org)
-        .fetch_all(&self.store.pool)
+        .fetch_all_in(self.scoped())
         .await?;
         let mut members = std::collections::HashMap::new();
         for r in &scenarios {

@@ -10,10 +10,19 @@
 //!   in the same transaction, so a mutation without its audit record cannot be committed.
 //! - Appends are serialised per tenant: a row lock on the chain head in PostgreSQL, the database write
 //!   lock (`BEGIN IMMEDIATE`) in SQLite.
+//! - Every statement runs in a transaction that names its [`Scope`] (one tenant, or the system's work
+//!   across tenants). In PostgreSQL the scope is a transaction-local setting that the row-level security
+//!   policies check (migrations/postgres/0006_row_level_security.sql), a second wall behind the
+//!   `WHERE tenant_id = …` of every query. The pool is wrapped so that no store query reaches a connection
+//!   except through [`Store::scoped_tx`]: forgetting the scope does not compile. (Only the migrator, the
+//!   catalogue queries of `app_role.rs` and the raw [`Store::pool`] for tests bypass it; none of them reads
+//!   tenant data.)
 
 mod actions;
+mod app_role;
 mod audit_log;
 mod budgets;
+pub mod changes;
 mod make;
 mod sql;
 mod tenants;
@@ -23,10 +32,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyQueryResult, AnyRow};
+use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, Transaction};
 
 pub use self::actions::{ItemRecord, NotificationRecord, PlanFilter, PlanRecord, WebhookRecord};
+pub use self::app_role::Grant;
 pub use self::audit_log::{AuditQuery, ChainReport, Checkpointing, ExportItem, Progress, VerifyReport};
 pub use self::budgets::{BudgetFilter, BudgetPage};
 pub use self::make::{
@@ -113,14 +124,91 @@ impl Default for StoreOptions {
     }
 }
 
+/// Whose rows a transaction may see and change. In PostgreSQL this is what the row-level security
+/// policies check; SQLite has no such wall (one file, one process's data) and ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// One tenant's rows only.
+    Tenant(TenantId),
+    /// Work across tenants that no tenant's principal drives: token lookup by hash, tenant
+    /// administration, the evaluator's and the notifier's scans, leases, verification of every chain.
+    System,
+}
+
+impl Scope {
+    /// The statement that opens a PostgreSQL transaction in this scope. `BEGIN` and the transaction-local
+    /// setting travel in one simple-protocol message, so scoping costs no round trip of its own. The
+    /// tenant id is a UUID (its type admits nothing else), so inlining it cannot inject SQL.
+    fn postgres_begin(self) -> String {
+        match self {
+            Scope::Tenant(t) => format!("BEGIN; SELECT set_config('mbm.tenant_id', '{t}', true)"),
+            Scope::System => "BEGIN; SELECT set_config('mbm.scope', 'system', true)".to_owned(),
+        }
+    }
+}
+
+/// The connection pool, reachable only through a transaction that names its [`Scope`].
+#[derive(Clone)]
+struct ScopedPool(AnyPool);
+
+/// Where a single statement runs: its own transaction in `scope`. Reads end by rollback when the
+/// transaction is dropped, which the pool performs with the ping it sends on every release anyway, so a
+/// scoped read costs the caller one round trip more than an unscoped one (the `BEGIN`).
+#[derive(Clone, Copy)]
+pub(crate) struct Scoped<'a> {
+    store: &'a Store,
+    scope: Scope,
+}
+
+impl Scoped<'_> {
+    async fn read(self) -> Result<Transaction<'static, Any>, StoreError> {
+        self.store.scoped_tx(self.scope, false).await
+    }
+}
+
+/// Running one query in a [`Scoped`] transaction: `query.fetch_all_in(self.scoped())`.
+pub(crate) trait InScope: Sized {
+    fn fetch_all_in(self, s: Scoped<'_>) -> impl Future<Output = Result<Vec<AnyRow>, StoreError>> + Send;
+    fn fetch_optional_in(self, s: Scoped<'_>) -> impl Future<Output = Result<Option<AnyRow>, StoreError>> + Send;
+    fn fetch_one_in(self, s: Scoped<'_>) -> impl Future<Output = Result<AnyRow, StoreError>> + Send;
+    /// Run a writing statement and commit it.
+    fn execute_in(self, s: Scoped<'_>) -> impl Future<Output = Result<AnyQueryResult, StoreError>> + Send;
+}
+
+impl<'q> InScope for Query<'q, Any, AnyArguments> {
+    async fn fetch_all_in(self, s: Scoped<'_>) -> Result<Vec<AnyRow>, StoreError> {
+        let mut tx = s.read().await?;
+        Ok(self.fetch_all(&mut *tx).await?)
+    }
+
+    async fn fetch_optional_in(self, s: Scoped<'_>) -> Result<Option<AnyRow>, StoreError> {
+        let mut tx = s.read().await?;
+        Ok(self.fetch_optional(&mut *tx).await?)
+    }
+
+    async fn fetch_one_in(self, s: Scoped<'_>) -> Result<AnyRow, StoreError> {
+        let mut tx = s.read().await?;
+        Ok(self.fetch_one(&mut *tx).await?)
+    }
+
+    async fn execute_in(self, s: Scoped<'_>) -> Result<AnyQueryResult, StoreError> {
+        let mut tx = s.store.scoped_tx(s.scope, true).await?;
+        let done = self.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+}
+
 /// The handle to the database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pool: ScopedPool,
     dialect: Dialect,
     clock: Arc<dyn Clock>,
     /// Set when an audit signing key is configured: appends sign checkpoints, verification checks them.
     checkpointing: Option<Arc<Checkpointing>>,
+    /// Committed budget changes, for resource subscriptions (see [`changes`]).
+    changes: changes::ChangeBus,
 }
 
 impl std::fmt::Debug for Store {
@@ -162,29 +250,78 @@ impl Store {
             )??;
         probe.close().await?;
         let pool = pool_opts.connect_with(connect_opts).await?;
-        Ok(Self { pool, dialect, clock, checkpointing: None })
+        Ok(Self { pool: ScopedPool(pool), dialect, clock, checkpointing: None, changes: changes::ChangeBus::default() })
     }
 
-    /// Apply pending migrations (forward only).
+    /// Apply pending migrations (forward only). With none pending it changes nothing and needs no rights
+    /// beyond reading `_sqlx_migrations`, so a server running as a non-owner role (README, "Row-level
+    /// security") starts on a database its owner has migrated; with some pending, such a role is told to
+    /// have the owner run `migrate`.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self.dialect {
-            Dialect::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
-            Dialect::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        let migrator = match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let pending = self.pending_migrations(migrator).await;
+        if pending == Some(0) {
+            return Ok(());
         }
-        Ok(())
+        let denied = |e: &sqlx::Error| match e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("42501") => Some(db.message().to_owned()),
+            _ => None,
+        };
+        match migrator.run(&self.pool.0).await {
+            Err(
+                sqlx::migrate::MigrateError::Execute(ref e) | sqlx::migrate::MigrateError::ExecuteMigration(ref e, _),
+            ) if denied(e).is_some() => Err(StoreError::Config(format!(
+                "pending migrations ({}) cannot be applied by this database role: {}; run \
+                 `make-budget-mcp migrate` with the database owner's URL, then start again",
+                pending.map_or_else(|| "all".to_owned(), |n| n.to_string()),
+                denied(e).unwrap_or_default()
+            ))),
+            other => Ok(other?),
+        }
+    }
+
+    /// How many of `migrator`'s migrations the database has not applied; `None` when it cannot tell (no
+    /// migrations table yet) or an applied migration was changed since (the migrator reports that).
+    async fn pending_migrations(&self, migrator: &sqlx::migrate::Migrator) -> Option<usize> {
+        let rows = sqlx::query("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool.0)
+            .await
+            .ok()?;
+        let mut applied = std::collections::HashMap::new();
+        for row in &rows {
+            applied.insert(row.try_get::<i64, _>("version").ok()?, row.try_get::<Vec<u8>, _>("checksum").ok()?);
+        }
+        let mut pending = 0;
+        for m in migrator.iter().filter(|m| m.migration_type.is_up_migration()) {
+            match applied.get(&m.version) {
+                Some(checksum) if checksum.as_slice() != &*m.checksum => return None,
+                Some(_) => {}
+                None => pending += 1,
+            }
+        }
+        Some(pending)
     }
 
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
 
-    /// The raw pool, for administrative queries and tests.
+    /// The raw pool, for administrative queries and tests. Its connections carry no [`Scope`]: in
+    /// PostgreSQL, as a role subject to row-level security, they see no tenant's rows at all.
     pub fn pool(&self) -> &AnyPool {
-        &self.pool
+        &self.pool.0
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// The process-wide bus of committed budget changes.
+    pub fn changes(&self) -> &changes::ChangeBus {
+        &self.changes
     }
 
     /// Work within one tenant.
@@ -194,21 +331,39 @@ impl Store {
 
     /// A cheap liveness probe of the database.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.pool.0).await?;
         Ok(())
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.pool.0.close().await;
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
+    /// Statements run across tenants (see [`Scope::System`]).
+    pub(crate) fn system(&self) -> Scoped<'_> {
+        Scoped { store: self, scope: Scope::System }
+    }
+
+    /// Statements run within one tenant, for the few `Store` methods that take a tenant id.
+    pub(crate) fn scoped_to(&self, tenant: TenantId) -> Scoped<'_> {
+        Scoped { store: self, scope: Scope::Tenant(tenant) }
+    }
+
+    /// The only way to a connection: a transaction in `scope`. `write` matters to SQLite only, where a
+    /// writer takes the write lock up front (a deferred transaction that reads and then writes can fail
+    /// with SQLITE_BUSY instead of waiting when another writer got there first).
+    pub(crate) async fn scoped_tx(&self, scope: Scope, write: bool) -> Result<Transaction<'static, Any>, StoreError> {
+        let pool = &self.pool.0;
         Ok(match self.dialect {
-            // Take the write lock up front: a deferred transaction that reads and then writes can fail
-            // with SQLITE_BUSY instead of waiting when another writer got there first.
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Dialect::Postgres => self.pool.begin().await?,
+            Dialect::Sqlite if write => pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Sqlite => pool.begin().await?,
+            Dialect::Postgres => pool.begin_with(sqlx::AssertSqlSafe(scope.postgres_begin())).await?,
         })
+    }
+
+    /// A mutation transaction in `scope`.
+    async fn begin(&self, scope: Scope) -> Result<Transaction<'static, Any>, StoreError> {
+        self.scoped_tx(scope, true).await
     }
 }
 
@@ -224,13 +379,19 @@ impl<'a> TenantStore<'a> {
         self.tenant
     }
 
+    /// Statements run within this tenant.
+    pub(crate) fn scoped(&self) -> Scoped<'a> {
+        Scoped { store: self.store, scope: Scope::Tenant(self.tenant) }
+    }
+
     /// Start a mutation. Commit it with [`MutationTx::commit`]; dropping it rolls back.
     pub async fn begin(&self) -> Result<MutationTx, StoreError> {
         Ok(MutationTx {
-            tx: self.store.begin().await?,
+            tx: self.store.begin(Scope::Tenant(self.tenant)).await?,
             tenant: self.tenant,
             store: self.store.clone(),
             signed: Vec::new(),
+            budgets: Vec::new(),
         })
     }
 
@@ -247,6 +408,8 @@ pub struct MutationTx {
     store: Store,
     /// Checkpoints signed by this transaction's appends, logged once it commits.
     signed: Vec<audit::Checkpoint>,
+    /// Budgets named by this transaction's audit records, announced on the change bus once it commits.
+    budgets: Vec<String>,
 }
 
 impl MutationTx {
@@ -277,6 +440,7 @@ impl MutationTx {
         let (record, signed) =
             audit_log::append(self.conn(), dialect, checkpointing.as_deref(), tenant, at, entry).await?;
         self.signed.extend(signed);
+        self.budgets.extend(changes::budgets_named(&record.entry));
         Ok(record)
     }
 
@@ -290,6 +454,8 @@ impl MutationTx {
             audit_log::append(self.conn(), dialect, checkpointing.as_deref(), tenant, at, entry).await?;
         self.tx.commit().await?;
         self.signed.iter().chain(&signed).for_each(audit_log::log_signed);
+        self.budgets.extend(changes::budgets_named(&record.entry));
+        self.store.changes.publish(tenant, std::mem::take(&mut self.budgets));
         Ok(record)
     }
 }

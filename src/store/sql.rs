@@ -7,7 +7,7 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection};
 
-use super::StoreError;
+use super::{InScope, Scoped, StoreError};
 
 /// A value to bind.
 #[derive(Debug, Clone)]
@@ -53,8 +53,8 @@ impl Select {
         self
     }
 
-    pub(crate) async fn fetch_all(self, pool: &sqlx::AnyPool) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
-        Ok(bind_all(sqlx::query(sqlx::AssertSqlSafe(self.sql)), self.args).fetch_all(pool).await?)
+    pub(crate) async fn fetch_all_in(self, s: Scoped<'_>) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        bind_all(sqlx::query(sqlx::AssertSqlSafe(self.sql)), self.args).fetch_all_in(s).await
     }
 }
 

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{MutationTx, Store, StoreError, TenantStore, audit_log, is_unique_violation};
+use super::{InScope, MutationTx, Store, StoreError, TenantStore, audit_log, is_unique_violation};
 use crate::auth::Role;
 use crate::domain::{TenantId, TokenId};
 
@@ -122,7 +122,7 @@ impl TenantStore<'_> {
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let sql = format!("{TOKEN_SELECT} WHERE k.tenant_id = $1 ORDER BY k.id");
         let rows =
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(self.tenant.to_string()).fetch_all(&self.store.pool).await?;
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(self.tenant.to_string()).fetch_all_in(self.scoped()).await?;
         rows.iter().map(token_from_row).collect()
     }
 }
@@ -131,7 +131,7 @@ impl Store {
     pub async fn tenant_by_id(&self, id: TenantId) -> Result<Option<TenantRecord>, StoreError> {
         let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = $1")
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional_in(self.system())
             .await?;
         row.as_ref().map(tenant_from_row).transpose()
     }
@@ -139,26 +139,27 @@ impl Store {
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<TenantRecord>, StoreError> {
         let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional_in(self.system())
             .await?;
         row.as_ref().map(tenant_from_row).transpose()
     }
 
     pub async fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY name").fetch_all(&self.pool).await?;
+        let rows =
+            sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY name").fetch_all_in(self.system()).await?;
         rows.iter().map(tenant_from_row).collect()
     }
 
     /// The token with this hash, whatever its state (the caller checks expiry and revocation).
     pub async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
         let sql = format!("{TOKEN_SELECT} WHERE k.token_hash = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(token_hash).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(token_hash).fetch_optional_in(self.system()).await?;
         row.as_ref().map(token_from_row).transpose()
     }
 
     pub async fn token_by_id(&self, id: TokenId) -> Result<Option<TokenRecord>, StoreError> {
         let sql = format!("{TOKEN_SELECT} WHERE k.id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional_in(self.system()).await?;
         row.as_ref().map(token_from_row).transpose()
     }
 }

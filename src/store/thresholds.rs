@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{MutationTx, StoreError, TenantStore, get_bool};
+use super::{InScope, MutationTx, StoreError, TenantStore, get_bool};
 use crate::domain::clock::{format_timestamp, parse_timestamp};
 use crate::domain::threshold::{
     Basis, CrossingEvent, CrossingState, Severity, Threshold, ThresholdDraft, ThresholdKind, ThresholdSpec,
@@ -210,7 +210,7 @@ impl TenantStore<'_> {
         ))
         .bind(self.tenant.to_string())
         .bind(budget_id)
-        .fetch_all(&self.store.pool)
+        .fetch_all_in(self.scoped())
         .await?;
         rows.iter().map(threshold_from_row).collect()
     }
@@ -219,7 +219,7 @@ impl TenantStore<'_> {
         let row = sqlx::query(concat!("SELECT ", columns!(), " FROM thresholds WHERE tenant_id = $1 AND id = $2"))
             .bind(self.tenant.to_string())
             .bind(id)
-            .fetch_optional(&self.store.pool)
+            .fetch_optional_in(self.scoped())
             .await?
             .ok_or(StoreError::NotFound)?;
         threshold_from_row(&row)
@@ -234,7 +234,7 @@ impl TenantStore<'_> {
         )
         .bind(self.tenant.to_string())
         .bind(budget_id)
-        .fetch_all(&self.store.pool)
+        .fetch_all_in(self.scoped())
         .await?;
         rows.iter()
             .map(|r| {
@@ -266,7 +266,7 @@ impl TenantStore<'_> {
         .bind(self.tenant.to_string())
         .bind(budget_id)
         .bind(period_key)
-        .fetch_all(&self.store.pool)
+        .fetch_all_in(self.scoped())
         .await?;
         rows.iter()
             .map(|r| {

@@ -59,6 +59,15 @@ pub const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LW9mLTMyLWJ5dGVzLW9rISE="
 /// The audit signing key (Ed25519 seed, base64) every test server and CLI run gets.
 pub const TEST_AUDIT_KEY: &str = "dGVzdC1hdWRpdC1zaWduaW5nLWtleS0zMi1ieXRlcyE=";
 
+/// Rate limits off: many tests make more calls than a tenant's default hourly allowance. The tests of the
+/// limits set them explicitly.
+pub const NO_RATE_LIMITS: [(&str, &str); 4] = [
+    ("MBM_READS_PER_HOUR", "0"),
+    ("MBM_MODIFICATIONS_PER_HOUR", "0"),
+    ("MBM_AUTOMATED_ACTIONS_PER_HOUR", "0"),
+    ("MBM_FAILED_AUTHS_PER_MINUTE", "0"),
+];
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_make-budget-mcp")
 }
@@ -221,15 +230,88 @@ impl TestDb {
     }
 }
 
-/// Row count of a table (optionally filtered by a WHERE clause).
+/// Row count of a table (optionally filtered by a WHERE clause), across tenants. In PostgreSQL the count
+/// runs in system scope, so it counts every row also when the store's role is bound by row-level security
+/// (see [`AppRole`]).
 pub async fn count(store: &Store, table: &str, filter: &str) -> i64 {
     let sql = if filter.is_empty() {
         format!("SELECT COUNT(*) AS n FROM {table}")
     } else {
         format!("SELECT COUNT(*) AS n FROM {table} WHERE {filter}")
     };
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(store.pool()).await.expect("count");
+    let mut tx = store.pool().begin().await.expect("begin");
+    if store.dialect() == make_budget_mcp::store::Dialect::Postgres {
+        sqlx::query("SELECT set_config('mbm.scope', 'system', true)").execute(&mut *tx).await.expect("system scope");
+    }
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(&mut *tx).await.expect("count");
     sqlx::Row::try_get::<i64, _>(&row, "n").expect("count value")
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Row-level security
+
+/// A PostgreSQL login role of its own for one test, granted what the server needs on a migrated test
+/// database (`make-budget-mcp db grant-app-role`), so row-level security binds it as it binds `serve` in
+/// production. Dropped (with its grants) on drop.
+pub struct AppRole {
+    pub name: String,
+    /// The test database's URL, logging in as this role.
+    pub url: String,
+    db_url: String,
+    admin_url: String,
+}
+
+impl AppRole {
+    /// Create the role and grant it the server's privileges on `db`, which `owner` (connected to `db` as
+    /// its owner) has migrated.
+    pub async fn create(db: &TestDb, owner: &Store) -> AppRole {
+        let DbGuard::Postgres { admin_url, .. } = &db.guard else { panic!("roles exist only in PostgreSQL") };
+        let name = format!("mbm_app_{}", uuid::Uuid::new_v4().simple());
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'")))
+            .execute(owner.pool())
+            .await
+            .expect("create role");
+        owner.grant_app_role(&name).await.expect("grant the app role");
+        let url = with_user(&db.url, &format!("{name}:{password}"));
+        AppRole { name, url, db_url: db.url.clone(), admin_url: admin_url.clone() }
+    }
+
+    /// A store connected as this role. It migrates as `serve` does at start: with nothing pending, that
+    /// must succeed without the owner's rights.
+    pub async fn store(&self) -> Store {
+        open_store(&self.url).await
+    }
+}
+
+impl Drop for AppRole {
+    fn drop(&mut self) {
+        let (name, db_url, admin_url) = (self.name.clone(), self.db_url.clone(), self.admin_url.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                sqlx::any::install_default_drivers();
+                // The grants live in the test database (if it still exists); the role in the cluster.
+                if let Ok(mut c) = sqlx::AnyConnection::connect(&db_url).await {
+                    let sql = format!("DROP OWNED BY \"{name}\"");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
+                }
+                if let Ok(mut c) = sqlx::AnyConnection::connect(&admin_url).await {
+                    let sql = format!("DROP ROLE IF EXISTS \"{name}\"");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Replace the user (and password) in a PostgreSQL URL.
+fn with_user(url: &str, userinfo: &str) -> String {
+    let authority_start = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let rest = &url[authority_start..];
+    let host_start = rest.find('/').map_or(rest.len(), |slash| rest[..slash].rfind('@').map_or(0, |at| at + 1));
+    format!("{}{userinfo}@{}", &url[..authority_start], &rest[host_start..])
 }
 
 /// Make every audit append fail (as a full disk or a bug would), to prove the mutation rolls back too.
@@ -370,6 +452,7 @@ impl HttpServer {
             .env("MBM_LOG", "info")
             .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
             .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY)
+            .envs(NO_RATE_LIMITS)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -402,6 +485,11 @@ impl HttpServer {
         HttpServer { child, base, mcp_url, logs }
     }
 
+    /// The server's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("server still running")
+    }
+
     /// Everything the server wrote to stderr so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
@@ -409,6 +497,17 @@ impl HttpServer {
 
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// Send SIGTERM, as an orchestrator does, and wait (at most 60 s) for the process to exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("server still running").to_string();
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("server exits within 60 s of SIGTERM")
+            .expect("wait for server")
     }
 }
 
@@ -502,6 +601,7 @@ fn stdio_command(db_url: &str, env: &[(&str, &str)]) -> tokio::process::Command 
         .env("MBM_LOG", "info")
         .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
         .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY)
+        .envs(NO_RATE_LIMITS)
         .envs(env.iter().copied());
     cmd
 }

@@ -1,0 +1,239 @@
+//! MCP resources: one per budget of the caller's tenant (`budget://<id>`: the budget and its current
+//! status, exactly as `get_budget_status` computes it), a template for them, and the tenant's audit
+//! chain head (`audit://head`).
+//!
+//! The tenant comes from the principal the transport established, never from the URI, and each read
+//! needs the permission of the tool that shows the same data (`get_budget_status`, `query_audit_log`),
+//! so resources open no way around the RBAC table. A budget of another tenant, an id that is not a UUID
+//! and a deleted budget all answer the same `resource not found`.
+//!
+//! Subscriptions (`resources/subscribe`) are per session. A watcher task per subscribed session follows
+//! the store's change bus and sends `notifications/resources/updated` for subscribed budgets of the
+//! session's tenant. Any URI may be subscribed: refusing unknown ones would tell a caller which budget
+//! ids exist in other tenants, and a URI that never changes simply never notifies.
+#![allow(deprecated)] // resources/subscribe is legacy-only in 2026-07-28 but served to older peers.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, Weak};
+
+use rmcp::model::{
+    ListResourceTemplatesResult, ListResourcesResult, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
+    ResourceUpdatedNotificationParam,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, Peer, RoleServer};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{BudgetServer, CallCtx, ToolError};
+use crate::auth::{authorize, tool_permission};
+use crate::domain::TenantId;
+use crate::store::BudgetFilter;
+
+pub const BUDGET_SCHEME: &str = "budget://";
+pub const BUDGET_TEMPLATE: &str = "budget://{id}";
+pub const AUDIT_HEAD: &str = "audit://head";
+/// Budgets per `resources/list` page.
+pub const PAGE: u32 = 50;
+
+pub fn budget_uri(id: &str) -> String {
+    format!("{BUDGET_SCHEME}{id}")
+}
+
+/// The resource URIs a session subscribed to, with the tenant they were subscribed under.
+#[derive(Debug, Default)]
+pub struct Subscriptions {
+    uris: Mutex<HashSet<(TenantId, String)>>,
+    /// Set once the session's watcher task runs.
+    watching: Mutex<bool>,
+}
+
+impl Subscriptions {
+    fn contains(&self, tenant: TenantId, uri: &str) -> bool {
+        self.uris.lock().expect("subscriptions lock").contains(&(tenant, uri.to_owned()))
+    }
+}
+
+/// Follow the change bus for one session until the session or its transport is gone.
+async fn watch(app: Arc<crate::app::App>, subs: Weak<Subscriptions>, peer: Peer<RoleServer>) {
+    let mut rx = app.store.changes().subscribe();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
+    loop {
+        let changed = tokio::select! {
+            r = rx.recv() => r,
+            _ = tick.tick() => {
+                if peer.is_transport_closed() || subs.strong_count() == 0 { return; }
+                continue;
+            }
+        };
+        let Some(subs) = subs.upgrade() else { return };
+        match changed {
+            Ok(c) => {
+                let uri = budget_uri(&c.budget_id);
+                if subs.contains(c.tenant_id, &uri)
+                    && peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri)).await.is_err()
+                {
+                    return; // the client is gone
+                }
+            }
+            Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "resource watcher fell behind the change bus"),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// A tool-layer error as the protocol error a resource or prompt request answers with.
+pub(super) fn protocol_error(e: ToolError) -> ErrorData {
+    let message = format!("{}: {e}", e.code());
+    match e {
+        ToolError::NotFound { .. } => ErrorData::resource_not_found(message, None),
+        ToolError::Invalid(_) => ErrorData::invalid_params(message, None),
+        ToolError::Denied(_) | ToolError::Forbidden(_) => ErrorData::invalid_request(message, None),
+        _ => ErrorData::internal_error(message, None),
+    }
+}
+
+impl BudgetServer {
+    /// The principal of a non-tool request, checked against the permission of `as_tool` (denials are
+    /// audited like tool denials), as the [`CallCtx`] the tool helpers take.
+    pub(super) async fn guard(
+        &self,
+        context: &RequestContext<RoleServer>,
+        what: &str,
+        as_tool: &str,
+    ) -> Result<CallCtx, ErrorData> {
+        let request_id = uuid::Uuid::now_v7().to_string();
+        let Some(principal) = self.principal(context) else {
+            tracing::error!(request_id, what, "request without a principal");
+            return Err(ErrorData::internal_error(format!("no principal (correlation id {request_id})"), None));
+        };
+        let needed = tool_permission(as_tool).map_err(|e| protocol_error(ToolError::internal(&request_id, &e)))?;
+        if let Err(denied) = authorize(&principal, needed) {
+            tracing::warn!(request_id, what, subject = principal.subject, tenant = %principal.tenant_id,
+                           permission = %denied.permission, "permission denied");
+            self.deny(&principal, what, &request_id, denied.to_string()).await;
+            return Err(protocol_error(ToolError::Denied(denied)));
+        }
+        Ok(CallCtx { principal, request_id, tool: what.to_owned() })
+    }
+
+    pub(super) async fn list_budget_resources(
+        &self,
+        cursor: Option<String>,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let call = self.guard(context, "resources/list", "list_budgets").await?;
+        let after = match cursor.as_deref() {
+            Some(c) => Some(c.parse().map_err(|_| {
+                ErrorData::invalid_params("cursor: must be a nextCursor returned by resources/list", None)
+            })?),
+            None => None,
+        };
+        let page = self
+            .tenant(&call)
+            .list_budgets(&BudgetFilter::default(), after, PAGE)
+            .await
+            .map_err(|e| protocol_error(ToolError::internal(&call.request_id, &e)))?;
+        let mut resources = Vec::new();
+        if cursor.is_none() && authorize(&call.principal, tool_permission("query_audit_log").ok().flatten()).is_ok() {
+            resources.push(
+                Resource::new(AUDIT_HEAD, "audit-head")
+                    .with_title("Audit chain head")
+                    .with_description("The tenant's audit chain head: sequence number, hash, latest signed checkpoint")
+                    .with_mime_type("application/json"),
+            );
+        }
+        resources.extend(page.budgets.iter().map(|b| {
+            Resource::new(budget_uri(&b.id), b.spec.name.as_str())
+                .with_title(format!("Budget {}", b.spec.name))
+                .with_description("The budget and its current period status (spent, forecast, thresholds)")
+                .with_mime_type("application/json")
+        }));
+        let mut result = ListResourcesResult::with_all_items(resources);
+        result.next_cursor = page.next_cursor;
+        Ok(result)
+    }
+
+    pub(super) fn budget_templates() -> ListResourceTemplatesResult {
+        ListResourceTemplatesResult::with_all_items(vec![
+            ResourceTemplate::new(BUDGET_TEMPLATE, "budget")
+                .with_title("Budget and status")
+                .with_description(
+                    "A budget of your tenant by id (from list_budgets; completion suggests ids): the budget and \
+                     its current period status as get_budget_status computes it",
+                )
+                .with_mime_type("application/json"),
+        ])
+    }
+
+    pub(super) async fn read_uri(
+        &self,
+        uri: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResult, ErrorData> {
+        let body = if let Some(id) = uri.strip_prefix(BUDGET_SCHEME) {
+            let call = self.guard(context, "resources/read", "get_budget_status").await?;
+            let budget = self.budget_of(&call, id, "uri").await.map_err(|e| match e {
+                // A malformed id is as unknown as a missing one.
+                ToolError::Invalid(_) => not_found(uri),
+                other => protocol_error(other),
+            })?;
+            let status = self.status_of(&call, &budget).await.map_err(protocol_error)?;
+            json!({"budget": budget, "status": status.status})
+        } else if uri == AUDIT_HEAD {
+            let call = self.guard(context, "resources/read", "query_audit_log").await?;
+            self.audit_head(&call).await.map_err(protocol_error)?
+        } else {
+            return Err(not_found(uri));
+        };
+        let text = serde_json::to_string_pretty(&body).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Ok(ReadResourceResult::new(vec![ResourceContents::text(text, uri).with_mime_type("application/json")]))
+    }
+
+    async fn audit_head(&self, call: &CallCtx) -> Result<serde_json::Value, ToolError> {
+        let tenant = call.principal.tenant_id;
+        let internal = |e: crate::store::StoreError| ToolError::internal(&call.request_id, &e);
+        let seq = self.app.store.audit_head_seq(tenant).await.map_err(internal)?;
+        let head = self.app.store.audit_records(tenant, seq - 1, 1).await.map_err(internal)?;
+        let checkpoint = self.tenant(call).latest_checkpoint().await.map_err(internal)?;
+        Ok(json!({
+            "seq": seq,
+            "hash": head.first().map(|r| r.hash.clone()),
+            "at": head.first().map(|r| r.at.clone()),
+            "latest_checkpoint": checkpoint,
+        }))
+    }
+
+    /// Record a subscription and make sure this session's watcher runs.
+    pub(super) async fn subscribe_uri(
+        &self,
+        uri: String,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let call = self.guard(context, "resources/subscribe", "list_budgets").await?;
+        self.session.subscriptions.uris.lock().expect("subscriptions lock").insert((call.principal.tenant_id, uri));
+        let start = {
+            let mut watching = self.session.subscriptions.watching.lock().expect("subscriptions lock");
+            !std::mem::replace(&mut *watching, true)
+        };
+        if start {
+            let subs = Arc::downgrade(&self.session.subscriptions);
+            tokio::spawn(watch(self.app.clone(), subs, context.peer.clone()));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn unsubscribe_uri(
+        &self,
+        uri: String,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let call = self.guard(context, "resources/unsubscribe", "list_budgets").await?;
+        self.session.subscriptions.uris.lock().expect("subscriptions lock").remove(&(call.principal.tenant_id, uri));
+        Ok(())
+    }
+}
+
+fn not_found(uri: &str) -> ErrorData {
+    ErrorData::resource_not_found(format!("not_found: resource {uri} not found"), Some(json!({"uri": uri})))
+}
