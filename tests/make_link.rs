@@ -19,6 +19,7 @@ on_both_stores!(
     pause_and_resume_change_make_and_are_audited,
     a_ciphertext_moved_to_another_tenant_does_not_decrypt,
     keys_rotate_keeps_connections_working,
+    evaluate_no_sync_uses_stored_usage_and_calls_no_make,
 );
 
 /// A server on `db`, an admin client for a fresh tenant, and that tenant's id.
@@ -439,6 +440,44 @@ mod cases {
         let got = hook.of_type("threshold_crossed");
         assert_eq!(got.len(), 1);
         assert!(got[0].signature_ok);
+    }
+
+    /// `evaluate --once --no-sync` evaluates budgets against the usage last synced, without a call to Make,
+    /// and reports how long the pass took.
+    pub async fn evaluate_no_sync_uses_stored_usage_and_calls_no_make(db: TestDb) {
+        // The CLI evaluates at the real time: usage must be in this month.
+        let fake = seeded_fake_at(utc_today()).await;
+        let (_server, client, _) = admin_session(&db, "acme", &[]).await;
+        call_ok(&client, "connect_make", connect_args(&fake, &[ORG])).await;
+        call_ok(&client, "sync_usage", json!({})).await;
+        let budget = call_ok(
+            &client,
+            "create_budget",
+            json!({"name": "stored", "unit": "credits", "limit": 1,
+            "period": {"kind": "monthly"}, "timezone": "UTC", "scope": {"organization_id": ORG}}),
+        )
+        .await;
+        let args = json!({"budget_id": budget["id"], "kind": "percent", "value": 100, "basis": "actual", "severity": "critical"});
+        call_ok(&client, "add_threshold", args).await;
+        fake.clear_requests();
+
+        let out = cli_env(&db.url, &["evaluate", "--once", "--no-sync"], &[]);
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["organizations_synced"], 0, "{report}");
+        assert_eq!(report["budgets_evaluated"], 1, "{report}");
+        assert_eq!(report["crossings"], 1, "the stored usage is over the 1-credit limit: {report}");
+        assert!(report["duration_ms"].is_u64(), "{report}");
+        assert!(fake.requests().is_empty(), "no Make calls: {:?}", fake.requests());
+
+        let plain = cli_env(&db.url, &["evaluate", "--no-sync"], &[]);
+        assert!(!plain.status.success(), "--no-sync needs --once");
+        assert!(String::from_utf8_lossy(&plain.stderr).contains("--once"));
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::actions::{self, ActionSettings, Planning};
-use super::status::{self, StatusError};
+use super::status::{self, StatusError, UsageSnapshot};
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::domain::action::ActionKind;
 use crate::domain::clock::format_timestamp;
@@ -47,11 +47,25 @@ pub async fn evaluate_budget(
     actor: &Actor,
     request_id: &str,
 ) -> Result<Vec<Crossing>, StatusError> {
+    evaluate_budget_in(&mut UsageSnapshot::new(store, tenant), settings, budget, now, actor, request_id).await
+}
+
+/// [`evaluate_budget`], reading usage through `snap`: evaluating many budgets of a tenant with one snapshot
+/// reads each organization's usage once.
+pub async fn evaluate_budget_in(
+    snap: &mut UsageSnapshot<'_>,
+    settings: &ActionSettings,
+    budget: &Budget,
+    now: Timestamp,
+    actor: &Actor,
+    request_id: &str,
+) -> Result<Vec<Crossing>, StatusError> {
+    let (store, tenant) = (snap.store(), snap.tenant());
     let thresholds = store.tenant(tenant).thresholds(&budget.id).await?;
     if thresholds.is_empty() || !budget.spec.active {
         return Ok(Vec::new());
     }
-    let computed = status::compute(store, tenant, budget, now).await?;
+    let computed = status::compute_in(snap, budget, now).await?;
     let key = computed.window.key();
     let states = store.tenant(tenant).crossing_states(&budget.id).await?;
     let actual = computed.status.spent_centi;
@@ -183,8 +197,9 @@ pub async fn evaluate_organizations(
 ) -> Result<Vec<Crossing>, StatusError> {
     let mut out = Vec::new();
     let budgets = store.tenant(tenant).active_budgets().await?;
+    let mut snap = UsageSnapshot::new(store, tenant);
     for b in budgets.iter().filter(|b| organizations.contains(&b.spec.scope.organization_id)) {
-        match evaluate_budget(store, settings, tenant, b, now, actor, request_id).await {
+        match evaluate_budget_in(&mut snap, settings, b, now, actor, request_id).await {
             Ok(c) => out.extend(c),
             // A budget that cannot be evaluated (e.g. billing cycle unknown) must not stop the others.
             Err(StatusError::Period(e)) => tracing::info!(budget = b.id, error = %e, "budget not evaluated"),

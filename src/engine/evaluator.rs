@@ -24,6 +24,9 @@ use crate::domain::action::PlanState;
 use crate::domain::clock::format_timestamp;
 use crate::store::{NotificationRecord, StoreError};
 
+/// Budgets evaluated under one lease.
+const BUDGETS_PER_LEASE: usize = 100;
+
 /// What one pass did.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct PassReport {
@@ -128,21 +131,29 @@ async fn evaluate_tenant(
             app.store.release_lease(&lease, &holder).await?;
         }
     }
-    for b in &ts.active_budgets().await? {
-        let lease = format!("budget:{tenant}:{}", b.id);
+    // Budgets are leased a chunk at a time: one lease write and one release per chunk rather than per
+    // budget. Instances that list the same budgets name the same chunks; if the lists differ (a budget was
+    // created meanwhile), two instances may evaluate a budget twice, which the row lock in
+    // `evaluate_budget` makes harmless.
+    let budgets = ts.active_budgets().await?;
+    let mut snap = status::UsageSnapshot::new(&app.store, tenant);
+    for chunk in budgets.chunks(BUDGETS_PER_LEASE) {
+        let lease = format!("budgets:{tenant}:{}..{}", chunk[0].id, chunk[chunk.len() - 1].id);
         if !take_lease(app, &lease, &holder).await? {
             continue;
         }
-        let now = app.store.clock().now();
-        match evaluate::evaluate_budget(&app.store, &app.actions, tenant, b, now, &actor, request_id).await {
-            Ok(c) => {
-                report.budgets_evaluated += 1;
-                report.crossings += c.len();
+        for b in chunk {
+            let now = app.store.clock().now();
+            match evaluate::evaluate_budget_in(&mut snap, &app.actions, b, now, &actor, request_id).await {
+                Ok(c) => {
+                    report.budgets_evaluated += 1;
+                    report.crossings += c.len();
+                }
+                Err(status::StatusError::Period(e)) => {
+                    tracing::info!(budget = b.id, error = %e, "budget not evaluated");
+                }
+                Err(e) => report.errors.push(format!("budget {}: {e}", b.id)),
             }
-            Err(status::StatusError::Period(e)) => {
-                tracing::info!(budget = b.id, error = %e, "budget not evaluated");
-            }
-            Err(e) => report.errors.push(format!("budget {}: {e}", b.id)),
         }
         app.store.release_lease(&lease, &holder).await?;
     }

@@ -5,6 +5,9 @@
 //! floats and is rounded here, at the boundary. Today's usage is partial: the forecast covers today in
 //! full, so the rest of today is forecast minus what today already spent (never below zero).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use jiff::{SignedDuration, Span, Timestamp};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -15,7 +18,7 @@ use crate::domain::forecast::{self, BacktestScore, Method, SpendForecast};
 use crate::domain::period::{BillingCycle, PeriodError, PeriodWindow, WindowView};
 use crate::domain::threshold::{Basis, Severity, Threshold, ThresholdKind};
 use crate::domain::{Budget, MoneyView, TenantId};
-use crate::store::{DayUsage, OrgRecord, Store, StoreError};
+use crate::store::{DayUsage, OrgRecord, OrgUsage, ScopeUsage, Store, StoreError};
 
 /// Usage older than this is flagged as stale.
 pub const STALE_AFTER: SignedDuration = SignedDuration::from_hours(6);
@@ -289,6 +292,84 @@ fn day_offset(day: jiff::civil::Date, n: i64) -> jiff::civil::Date {
     day.checked_add(Span::new().days(n)).unwrap_or(day)
 }
 
+/// What status computations read, each read once: the tenant's organizations, and each organization's
+/// usage per range of days. One lives for a `get_budget_status` call; an evaluator pass keeps one per
+/// tenant, so budgets over the same organization and period share every read instead of querying per
+/// budget.
+pub struct UsageSnapshot<'a> {
+    store: &'a Store,
+    tenant: TenantId,
+    orgs: Option<Vec<OrgRecord>>,
+    usage: HashMap<(i64, String, String), OrgUsage>,
+}
+
+impl<'a> UsageSnapshot<'a> {
+    pub fn new(store: &'a Store, tenant: TenantId) -> Self {
+        Self { store, tenant, orgs: None, usage: HashMap::new() }
+    }
+
+    pub fn store(&self) -> &'a Store {
+        self.store
+    }
+
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// The tenant's connected organizations.
+    pub async fn organizations(&mut self) -> Result<&[OrgRecord], StoreError> {
+        if self.orgs.is_none() {
+            self.orgs = Some(self.store.tenant(self.tenant).organizations().await?);
+        }
+        Ok(self.orgs.as_deref().unwrap_or_default())
+    }
+
+    /// The organization a budget's scope is in, if it is connected.
+    async fn organization(&mut self, organization_id: i64) -> Result<Option<OrgRecord>, StoreError> {
+        Ok(self.organizations().await?.iter().find(|o| o.organization_id == organization_id).cloned())
+    }
+
+    /// Daily spend of `scope` from `from` to `to` (inclusive, YYYY-MM-DD).
+    pub async fn scope_usage(
+        &mut self,
+        scope: &crate::domain::Scope,
+        from: &str,
+        to: &str,
+    ) -> Result<ScopeUsage, StoreError> {
+        let key = (scope.organization_id, from.to_owned(), to.to_owned());
+        if !self.usage.contains_key(&key) {
+            let org = self.store.tenant(self.tenant).org_usage(scope.organization_id, from, to).await?;
+            self.usage.insert(key.clone(), org);
+        }
+        Ok(self.usage[&key].for_scope(scope))
+    }
+}
+
+/// Forecasts already made, by history and horizon. A forecast backtests several models over the history
+/// (tens of milliseconds), and its inputs change only when usage is synced or the day turns, so every
+/// status of a budget between two syncs, and every budget with the same history, shares one.
+static FORECASTS: std::sync::LazyLock<std::sync::Mutex<HashMap<(Vec<u64>, usize), Arc<SpendForecast>>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The cache holds at most this many forecasts; when full it starts over (a day's worth of distinct
+/// histories is far fewer for one server).
+const FORECASTS_KEPT: usize = 4096;
+
+/// [`forecast::forecast`] through the process-wide cache.
+pub fn cached_forecast(series: &[f64], horizon: usize) -> Arc<SpendForecast> {
+    let key = (series.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), horizon);
+    if let Some(f) = FORECASTS.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return f.clone();
+    }
+    let made = Arc::new(forecast::forecast(series, horizon));
+    let mut cache = FORECASTS.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= FORECASTS_KEPT {
+        cache.clear();
+    }
+    cache.insert(key, made.clone());
+    made
+}
+
 /// The budget's current period, with the billing cycle from its organization's stored plan facts.
 pub async fn current_window(
     store: &Store,
@@ -296,9 +377,12 @@ pub async fn current_window(
     budget: &Budget,
     now: Timestamp,
 ) -> Result<PeriodWindow, StatusError> {
-    let orgs = store.tenant(tenant).organizations().await?;
-    let org = orgs.iter().find(|o| o.organization_id == budget.spec.scope.organization_id);
-    Ok(PeriodWindow::current(&budget.spec.period, &budget.spec.timezone, now, billing_of(org).as_ref())?)
+    window_in(&mut UsageSnapshot::new(store, tenant), budget, now).await
+}
+
+async fn window_in(snap: &mut UsageSnapshot<'_>, budget: &Budget, now: Timestamp) -> Result<PeriodWindow, StatusError> {
+    let org = snap.organization(budget.spec.scope.organization_id).await?;
+    Ok(PeriodWindow::current(&budget.spec.period, &budget.spec.timezone, now, billing_of(org.as_ref()).as_ref())?)
 }
 
 /// Daily spend of the budget's scope, in centi-units, for the run of consecutive days with synced data
@@ -310,11 +394,16 @@ pub async fn history_series(
     budget: &Budget,
     today: jiff::civil::Date,
 ) -> Result<Vec<f64>, StatusError> {
+    history_in(&mut UsageSnapshot::new(store, tenant), budget, today).await
+}
+
+async fn history_in(
+    snap: &mut UsageSnapshot<'_>,
+    budget: &Budget,
+    today: jiff::civil::Date,
+) -> Result<Vec<f64>, StatusError> {
     let from = day_offset(today, -HISTORY_DAYS);
-    let history = store
-        .tenant(tenant)
-        .scope_usage(&budget.spec.scope, &from.to_string(), &day_offset(today, -1).to_string())
-        .await?;
+    let history = snap.scope_usage(&budget.spec.scope, &from.to_string(), &day_offset(today, -1).to_string()).await?;
     let mut series = Vec::new();
     let latest = history.covered.iter().next_back().and_then(|d| d.parse::<jiff::civil::Date>().ok());
     let mut d = latest.unwrap_or(day_offset(today, -1));
@@ -333,20 +422,29 @@ pub async fn compute(
     budget: &Budget,
     now: Timestamp,
 ) -> Result<Computed, StatusError> {
-    let ts = store.tenant(tenant);
+    compute_in(&mut UsageSnapshot::new(store, tenant), budget, now).await
+}
+
+/// [`compute`], reading through `snap` (which may already hold what this budget needs).
+pub async fn compute_in(
+    snap: &mut UsageSnapshot<'_>,
+    budget: &Budget,
+    now: Timestamp,
+) -> Result<Computed, StatusError> {
+    let ts = snap.store().tenant(snap.tenant());
     let spec = &budget.spec;
-    let orgs = ts.organizations().await?;
-    let org = orgs.iter().find(|o| o.organization_id == spec.scope.organization_id);
-    let window = current_window(store, tenant, budget, now).await?;
+    let org = snap.organization(spec.scope.organization_id).await?;
+    let org = org.as_ref();
+    let window = window_in(snap, budget, now).await?;
     let today = now.to_zoned_datetime(window.start.time_zone().clone()).date();
     let to_day = today.min(window.last_day);
     let in_window = window.first_day <= today;
     let usage = if in_window {
-        ts.scope_usage(&spec.scope, &window.first_day.to_string(), &to_day.to_string()).await?
+        snap.scope_usage(&spec.scope, &window.first_day.to_string(), &to_day.to_string()).await?
     } else {
         Default::default()
     };
-    let series = history_series(store, tenant, budget, today).await?;
+    let series = history_in(snap, budget, today).await?;
 
     // Spend so far, per window day.
     let elapsed_days: Vec<jiff::civil::Date> = window.days().into_iter().filter(|d| *d <= to_day).collect();
@@ -367,7 +465,7 @@ pub async fn compute(
         let lead = today.until(window.first_day).map(|s| s.get_days()).unwrap_or(0) as usize;
         (lead + window.day_count() as usize, lead)
     };
-    let fc: SpendForecast = forecast::forecast(&series, horizon);
+    let fc = cached_forecast(&series, horizon);
     let (rest, threshold_over) = if horizon == 0 {
         (None, if spent_centi > limit_centi { 1.0 } else { 0.0 })
     } else {

@@ -57,8 +57,31 @@ pub const MAX_REQUEST_BODY_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for PeerAddr {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+/// The plain-HTTP listener: TCP, with Nagle's algorithm off on every accepted connection. A streamed
+/// response is written in several small pieces (headers, the SSE event, the end of the stream); with Nagle
+/// on, each later piece waited for the client's delayed ACK, and every call took 40 ms longer
+/// (benches/mutations.rs, docs/performance.md). The TLS listener does the same.
+struct PlainListener(tokio::net::TcpListener);
+
+impl axum::serve::Listener for PlainListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        if let Err(e) = io.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+        (io, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, PlainListener>> for PeerAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, PlainListener>) -> Self {
         PeerAddr(*stream.remote_addr())
     }
 }
@@ -189,6 +212,7 @@ pub async fn serve(
             }
             eprintln!("make-budget-mcp listening on http://{addr}/mcp");
             let app = app.into_make_service_with_connect_info::<PeerAddr>();
+            let listener = PlainListener(listener);
             Box::pin(axum::serve(listener, app).with_graceful_shutdown(graceful).into_future())
         }
         Some(files) => {

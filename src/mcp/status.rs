@@ -13,7 +13,7 @@ use super::params::Parameters;
 use super::{BudgetServer, CallCtx, ToolError};
 use crate::domain::budget::{Budget, Unit};
 use crate::domain::clock::format_timestamp;
-use crate::domain::forecast::{self, BacktestScore, Interval, IntervalSource, Method};
+use crate::domain::forecast::{BacktestScore, Interval, IntervalSource, Method};
 use crate::domain::threshold::{
     Basis, COOLDOWN_MAX_MINUTES, LABEL_MAX_CHARS, Severity, Threshold, ThresholdDraft, ThresholdKind, ThresholdSpec,
 };
@@ -438,7 +438,7 @@ impl BudgetServer {
         let series = status::history_series(&self.app.store, call.principal.tenant_id, &budget, today)
             .await
             .map_err(|e| status_error(&call, e))?;
-        let fc = forecast::forecast(&series, args.horizon_days as usize);
+        let fc = status::cached_forecast(&series, args.horizon_days as usize);
         let to_units = |x: f64| (x / 100.0).round();
         let days = fc
             .daily

@@ -705,23 +705,25 @@ pub struct ScopeUsage {
 
 impl TenantStore<'_> {
     /// Daily spend of `scope` from `from` to `to` (inclusive, YYYY-MM-DD).
-    ///
-    /// A whole organization is read from the organization's own series, whole teams from the teams'
-    /// series (these include scenarios that were deleted since), anything narrower from its scenarios.
     pub async fn scope_usage(
         &self,
         scope: &crate::domain::Scope,
         from: &str,
         to: &str,
     ) -> Result<ScopeUsage, StoreError> {
+        Ok(self.org_usage(scope.organization_id, from, to).await?.for_scope(scope))
+    }
+
+    /// Everything synced about one organization's usage from `from` to `to` (inclusive, YYYY-MM-DD), from
+    /// which the usage of any scope within it follows ([`OrgUsage::for_scope`]) without another query.
+    pub async fn org_usage(&self, organization_id: i64, from: &str, to: &str) -> Result<OrgUsage, StoreError> {
         let tenant = self.tenant.to_string();
-        let org = scope.organization_id;
         let rows = sqlx::query(
             "SELECT subject_kind, subject_id, day, centicredits, operations, estimated FROM usage_daily
              WHERE tenant_id = $1 AND organization_id = $2 AND day >= $3 AND day <= $4",
         )
         .bind(&tenant)
-        .bind(org)
+        .bind(organization_id)
         .bind(from)
         .bind(to)
         .fetch_all_in(self.scoped())
@@ -730,18 +732,18 @@ impl TenantStore<'_> {
             "SELECT scenario_id, team_id, folder_id, name FROM make_scenarios WHERE tenant_id = $1 AND organization_id = $2",
         )
         .bind(&tenant)
-        .bind(org)
+        .bind(organization_id)
         .fetch_all_in(self.scoped())
         .await?;
-        let mut members = std::collections::HashMap::new();
+        let mut out = OrgUsage::default();
         for r in &scenarios {
-            let id: i64 = r.try_get("scenario_id")?;
-            if scope.includes(id, r.try_get("team_id")?, r.try_get("folder_id")?) {
-                members.insert(id, r.try_get::<String, _>("name")?);
-            }
+            out.scenarios.push(ScenarioMember {
+                id: r.try_get("scenario_id")?,
+                team_id: r.try_get("team_id")?,
+                folder_id: r.try_get("folder_id")?,
+                name: r.try_get("name")?,
+            });
         }
-        let mut out = ScopeUsage::default();
-        let mut per_scenario: std::collections::HashMap<i64, (i64, i64)> = std::collections::HashMap::new();
         for r in &rows {
             let kind: String = r.try_get("subject_kind")?;
             let subject: i64 = r.try_get("subject_id")?;
@@ -751,38 +753,78 @@ impl TenantStore<'_> {
                 operations: r.try_get("operations")?,
                 estimated: get_bool(r, "estimated")?,
             };
-            let counts = match kind.as_str() {
-                "organization" => {
-                    out.covered.insert(day.clone());
-                    scope.is_whole_organization()
-                }
-                "team" => scope.is_whole_teams() && scope.team_ids.binary_search(&subject).is_ok(),
-                _ => {
-                    if members.contains_key(&subject) {
-                        let e = per_scenario.entry(subject).or_default();
-                        e.0 += u.centicredits;
-                        e.1 += u.operations;
-                    }
-                    !scope.is_whole_organization() && !scope.is_whole_teams() && members.contains_key(&subject)
-                }
+            let series = match kind.as_str() {
+                "organization" => &mut out.organization,
+                "team" => out.teams.entry(subject).or_default(),
+                _ => out.scenario_days.entry(subject).or_default(),
             };
-            if counts {
-                let d = out.days.entry(day).or_default();
-                d.centicredits += u.centicredits;
-                d.operations += u.operations;
-                d.estimated |= u.estimated;
+            series.push((day, u));
+        }
+        Ok(out)
+    }
+}
+
+/// A scenario of an organization, as scopes select it.
+#[derive(Debug, Clone)]
+struct ScenarioMember {
+    id: i64,
+    team_id: Option<i64>,
+    folder_id: Option<i64>,
+    name: String,
+}
+
+/// One organization's synced usage over a range of days, indexed by subject: the organization's own
+/// series, each team's and each scenario's, and the organization's scenarios. Read once, it answers any
+/// number of scopes (an evaluator pass over many budgets of one organization reads it once).
+#[derive(Debug, Clone, Default)]
+pub struct OrgUsage {
+    organization: Vec<(String, DayUsage)>,
+    teams: std::collections::HashMap<i64, Vec<(String, DayUsage)>>,
+    scenario_days: std::collections::HashMap<i64, Vec<(String, DayUsage)>>,
+    scenarios: Vec<ScenarioMember>,
+}
+
+impl OrgUsage {
+    /// The usage of `scope` (which must be within this organization). A whole organization is read from
+    /// the organization's own series, whole teams from the teams' series (these include scenarios that
+    /// were deleted since), anything narrower from its scenarios. Days the organization's series covers
+    /// are the days with synced data.
+    pub fn for_scope(&self, scope: &crate::domain::Scope) -> ScopeUsage {
+        fn add(days: &mut std::collections::BTreeMap<String, DayUsage>, day: &str, u: &DayUsage) {
+            let d = days.entry(day.to_owned()).or_default();
+            d.centicredits += u.centicredits;
+            d.operations += u.operations;
+            d.estimated |= u.estimated;
+        }
+        let mut out = ScopeUsage::default();
+        for (day, u) in &self.organization {
+            out.covered.insert(day.clone());
+            if scope.is_whole_organization() {
+                add(&mut out.days, day, u);
             }
         }
-        out.scenarios = per_scenario
-            .into_iter()
-            .map(|(id, (centicredits, operations))| ScenarioSpend {
-                scenario_id: id,
-                name: members.get(&id).cloned().unwrap_or_default(),
-                centicredits,
-                operations,
-            })
-            .collect();
+        if scope.is_whole_teams() {
+            for team in &scope.team_ids {
+                for (day, u) in self.teams.get(team).into_iter().flatten() {
+                    add(&mut out.days, day, u);
+                }
+            }
+        }
+        let narrower = !scope.is_whole_organization() && !scope.is_whole_teams();
+        for m in self.scenarios.iter().filter(|m| scope.includes(m.id, m.team_id, m.folder_id)) {
+            let (mut centicredits, mut operations) = (0, 0);
+            for (day, u) in self.scenario_days.get(&m.id).into_iter().flatten() {
+                centicredits += u.centicredits;
+                operations += u.operations;
+                if narrower {
+                    add(&mut out.days, day, u);
+                }
+            }
+            if self.scenario_days.contains_key(&m.id) {
+                out.scenarios.push(ScenarioSpend { scenario_id: m.id, name: m.name.clone(), centicredits, operations });
+            }
+        }
         out.scenarios.sort_by(|a, b| b.centicredits.cmp(&a.centicredits).then(a.scenario_id.cmp(&b.scenario_id)));
-        Ok(out)
+        out
     }
 }

@@ -41,8 +41,8 @@ pub use self::app_role::Grant;
 pub use self::audit_log::{AuditQuery, ChainReport, Checkpointing, ExportItem, Progress, VerifyReport};
 pub use self::budgets::{BudgetFilter, BudgetPage};
 pub use self::make::{
-    ConnectionRecord, ConsumptionRow, DayUsage, OrgRecord, OrgSync, ScenarioFilter, ScenarioRecord, ScenarioSpend,
-    ScopeUsage, UsageRow, UsageSubject,
+    ConnectionRecord, ConsumptionRow, DayUsage, OrgRecord, OrgSync, OrgUsage, ScenarioFilter, ScenarioRecord,
+    ScenarioSpend, ScopeUsage, UsageRow, UsageSubject,
 };
 pub use self::tenants::{TenantRecord, TokenRecord};
 use crate::audit::{self, AuditEntry, AuditRecord};
