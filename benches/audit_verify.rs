@@ -11,9 +11,14 @@
 //! Lines file) and `audit verify-file` (offline), each under `/usr/bin/time` for its peak memory, and
 //! `sha256sum` over the export. It prints a table and drops the database.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
+
+use common::{BIN, SIGNING_KEY, ScratchDb};
 
 use make_budget_mcp::admin;
 use make_budget_mcp::audit::{Actor, AuditEntry, AuditKeys, AuditRecord, Checkpoint, Outcome};
@@ -22,12 +27,10 @@ use make_budget_mcp::store::{Store, StoreOptions};
 use serde_json::json;
 use sqlx::Connection;
 
-const BIN: &str = env!("CARGO_BIN_EXE_make-budget-mcp");
-const SIGNING_KEY: &str = "YmVuY2gtYXVkaXQtc2lnbmluZy1rZXktMzItYnl0ZXM=";
 const CHECKPOINT_EVERY: i64 = 1000;
 const BATCH: i64 = 20_000;
 
-type Error = Box<dyn std::error::Error>;
+type Error = common::Error;
 
 /// One COPY text-format field.
 fn field(out: &mut String, v: Option<&str>) {
@@ -197,34 +200,16 @@ fn mbm(url: &str) -> Command {
     c
 }
 
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, String::new()), |(b, q)| (b, format!("?{q}")));
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let end = base[start..].find('/').map_or(base.len(), |i| i + start);
-    format!("{}/{name}{query}", &base[..end])
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    if std::env::args().any(|a| a == "--list") {
-        println!("audit_verify: bench");
-        return Ok(());
-    }
-    let Ok(admin_url) = std::env::var("DATABASE_URL") else {
-        eprintln!("audit_verify needs DATABASE_URL=postgres://… (a server it may create a scratch database on)");
-        std::process::exit(2);
-    };
-    let records: i64 = std::env::var("AUDIT_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    common::answer_list("audit_verify");
+    let admin_url = common::postgres_admin_url("audit_verify");
+    let records: i64 = common::env_or("AUDIT_BENCH_RECORDS", 1_000_000);
     sqlx::any::install_default_drivers();
-    let name = format!("mbm_bench_{}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await?;
-    let url = with_database(&admin_url, &name);
+    let db = ScratchDb::create(&admin_url, "mbm_bench_audit").await?;
     let dir = tempfile::tempdir()?;
-    let result = run(&url, records, dir.path()).await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-        .execute(&mut admin)
-        .await?;
+    let result = run(&db.url, records, dir.path()).await;
+    db.drop_now().await?;
     result
 }
 

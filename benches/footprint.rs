@@ -53,15 +53,11 @@ async fn main() -> Result<(), Error> {
     let (mut session, _) = StdioSession::spawn(cmd).await?;
     session.call("whoami", json!({})).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (rss, _) = rss_mib(session.child.id().unwrap_or(0));
-    rows.push(vec!["idle RSS, stdio, SQLite, after one call".to_owned(), format!("{rss:.1} MiB")]);
+    rows.push(vec!["idle RSS, stdio, SQLite, after one call".to_owned(), rss_parts(session.child.id().unwrap_or(0))]);
     drop(session);
 
     let (_, token) = tenant_with_token(&db, "bench", "viewer").await?;
-    rows.push(vec![
-        "idle RSS, HTTP, SQLite, after one call".to_owned(),
-        format!("{:.1} MiB", idle_http(&db, &token).await?),
-    ]);
+    rows.push(vec!["idle RSS, HTTP, SQLite, after one call".to_owned(), idle_http(&db, &token).await?]);
     if let Ok(admin) = std::env::var("DATABASE_URL") {
         let pg = ScratchDb::create(&admin, "mbm_bench_footprint").await?;
         let result = async {
@@ -70,7 +66,7 @@ async fn main() -> Result<(), Error> {
         }
         .await;
         pg.drop_now().await?;
-        rows.push(vec!["idle RSS, HTTP, PostgreSQL, after one call".to_owned(), format!("{:.1} MiB", result?)]);
+        rows.push(vec!["idle RSS, HTTP, PostgreSQL, after one call".to_owned(), result?]);
     }
 
     println!();
@@ -88,10 +84,17 @@ async fn ready(db: &str) -> Result<Duration, Error> {
 }
 
 /// RSS of an HTTP server that has served one session's call and then sat idle for two seconds.
-async fn idle_http(db: &str, token: &str) -> Result<f64, Error> {
+async fn idle_http(db: &str, token: &str) -> Result<String, Error> {
     let server = serve_mbm(db, &[]).await?;
     let s = HttpSession::open(&server.url, Some(token)).await?;
     s.call("whoami", json!({})).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    Ok(rss_mib(server.pid()).0)
+    Ok(rss_parts(server.pid()))
+}
+
+/// "RSS (anonymous + file-backed)": what the process wrote, and the pages of files it maps (mostly its
+/// own binary's code, shared with the page cache and any other instance).
+fn rss_parts(pid: u32) -> String {
+    let [rss, anon, file] = proc_mib(pid, ["VmRSS", "RssAnon", "RssFile"]);
+    format!("{rss:.1} MiB ({anon:.1} anonymous + {file:.1} file-backed)")
 }

@@ -10,6 +10,8 @@
 //!
 //! Every server is driven by the same lean client (benches/common): raw JSON-RPC over HTTP with one MCP
 //! session per client, or newline-delimited JSON-RPC over the child's stdin and stdout, one call at a time.
+//! The last HTTP row is the floor of read_latency (a trivial axum handler, no MCP) under the same driver:
+//! on a 2-core machine the driver shares the cores with the server, and no server can go faster than that.
 //! This server runs on SQLite, over HTTP once with an API token (each call authenticated, as in
 //! production) and once with `--no-auth` (no authentication, as the peers), and over stdio as the local
 //! operator.
@@ -24,9 +26,15 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    if std::env::args().any(|a| a == "floor-server") {
+        return run_floor_server();
+    }
     answer_list("peers");
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench())
+}
+
+async fn bench() -> Result<(), Error> {
     let secs = Duration::from_secs(env_or("PEERS_BENCH_SECS", 10));
     let clients: usize = env_or("PEERS_BENCH_CLIENTS", 8);
     let peers = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peers");
@@ -71,6 +79,11 @@ async fn main() -> Result<(), Error> {
         cmd.arg(port.to_string());
         let server = serve_on_port(cmd, port, "/mcp").await?;
         http.push(("Python FastMCP", http_run(&server.url, None, clients, secs).await?));
+    }
+
+    {
+        let floor = start_floor().await?;
+        http.push(("axum floor (no MCP)", http_run(&floor.url, None, clients, secs).await?));
     }
 
     let mut stdio = Vec::new();

@@ -21,36 +21,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn main() -> Result<(), Error> {
     if std::env::args().any(|a| a == "floor-server") {
-        return floor_server();
+        return run_floor_server();
     }
     answer_list("read_latency");
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench())
-}
-
-/// The floor: an axum server with two worker threads (as many as the machine has cores) and one
-/// handler that parses the body and answers a JSON-RPC result with the request's id.
-fn floor_server() -> Result<(), Error> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(async {
-        async fn handler(body: axum::body::Bytes) -> axum::response::Response {
-            use axum::response::IntoResponse;
-            let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-                return axum::http::StatusCode::BAD_REQUEST.into_response();
-            };
-            match v.get("id") {
-                Some(id) => axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": {}})).into_response(),
-                None => axum::http::StatusCode::ACCEPTED.into_response(),
-            }
-        }
-        let app = axum::Router::new().route("/mcp", axum::routing::post(handler));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        eprintln!("floor listening on http://{}/mcp", listener.local_addr()?);
-        axum::serve(listener, app).await?;
-        Ok(())
-    })
 }
 
 async fn bench() -> Result<(), Error> {
@@ -62,9 +40,7 @@ async fn bench() -> Result<(), Error> {
     let secs = Duration::from_secs(env_or("READ_BENCH_SECS", 10));
     sqlx::any::install_default_drivers();
 
-    let mut floor_cmd = tokio::process::Command::new(std::env::current_exe()?);
-    floor_cmd.arg("floor-server");
-    let floor = serve(floor_cmd, "/mcp").await?;
+    let floor = start_floor().await?;
     let floor_session = Arc::new(HttpSession::open(&floor.url, None).await?);
     let mut rows = Vec::new();
     for &rate in &rates {

@@ -177,6 +177,37 @@ pub fn free_port() -> Result<u16, Error> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The HTTP floor, run as `<bench binary> floor-server`: an axum server with two worker threads (as many
+/// as the machine has cores) and one handler that parses the JSON-RPC body and answers an empty result
+/// with the request's id (202 to a notification). The client, HTTP stack and loopback cost, with no MCP,
+/// authentication or database. A bench's `main` calls this when it sees the argument.
+pub fn run_floor_server() -> Result<(), Error> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(async {
+        async fn handler(body: axum::body::Bytes) -> axum::response::Response {
+            use axum::response::IntoResponse;
+            let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+                return axum::http::StatusCode::BAD_REQUEST.into_response();
+            };
+            match v.get("id") {
+                Some(id) => axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": {}})).into_response(),
+                None => axum::http::StatusCode::ACCEPTED.into_response(),
+            }
+        }
+        let app = axum::Router::new().route("/mcp", axum::routing::post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        eprintln!("floor listening on http://{}/mcp", listener.local_addr()?);
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
+/// Start the HTTP floor ([`run_floor_server`]) as a child process of this bench binary.
+pub async fn start_floor() -> Result<Served, Error> {
+    let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+    cmd.arg("floor-server");
+    serve(cmd, "/mcp").await
+}
+
 /// `make-budget-mcp serve --transport http` on a free loopback port, plus `extra` arguments.
 pub async fn serve_mbm(db_url: &str, extra: &[&str]) -> Result<Served, Error> {
     let mut cmd = mbm(db_url);
@@ -184,18 +215,24 @@ pub async fn serve_mbm(db_url: &str, extra: &[&str]) -> Result<Served, Error> {
     serve(cmd, "/mcp").await
 }
 
-/// Resident set size and its peak of a process, in MiB, from /proc.
-pub fn rss_mib(pid: u32) -> (f64, f64) {
+/// Memory figures of a process in MiB, by their names in /proc/<pid>/status (e.g. "VmRSS", "RssAnon");
+/// NaN for a figure it does not report.
+pub fn proc_mib<const N: usize>(pid: u32, names: [&str; N]) -> [f64; N] {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
+    names.map(|name| {
         status
             .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(':')))
+            .and_then(|rest| rest.split_whitespace().next())
             .and_then(|v| v.parse::<f64>().ok())
             .map_or(f64::NAN, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    })
+}
+
+/// Resident set size and its peak of a process, in MiB.
+pub fn rss_mib(pid: u32) -> (f64, f64) {
+    let [rss, peak] = proc_mib(pid, ["VmRSS", "VmHWM"]);
+    (rss, peak)
 }
 
 /// A JSON-RPC request body.

@@ -300,7 +300,7 @@ pub struct UsageSnapshot<'a> {
     store: &'a Store,
     tenant: TenantId,
     orgs: Option<Vec<OrgRecord>>,
-    usage: HashMap<(i64, String, String), OrgUsage>,
+    usage: HashMap<(i64, String, String), Arc<OrgUsage>>,
 }
 
 impl<'a> UsageSnapshot<'a> {
@@ -338,22 +338,76 @@ impl<'a> UsageSnapshot<'a> {
     ) -> Result<ScopeUsage, StoreError> {
         let key = (scope.organization_id, from.to_owned(), to.to_owned());
         if !self.usage.contains_key(&key) {
-            let org = self.store.tenant(self.tenant).org_usage(scope.organization_id, from, to).await?;
+            let org = self.org_usage(scope.organization_id, from, to).await?;
             self.usage.insert(key.clone(), org);
         }
         Ok(self.usage[&key].for_scope(scope))
     }
+
+    /// An organization's usage over a range of days: from the process-wide cache when it holds this
+    /// range as of the organization's last sync, else from the store.
+    async fn org_usage(&mut self, organization_id: i64, from: &str, to: &str) -> Result<Arc<OrgUsage>, StoreError> {
+        let generation = crate::store::usage_generation();
+        let synced_at = self.organization(organization_id).await?.and_then(|o| o.synced_at);
+        let Some(synced_at) = synced_at else {
+            // Never synced: nothing to cache (and nothing much to read).
+            return Ok(Arc::new(self.store.tenant(self.tenant).org_usage(organization_id, from, to).await?));
+        };
+        let key = UsageKey {
+            tenant: self.tenant,
+            organization_id,
+            from: from.to_owned(),
+            to: to.to_owned(),
+            synced_at,
+            generation,
+        };
+        if let Some(hit) = USAGE.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(hit.clone());
+        }
+        let read = Arc::new(self.store.tenant(self.tenant).org_usage(organization_id, from, to).await?);
+        let mut cache = USAGE.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= USAGE_KEPT {
+            cache.clear();
+        }
+        cache.insert(key, read.clone());
+        Ok(read)
+    }
 }
+
+/// What a cached organization's usage was read for. Usage changes only when a sync commits, which sets the
+/// organization's `synced_at` (seen by every instance) and moves this process's usage generation on (so a
+/// second sync within the same clock tick, as in tests with a frozen clock, is seen too).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct UsageKey {
+    tenant: TenantId,
+    organization_id: i64,
+    from: String,
+    to: String,
+    synced_at: String,
+    generation: u64,
+}
+
+/// Organizations' usage recently read, shared by every status and evaluation in the process: a
+/// `get_budget_status` reads the organization's rows (thousands for a large organization) once per sync
+/// rather than on every call.
+static USAGE: std::sync::LazyLock<std::sync::Mutex<HashMap<UsageKey, Arc<OrgUsage>>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// At most this many organization ranges are kept (each a few hundred kilobytes at most); when full the
+/// cache starts over.
+const USAGE_KEPT: usize = 64;
 
 /// Forecasts already made, by history and horizon. A forecast backtests several models over the history
 /// (tens of milliseconds), and its inputs change only when usage is synced or the day turns, so every
 /// status of a budget between two syncs, and every budget with the same history, shares one.
-static FORECASTS: std::sync::LazyLock<std::sync::Mutex<HashMap<(Vec<u64>, usize), Arc<SpendForecast>>>> =
+static FORECASTS: std::sync::LazyLock<std::sync::Mutex<HashMap<ForecastKey, Arc<SpendForecast>>>> =
     std::sync::LazyLock::new(Default::default);
 
-/// The cache holds at most this many forecasts; when full it starts over (a day's worth of distinct
-/// histories is far fewer for one server).
-const FORECASTS_KEPT: usize = 4096;
+/// A forecast's inputs: the history's values (as bits, so that they hash) and the horizon.
+type ForecastKey = (Vec<u64>, usize);
+
+/// The cache holds at most this many forecasts (a few kilobytes each); when full it starts over.
+const FORECASTS_KEPT: usize = 1024;
 
 /// [`forecast::forecast`] through the process-wide cache.
 pub fn cached_forecast(series: &[f64], horizon: usize) -> Arc<SpendForecast> {

@@ -325,6 +325,7 @@ impl MutationTx {
     /// Write one organization's sync. Scenarios that no longer exist in Make are removed; the `critical`
     /// mark of scenarios that remain is kept.
     pub async fn apply_org_sync(&mut self, s: &OrgSync, synced_at: &str) -> Result<(), StoreError> {
+        self.usage_written = true;
         let tenant = self.tenant.to_string();
         let org = s.org.organization_id;
         let updated = bind_all(

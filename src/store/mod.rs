@@ -392,6 +392,7 @@ impl<'a> TenantStore<'a> {
             store: self.store.clone(),
             signed: Vec::new(),
             budgets: Vec::new(),
+            usage_written: false,
         })
     }
 
@@ -410,6 +411,16 @@ pub struct MutationTx {
     signed: Vec<audit::Checkpoint>,
     /// Budgets named by this transaction's audit records, announced on the change bus once it commits.
     budgets: Vec<String>,
+    /// This transaction wrote synced usage ([`usage_generation`] moves on once it commits).
+    usage_written: bool,
+}
+
+static USAGE_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A number that changes whenever this process commits synced usage. Caches of usage key on it (and on
+/// the organization's `synced_at`, which other instances' syncs change).
+pub fn usage_generation() -> u64 {
+    USAGE_GENERATION.load(std::sync::atomic::Ordering::Acquire)
 }
 
 impl MutationTx {
@@ -453,6 +464,9 @@ impl MutationTx {
         let (record, signed) =
             audit_log::append(self.conn(), dialect, checkpointing.as_deref(), tenant, at, entry).await?;
         self.tx.commit().await?;
+        if self.usage_written {
+            USAGE_GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         self.signed.iter().chain(&signed).for_each(audit_log::log_signed);
         self.budgets.extend(changes::budgets_named(&record.entry));
         self.store.changes.publish(tenant, std::mem::take(&mut self.budgets));
