@@ -142,22 +142,31 @@ impl FileReport {
     }
 }
 
-/// Verify a JSON Lines export with nothing but trusted public keys. Streams the file (constant memory);
-/// `progress` is told the bytes read so far every few thousand lines. I/O errors are returned as such; a
-/// malformed or tampered file is a report with `first_break` set.
-pub fn verify_jsonl<R: BufRead>(
+/// Lines a hashing worker of [`verify_jsonl`] takes at a time.
+const LINES_PER_BATCH: usize = 256;
+
+/// Lines read by [`verify_jsonl`]'s reader, with their line numbers and the bytes read so far.
+struct Batch {
+    lines: Vec<(u64, String)>,
+    bytes: u64,
+}
+
+/// One line, parsed, and for a record whether its contents hash to its stored hash.
+type Parsed = (u64, Result<ExportLine, String>, bool);
+
+/// Verify a JSON Lines export with nothing but trusted public keys. Streams the file (memory bounded by a
+/// few batches of lines); `progress` is told the bytes read so far every few thousand lines. I/O errors are
+/// returned as such; a malformed or tampered file is a report with `first_break` set.
+///
+/// Parsing and hashing a record does not depend on the records before it (a record stores the hash it
+/// follows), so that work runs on one worker thread per core, batches handed out and taken back in turn, and
+/// only the chain's links are followed in order, on this thread, by [`ChainVerifier`].
+pub fn verify_jsonl<R: BufRead + Send>(
     mut reader: R,
     keys: &TrustedKeys,
     mut progress: impl FnMut(u64),
 ) -> std::io::Result<FileReport> {
     let mut line = String::new();
-    let mut bytes = 0u64;
-    let mut read = |line: &mut String, bytes: &mut u64| -> std::io::Result<bool> {
-        line.clear();
-        let n = reader.read_line(line)?;
-        *bytes += n as u64;
-        Ok(n > 0)
-    };
     let malformed = |seq: i64, detail: String| ChainBreak::new(seq, BreakKind::Malformed, detail);
     let mut report = FileReport {
         tenant_id: String::new(),
@@ -166,7 +175,8 @@ pub fn verify_jsonl<R: BufRead>(
         verified: None,
         first_break: None,
     };
-    if !read(&mut line, &mut bytes)? {
+    let mut bytes = reader.read_line(&mut line)? as u64;
+    if bytes == 0 {
         report.first_break = Some(malformed(1, "the file is empty".into()));
         return Ok(report);
     }
@@ -184,32 +194,86 @@ pub fn verify_jsonl<R: BufRead>(
     report.tenant_id = header.tenant_id.clone();
     report.tenant_name = header.tenant_name.clone();
     let mut verifier = ChainVerifier::new(header.tenant_id.clone(), Some(keys));
-    let mut line_no = 1u64;
-    let outcome = loop {
-        if !read(&mut line, &mut bytes)? {
-            break verifier.finish();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+
+    let outcome = std::thread::scope(|scope| -> std::io::Result<Result<Verified, ChainBreak>> {
+        use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+        let (mut to_workers, mut from_workers) = (Vec::new(), Vec::new());
+        for _ in 0..workers {
+            let (batch_tx, batch_rx) = sync_channel::<Batch>(2);
+            let (done_tx, done_rx) = sync_channel::<(Vec<Parsed>, u64)>(2);
+            scope.spawn(move || {
+                for batch in batch_rx {
+                    let parsed = batch.lines.into_iter().map(|(n, l)| parse_and_hash(n, &l)).collect();
+                    if done_tx.send((parsed, batch.bytes)).is_err() {
+                        return; // the verifier stopped at a break
+                    }
+                }
+            });
+            to_workers.push(batch_tx);
+            from_workers.push(done_rx);
         }
-        line_no += 1;
-        if line_no.is_multiple_of(4096) {
-            progress(bytes);
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        let step = match parse_line(&line) {
-            Ok(ExportLine::Record(r)) => verifier.check(&r),
-            Ok(ExportLine::Checkpoint(cp)) => verifier.checkpoint(&cp),
-            Ok(ExportLine::Header(_)) => {
-                Err(malformed(verifier.checked() + 1, format!("line {line_no}: a second header")))
+        // The reader hands batch i to worker i mod n; the verifier takes results back in the same turn, so
+        // lines stay in file order. A read error ends the batches and is reported after them.
+        let reading = scope.spawn(move || -> std::io::Result<()> {
+            let to_workers: Vec<SyncSender<Batch>> = to_workers;
+            let mut line_no = 1u64;
+            for turn in 0.. {
+                let mut lines = Vec::with_capacity(LINES_PER_BATCH);
+                while lines.len() < LINES_PER_BATCH {
+                    let mut line = String::new();
+                    let n = reader.read_line(&mut line)?;
+                    if n == 0 {
+                        break;
+                    }
+                    bytes += n as u64;
+                    line_no += 1;
+                    if !line.trim().is_empty() {
+                        lines.push((line_no, line));
+                    }
+                }
+                let last = lines.len() < LINES_PER_BATCH;
+                if to_workers[turn % to_workers.len()].send(Batch { lines, bytes }).is_err() || last {
+                    return Ok(());
+                }
             }
-            Err(e) => Err(malformed(verifier.checked() + 1, format!("line {line_no}: {e}"))),
+            Ok(())
+        });
+        let from_workers: Vec<Receiver<(Vec<Parsed>, u64)>> = from_workers;
+        let mut read_so_far = 0;
+        let mut last_progress = 0;
+        let verdict = 'batches: {
+            for turn in 0.. {
+                let Ok((parsed, read)) = from_workers[turn % from_workers.len()].recv() else {
+                    break 'batches verifier.finish();
+                };
+                read_so_far = read;
+                for (line_no, line, hash_ok) in parsed {
+                    let step = match line {
+                        Ok(ExportLine::Record(r)) => verifier.check_hashed(&r, hash_ok),
+                        Ok(ExportLine::Checkpoint(cp)) => verifier.checkpoint(&cp),
+                        Ok(ExportLine::Header(_)) => {
+                            Err(malformed(verifier.checked() + 1, format!("line {line_no}: a second header")))
+                        }
+                        Err(e) => Err(malformed(verifier.checked() + 1, format!("line {line_no}: {e}"))),
+                    };
+                    if let Err(b) = step {
+                        report.records_checked = verifier.checked();
+                        break 'batches Err(b);
+                    }
+                }
+                if turn - last_progress >= 16 {
+                    last_progress = turn;
+                    progress(read_so_far);
+                }
+            }
+            unreachable!("the loop over turns ends only by a break")
         };
-        if let Err(b) = step {
-            report.records_checked = verifier.checked();
-            break Err(b);
-        }
-    };
-    progress(bytes);
+        drop(from_workers);
+        reading.join().expect("the export reader does not panic")?;
+        progress(read_so_far);
+        Ok(verdict)
+    })?;
     match outcome {
         Ok(v) => {
             report.records_checked = v.records_checked;
@@ -237,6 +301,13 @@ pub fn verify_jsonl<R: BufRead>(
         Err(b) => report.first_break = Some(b),
     }
     Ok(report)
+}
+
+/// A worker's part of [`verify_jsonl`]: parse a line and, for a record, check its hash.
+fn parse_and_hash(line_no: u64, line: &str) -> Parsed {
+    let parsed = parse_line(line);
+    let hash_ok = matches!(&parsed, Ok(ExportLine::Record(r)) if r.compute_hash() == r.hash);
+    (line_no, parsed, hash_ok)
 }
 
 /// One record as an ArcSight CEF (Common Event Format, revision 25) line, without the newline.

@@ -321,6 +321,12 @@ impl<'k> ChainVerifier<'k> {
 
     /// Check the next record; on success it becomes the new tail.
     pub fn check(&mut self, r: &AuditRecord) -> Result<(), ChainBreak> {
+        self.check_hashed(r, r.compute_hash() == r.hash)
+    }
+
+    /// [`check`](Self::check) for a record whose hash was already recomputed elsewhere (`hash_ok`: its
+    /// contents hash to its stored `hash`), e.g. on another thread.
+    pub fn check_hashed(&mut self, r: &AuditRecord, hash_ok: bool) -> Result<(), ChainBreak> {
         let expected = self.next_seq;
         if let Some(found) = self.pending_jump.take() {
             return Err(if r.seq < found {
@@ -371,7 +377,7 @@ impl<'k> ChainVerifier<'k> {
                     ),
                 ));
             }
-            if r.compute_hash() != r.hash {
+            if !hash_ok {
                 return Err(ChainBreak::new(
                     expected,
                     BreakKind::HashMismatch,
@@ -387,7 +393,7 @@ impl<'k> ChainVerifier<'k> {
                 format!("record {expected}'s prev_hash does not match the hash of record {}", expected - 1),
             ));
         }
-        if r.compute_hash() != r.hash {
+        if !hash_ok {
             return Err(ChainBreak::new(
                 expected,
                 BreakKind::HashMismatch,

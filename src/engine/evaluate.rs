@@ -6,6 +6,8 @@
 //! and on the background evaluator's schedule. The decision is taken again inside the transaction, under
 //! the threshold's row lock, so two evaluators (two server instances) never record the same crossing twice.
 
+use std::collections::HashMap;
+
 use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -16,7 +18,9 @@ use super::status::{self, StatusError, UsageSnapshot};
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::domain::action::ActionKind;
 use crate::domain::clock::format_timestamp;
-use crate::domain::threshold::{Basis, CrossingEvent, Decision, Severity, decide, next_state};
+use crate::domain::threshold::{
+    Basis, CrossingEvent, CrossingState, Decision, Severity, Threshold, decide, next_state,
+};
 use crate::domain::{Budget, TenantId};
 use crate::store::{Store, StoreError};
 
@@ -60,20 +64,38 @@ pub async fn evaluate_budget_in(
     actor: &Actor,
     request_id: &str,
 ) -> Result<Vec<Crossing>, StatusError> {
+    let ts = snap.store().tenant(snap.tenant());
+    let thresholds = ts.thresholds(&budget.id).await?;
+    let states = ts.crossing_states(&budget.id).await?;
+    evaluate_with(snap, settings, budget, &thresholds, &states, now, actor, request_id).await
+}
+
+/// [`evaluate_budget_in`] with the budget's thresholds and their crossing states already read (e.g. from a
+/// tenant's [`ThresholdBook`](crate::store::ThresholdBook)). The states are only a first look: a change is decided again under the
+/// threshold's row lock, so states read a little earlier are harmless.
+#[allow(clippy::too_many_arguments)]
+pub async fn evaluate_with(
+    snap: &mut UsageSnapshot<'_>,
+    settings: &ActionSettings,
+    budget: &Budget,
+    thresholds: &[Threshold],
+    states: &HashMap<String, CrossingState>,
+    now: Timestamp,
+    actor: &Actor,
+    request_id: &str,
+) -> Result<Vec<Crossing>, StatusError> {
     let (store, tenant) = (snap.store(), snap.tenant());
-    let thresholds = store.tenant(tenant).thresholds(&budget.id).await?;
     if thresholds.is_empty() || !budget.spec.active {
         return Ok(Vec::new());
     }
-    let computed = status::compute_in(snap, budget, now).await?;
+    let computed = status::compute_spend_in(snap, budget, now).await?;
     let key = computed.window.key();
-    let states = store.tenant(tenant).crossing_states(&budget.id).await?;
     let actual = computed.status.spent_centi;
-    let forecast = computed.status.spent_centi + computed.remaining.as_ref().map_or(0, |r| r.total.round() as i64);
+    let forecast = computed.forecast_total_centi();
     let at = format_timestamp(now);
     let mut crossings = Vec::new();
     let mut planning: Option<Planning> = None;
-    for t in &thresholds {
+    for t in thresholds {
         let amount = t.spec.amount_centi(budget.spec.limit);
         let value = match t.spec.basis {
             Basis::Actual => actual,
@@ -197,9 +219,11 @@ pub async fn evaluate_organizations(
 ) -> Result<Vec<Crossing>, StatusError> {
     let mut out = Vec::new();
     let budgets = store.tenant(tenant).active_budgets().await?;
+    let book = store.tenant(tenant).threshold_book().await?;
     let mut snap = UsageSnapshot::new(store, tenant);
     for b in budgets.iter().filter(|b| organizations.contains(&b.spec.scope.organization_id)) {
-        match evaluate_budget_in(&mut snap, settings, b, now, actor, request_id).await {
+        match evaluate_with(&mut snap, settings, b, book.thresholds(&b.id), book.states(), now, actor, request_id).await
+        {
             Ok(c) => out.extend(c),
             // A budget that cannot be evaluated (e.g. billing cycle unknown) must not stop the others.
             Err(StatusError::Period(e)) => tracing::info!(budget = b.id, error = %e, "budget not evaluated"),

@@ -136,6 +136,7 @@ async fn evaluate_tenant(
     // created meanwhile), two instances may evaluate a budget twice, which the row lock in
     // `evaluate_budget` makes harmless.
     let budgets = ts.active_budgets().await?;
+    let book = ts.threshold_book().await?;
     let mut snap = status::UsageSnapshot::new(&app.store, tenant);
     for chunk in budgets.chunks(BUDGETS_PER_LEASE) {
         let lease = format!("budgets:{tenant}:{}..{}", chunk[0].id, chunk[chunk.len() - 1].id);
@@ -144,7 +145,9 @@ async fn evaluate_tenant(
         }
         for b in chunk {
             let now = app.store.clock().now();
-            match evaluate::evaluate_budget_in(&mut snap, &app.actions, b, now, &actor, request_id).await {
+            let (thresholds, states) = (book.thresholds(&b.id), book.states());
+            match evaluate::evaluate_with(&mut snap, &app.actions, b, thresholds, states, now, &actor, request_id).await
+            {
                 Ok(c) => {
                     report.budgets_evaluated += 1;
                     report.crossings += c.len();

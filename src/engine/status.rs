@@ -16,7 +16,7 @@ use crate::domain::budget::{Period, Unit};
 use crate::domain::clock::{format_timestamp, parse_timestamp};
 use crate::domain::forecast::{self, BacktestScore, Method, SpendForecast};
 use crate::domain::period::{BillingCycle, PeriodError, PeriodWindow, WindowView};
-use crate::domain::threshold::{Basis, Severity, Threshold, ThresholdKind};
+use crate::domain::threshold::{Basis, CrossingEvent, Severity, Threshold, ThresholdKind};
 use crate::domain::{Budget, MoneyView, TenantId};
 use crate::store::{DayUsage, OrgRecord, OrgUsage, ScopeUsage, Store, StoreError};
 
@@ -485,7 +485,60 @@ pub async fn compute_in(
     budget: &Budget,
     now: Timestamp,
 ) -> Result<Computed, StatusError> {
-    let ts = snap.store().tenant(snap.tenant());
+    let mut computed = compute_spend_in(snap, budget, now).await?;
+    let (thresholds, events) =
+        snap.store().tenant(snap.tenant()).thresholds_with_crossings(&budget.id, &computed.window.key()).await?;
+    computed.status.thresholds = threshold_status(budget, &thresholds, &events, &computed);
+    Ok(computed)
+}
+
+impl Computed {
+    /// The forecast period-end total in centi-units: what `forecast` thresholds watch.
+    pub fn forecast_total_centi(&self) -> i64 {
+        self.status.spent_centi + self.remaining.as_ref().map_or(0, |r| r.total.round() as i64)
+    }
+}
+
+/// Where each threshold stands against the computed spend, with its crossings this period.
+fn threshold_status(
+    budget: &Budget,
+    thresholds: &[Threshold],
+    events: &[CrossingEvent],
+    computed: &Computed,
+) -> Vec<ThresholdStatus> {
+    let (actual, forecast) = (computed.status.spent_centi, computed.forecast_total_centi());
+    thresholds
+        .iter()
+        .map(|t| {
+            let amount = t.spec.amount_centi(budget.spec.limit);
+            let value = match t.spec.basis {
+                Basis::Actual => actual,
+                Basis::Forecast => forecast,
+            };
+            let mine: Vec<_> = events.iter().filter(|e| e.threshold_id == t.id).collect();
+            ThresholdStatus {
+                id: t.id.clone(),
+                label: t.spec.label.clone(),
+                kind: t.spec.kind,
+                value: t.spec.value,
+                basis: t.spec.basis,
+                severity: t.spec.severity,
+                amount: units(amount),
+                crossed: value >= amount,
+                first_crossed_at: mine.first().map(|e| e.crossed_at.clone()),
+                crossings_this_period: mine.len(),
+            }
+        })
+        .collect()
+}
+
+/// Everything of a budget's status but its thresholds (left empty): spend, forecast, top scenarios and
+/// freshness, from usage alone. The evaluator, which has the thresholds already, needs no more.
+pub async fn compute_spend_in(
+    snap: &mut UsageSnapshot<'_>,
+    budget: &Budget,
+    now: Timestamp,
+) -> Result<Computed, StatusError> {
     let spec = &budget.spec;
     let org = snap.organization(spec.scope.organization_id).await?;
     let org = org.as_ref();
@@ -569,33 +622,6 @@ pub async fn compute_in(
         backtest: fc.backtest.as_ref().map(BacktestView::from),
     };
 
-    // Thresholds and their crossings this period.
-    let thresholds: Vec<Threshold> = ts.thresholds(&budget.id).await?;
-    let events = ts.crossings(&budget.id, &window.key()).await?;
-    let threshold_status = thresholds
-        .iter()
-        .map(|t| {
-            let amount = t.spec.amount_centi(spec.limit);
-            let value = match t.spec.basis {
-                Basis::Actual => spent_centi,
-                Basis::Forecast => point,
-            };
-            let mine: Vec<_> = events.iter().filter(|e| e.threshold_id == t.id).collect();
-            ThresholdStatus {
-                id: t.id.clone(),
-                label: t.spec.label.clone(),
-                kind: t.spec.kind,
-                value: t.spec.value,
-                basis: t.spec.basis,
-                severity: t.spec.severity,
-                amount: units(amount),
-                crossed: value >= amount,
-                first_crossed_at: mine.first().map(|e| e.crossed_at.clone()),
-                crossings_this_period: mine.len(),
-            }
-        })
-        .collect();
-
     // Freshness.
     let synced_at = org.and_then(|o| o.synced_at.clone());
     let age = synced_at.as_deref().and_then(|s| parse_timestamp(s).ok()).map(|t| now.duration_since(t));
@@ -671,7 +697,7 @@ pub async fn compute_in(
         }),
         forecast: forecast_view,
         top_scenarios,
-        thresholds: threshold_status,
+        thresholds: Vec::new(),
         data,
         computed_at: format_timestamp(now),
     };

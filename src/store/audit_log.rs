@@ -277,6 +277,41 @@ impl Progress for () {}
 /// How often a walk reports progress, in records.
 const PROGRESS_EVERY: u64 = 4096;
 
+/// Records hashed per batch while walking a chain.
+const HASH_BATCH: usize = 1024;
+
+/// A row of the walk: the record with the checkpoint stored for it, or why the row is not a record.
+type Walked = Result<(AuditRecord, Option<Checkpoint>), ChainBreak>;
+
+/// Feed hashed rows of the walk to `verifier` in order; the first break is returned with its record.
+fn feed_walked(
+    verifier: &mut ChainVerifier<'_>,
+    hashed: Vec<(Walked, bool)>,
+    walked: &mut u64,
+    progress: &dyn Progress,
+) -> Option<(ChainBreak, Option<AuditRecord>)> {
+    for (row, hash_ok) in hashed {
+        let (record, checkpoint) = match row {
+            Ok(r) => r,
+            Err(b) => return Some((b, None)),
+        };
+        let mut step = verifier.check_hashed(&record, hash_ok);
+        if step.is_ok()
+            && let Some(cp) = &checkpoint
+        {
+            step = verifier.checkpoint(cp);
+        }
+        if let Err(b) = step {
+            return Some((b, Some(record)));
+        }
+        *walked += 1;
+        if walked.is_multiple_of(PROGRESS_EVERY) {
+            progress.advance(PROGRESS_EVERY);
+        }
+    }
+    None
+}
+
 /// The columns `record_from_row` reads, as a literal so statements can be built with `concat!`.
 macro_rules! record_columns {
     () => {
@@ -428,28 +463,48 @@ impl Store {
         let mut rows = sqlx::query(WALK_SQL).bind(&head.tenant_id).bind(head.seq).fetch(&mut *tx);
         let mut walked = 0u64;
         let mut broken = None;
-        while let Some(row) = rows.try_next().await? {
-            let seq: i64 = row.try_get("seq")?;
-            let record = match record_from_row(&row) {
-                Ok(r) => r,
-                Err(e) => {
-                    broken = Some((ChainBreak::new(seq, BreakKind::Malformed, e.to_string()), None));
-                    break;
+        // Rows are decoded here while the batch before them is hashed on a blocking thread; the verifier
+        // then follows the links in order. A malformed row ends the batch it is in.
+        let mut batch: Vec<Walked> = Vec::with_capacity(HASH_BATCH);
+        let mut in_flight: Option<tokio::task::JoinHandle<Vec<(Walked, bool)>>> = None;
+        loop {
+            let row = rows.try_next().await?;
+            let end = match row {
+                None => true,
+                Some(row) => {
+                    let seq: i64 = row.try_get("seq")?;
+                    match record_from_row(&row) {
+                        Ok(r) => batch.push(Ok((r, joined_checkpoint(&row, &head.tenant_id, seq)?))),
+                        Err(e) => batch.push(Err(ChainBreak::new(seq, BreakKind::Malformed, e.to_string()))),
+                    }
+                    matches!(batch.last(), Some(Err(_)))
                 }
             };
-            let mut step = verifier.check(&record);
-            if step.is_ok()
-                && let Some(cp) = joined_checkpoint(&row, &head.tenant_id, seq)?
-            {
-                step = verifier.checkpoint(&cp);
+            if batch.len() < HASH_BATCH && !end {
+                continue;
             }
-            if let Err(b) = step {
-                broken = Some((b, Some(record)));
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(HASH_BATCH));
+            let hashing = tokio::task::spawn_blocking(move || {
+                full.into_iter()
+                    .map(|w| {
+                        let ok = matches!(&w, Ok((r, _)) if r.compute_hash() == r.hash);
+                        (w, ok)
+                    })
+                    .collect()
+            });
+            let mut ready = in_flight.replace(hashing).into_iter().collect::<Vec<_>>();
+            if end {
+                ready.extend(in_flight.take());
+            }
+            for done in ready {
+                let hashed = done.await.expect("hashing audit records does not panic");
+                broken = feed_walked(verifier, hashed, &mut walked, progress);
+                if broken.is_some() {
+                    break;
+                }
+            }
+            if end || broken.is_some() {
                 break;
-            }
-            walked += 1;
-            if walked.is_multiple_of(PROGRESS_EVERY) {
-                progress.advance(PROGRESS_EVERY);
             }
         }
         drop(rows);

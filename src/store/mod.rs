@@ -45,6 +45,7 @@ pub use self::make::{
     ScenarioSpend, ScopeUsage, UsageRow, UsageSubject,
 };
 pub use self::tenants::{TenantRecord, TokenRecord};
+pub use self::thresholds::ThresholdBook;
 use crate::audit::{self, AuditEntry, AuditRecord};
 use crate::domain::clock::format_timestamp;
 use crate::domain::{Clock, TenantId};

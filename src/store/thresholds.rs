@@ -45,6 +45,39 @@ fn threshold_from_row(row: &AnyRow) -> Result<Threshold, StoreError> {
     })
 }
 
+fn state_from_row(r: &AnyRow) -> Result<(String, CrossingState), StoreError> {
+    let last: Option<String> = r.try_get("last_crossed_at")?;
+    let last = last
+        .map(|s| {
+            parse_timestamp(&s).map_err(|e| StoreError::Corrupt { table: "threshold_states", detail: e.to_string() })
+        })
+        .transpose()?;
+    Ok((
+        r.try_get("threshold_id")?,
+        CrossingState { period_key: r.try_get("period_key")?, above: get_bool(r, "above")?, last_crossed_at: last },
+    ))
+}
+
+/// A tenant's thresholds by budget, and the crossing state of each threshold, as of one read
+/// ([`TenantStore::threshold_book`]).
+#[derive(Debug, Default)]
+pub struct ThresholdBook {
+    by_budget: HashMap<String, Vec<Threshold>>,
+    states: HashMap<String, CrossingState>,
+}
+
+impl ThresholdBook {
+    /// The budget's thresholds, ordered by id (none if it has none).
+    pub fn thresholds(&self, budget_id: &str) -> &[Threshold] {
+        self.by_budget.get(budget_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Crossing states by threshold id (thresholds never evaluated have none).
+    pub fn states(&self) -> &HashMap<String, CrossingState> {
+        &self.states
+    }
+}
+
 impl MutationTx {
     pub async fn insert_threshold(&mut self, t: &Threshold) -> Result<(), StoreError> {
         let tenant = self.tenant.to_string();
@@ -203,15 +236,7 @@ impl MutationTx {
 
 impl TenantStore<'_> {
     pub async fn thresholds(&self, budget_id: &str) -> Result<Vec<Threshold>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM thresholds WHERE tenant_id = $1 AND budget_id = $2 ORDER BY id"
-        ))
-        .bind(self.tenant.to_string())
-        .bind(budget_id)
-        .fetch_all_in(self.scoped())
-        .await?;
+        let rows = thresholds_query(&self.tenant.to_string(), budget_id).fetch_all_in(self.scoped()).await?;
         rows.iter().map(threshold_from_row).collect()
     }
 
@@ -236,53 +261,86 @@ impl TenantStore<'_> {
         .bind(budget_id)
         .fetch_all_in(self.scoped())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let last: Option<String> = r.try_get("last_crossed_at")?;
-                let last = last
-                    .map(|s| {
-                        parse_timestamp(&s)
-                            .map_err(|e| StoreError::Corrupt { table: "threshold_states", detail: e.to_string() })
-                    })
-                    .transpose()?;
-                Ok((
-                    r.try_get("threshold_id")?,
-                    CrossingState {
-                        period_key: r.try_get("period_key")?,
-                        above: get_bool(r, "above")?,
-                        last_crossed_at: last,
-                    },
-                ))
-            })
-            .collect()
+        rows.iter().map(state_from_row).collect()
+    }
+
+    /// Every threshold of the tenant and every crossing state, read in one transaction: an evaluator pass
+    /// takes its first look at all of a tenant's budgets from this instead of reading per budget.
+    pub async fn threshold_book(&self) -> Result<ThresholdBook, StoreError> {
+        let mut tx = self.scoped().read().await?;
+        let tenant = self.tenant.to_string();
+        let rows = sqlx::query(concat!("SELECT ", columns!(), " FROM thresholds WHERE tenant_id = $1 ORDER BY id"))
+            .bind(&tenant)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut by_budget: HashMap<String, Vec<Threshold>> = HashMap::new();
+        for row in &rows {
+            let t = threshold_from_row(row)?;
+            by_budget.entry(t.budget_id.clone()).or_default().push(t);
+        }
+        let rows = sqlx::query(
+            "SELECT threshold_id, period_key, above, last_crossed_at FROM threshold_states WHERE tenant_id = $1",
+        )
+        .bind(&tenant)
+        .fetch_all(&mut *tx)
+        .await?;
+        let states = rows.iter().map(state_from_row).collect::<Result<_, _>>()?;
+        Ok(ThresholdBook { by_budget, states })
     }
 
     /// Crossings of a budget's thresholds in one period, oldest first.
     pub async fn crossings(&self, budget_id: &str, period_key: &str) -> Result<Vec<CrossingEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, threshold_id, budget_id, period_key, crossed_at, basis, severity, value_centi, amount_centi
-             FROM threshold_events WHERE tenant_id = $1 AND budget_id = $2 AND period_key = $3 ORDER BY crossed_at, id",
-        )
-        .bind(self.tenant.to_string())
-        .bind(budget_id)
-        .bind(period_key)
-        .fetch_all_in(self.scoped())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let (basis, severity): (String, String) = (r.try_get("basis")?, r.try_get("severity")?);
-                Ok(CrossingEvent {
-                    id: r.try_get("id")?,
-                    threshold_id: r.try_get("threshold_id")?,
-                    budget_id: r.try_get("budget_id")?,
-                    period_key: r.try_get("period_key")?,
-                    crossed_at: r.try_get("crossed_at")?,
-                    basis: Basis::parse(&basis).ok_or_else(|| corrupt(format!("basis {basis:?}")))?,
-                    severity: Severity::parse(&severity).ok_or_else(|| corrupt(format!("severity {severity:?}")))?,
-                    value_centi: r.try_get("value_centi")?,
-                    amount_centi: r.try_get("amount_centi")?,
-                })
-            })
-            .collect()
+        let rows = crossings_query(&self.tenant.to_string(), budget_id, period_key).fetch_all_in(self.scoped()).await?;
+        rows.iter().map(event_from_row).collect()
     }
+
+    /// A budget's thresholds and their crossings in one period (oldest first), read in one transaction:
+    /// what a budget's status shows.
+    pub async fn thresholds_with_crossings(
+        &self,
+        budget_id: &str,
+        period_key: &str,
+    ) -> Result<(Vec<Threshold>, Vec<CrossingEvent>), StoreError> {
+        let mut tx = self.scoped().read().await?;
+        let tenant = self.tenant.to_string();
+        let thresholds = thresholds_query(&tenant, budget_id).fetch_all(&mut *tx).await?;
+        let events = crossings_query(&tenant, budget_id, period_key).fetch_all(&mut *tx).await?;
+        Ok((
+            thresholds.iter().map(threshold_from_row).collect::<Result<_, _>>()?,
+            events.iter().map(event_from_row).collect::<Result<_, _>>()?,
+        ))
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+fn thresholds_query<'q>(tenant: &str, budget_id: &str) -> AnyQuery<'q> {
+    sqlx::query(concat!("SELECT ", columns!(), " FROM thresholds WHERE tenant_id = $1 AND budget_id = $2 ORDER BY id"))
+        .bind(tenant.to_owned())
+        .bind(budget_id.to_owned())
+}
+
+fn crossings_query<'q>(tenant: &str, budget_id: &str, period_key: &str) -> AnyQuery<'q> {
+    sqlx::query(
+        "SELECT id, threshold_id, budget_id, period_key, crossed_at, basis, severity, value_centi, amount_centi
+         FROM threshold_events WHERE tenant_id = $1 AND budget_id = $2 AND period_key = $3 ORDER BY crossed_at, id",
+    )
+    .bind(tenant.to_owned())
+    .bind(budget_id.to_owned())
+    .bind(period_key.to_owned())
+}
+
+fn event_from_row(r: &AnyRow) -> Result<CrossingEvent, StoreError> {
+    let (basis, severity): (String, String) = (r.try_get("basis")?, r.try_get("severity")?);
+    Ok(CrossingEvent {
+        id: r.try_get("id")?,
+        threshold_id: r.try_get("threshold_id")?,
+        budget_id: r.try_get("budget_id")?,
+        period_key: r.try_get("period_key")?,
+        crossed_at: r.try_get("crossed_at")?,
+        basis: Basis::parse(&basis).ok_or_else(|| corrupt(format!("basis {basis:?}")))?,
+        severity: Severity::parse(&severity).ok_or_else(|| corrupt(format!("severity {severity:?}")))?,
+        value_centi: r.try_get("value_centi")?,
+        amount_centi: r.try_get("amount_centi")?,
+    })
 }
