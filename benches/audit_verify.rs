@@ -9,7 +9,8 @@
 //! 1,000,000) with a signed checkpoint every 1,000 (generated and sealed here, loaded with COPY), then times
 //! the real binary: `audit verify` (streams the chain out of PostgreSQL), `audit export` (writes the JSON
 //! Lines file) and `audit verify-file` (offline), each under `/usr/bin/time` for its peak memory, and
-//! `sha256sum` over the export. It prints a table and drops the database.
+//! `sha256sum` over the export. Verification and `sha256sum` run three times each and the fastest run
+//! counts. It prints a table and drops the database.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -191,6 +192,21 @@ fn timed(cmd: &mut Command) -> Result<(f64, f64, String), Error> {
     Ok((secs, kib / 1024.0, String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
+/// Runs of each verification step and of `sha256sum`; the table shows the fastest (the run least disturbed
+/// by whatever else this 2-core machine does) and the highest peak RSS.
+const RUNS: usize = 3;
+
+/// [`timed`], [`RUNS`] times.
+fn best_of(cmd: &mut Command) -> Result<(f64, f64, String), Error> {
+    let mut best = timed(cmd)?;
+    for _ in 1..RUNS {
+        let (secs, rss, _) = timed(cmd)?;
+        best.0 = best.0.min(secs);
+        best.1 = best.1.max(rss);
+    }
+    Ok(best)
+}
+
 fn mbm(url: &str) -> Command {
     let mut c = Command::new(BIN);
     c.env("MBM_DATABASE_URL", url)
@@ -220,18 +236,23 @@ async fn run(url: &str, records: i64, dir: &Path) -> Result<(), Error> {
     let export = dir.join("audit.jsonl");
     let tenant = tenant.to_string();
 
-    let (verify_db, verify_db_rss, out) = timed(mbm(url).args(["audit", "verify", "--tenant", &tenant]))?;
+    let (verify_db, verify_db_rss, out) = best_of(mbm(url).args(["audit", "verify", "--tenant", &tenant]))?;
     assert!(out.starts_with("ok "), "{out}");
     let (export_secs, export_rss, _) =
         timed(mbm(url).args(["audit", "export", "--tenant", &tenant, "--output", export.to_str().unwrap()]))?;
     let bytes = std::fs::metadata(&export)?.len() as f64;
     let public_key = mbm(url).args(["audit", "public-key"]).output()?.stdout;
     let public_key = String::from_utf8(public_key)?.trim().to_owned();
-    let (verify_file, verify_file_rss, out) =
-        timed(Command::new(BIN).args(["audit", "verify-file", export.to_str().unwrap(), "--public-key", &public_key]))?;
+    let (verify_file, verify_file_rss, out) = best_of(Command::new(BIN).args([
+        "audit",
+        "verify-file",
+        export.to_str().unwrap(),
+        "--public-key",
+        &public_key,
+    ]))?;
     assert!(out.starts_with("ok "), "{out}");
     // Warm the page cache the same way for sha256sum: it read the file last, now read it again.
-    let (sha, sha_rss, _) = timed(Command::new("sha256sum").arg(&export))?;
+    let (sha, sha_rss, _) = best_of(Command::new("sha256sum").arg(&export))?;
 
     let mb = bytes / 1e6;
     let n = records as f64;

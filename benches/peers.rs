@@ -13,8 +13,8 @@
 //! The last HTTP row is the floor of read_latency (a trivial axum handler, no MCP) under the same driver:
 //! on a 2-core machine the driver shares the cores with the server, and no server can go faster than that.
 //! This server runs on SQLite, over HTTP once with an API token (each call authenticated, as in
-//! production) and once with `--no-auth` (no authentication, as the peers), and over stdio as the local
-//! operator.
+//! production), once with `--no-auth` (no authentication, as the peers) and once `--stateless` with an API
+//! token (no session: each POST answered on its own with a JSON body), and over stdio as the local operator.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -67,6 +67,13 @@ async fn bench() -> Result<(), Error> {
     {
         let server = serve_mbm(&db, &["--no-auth"]).await?;
         http.push(("make-budget-mcp (--no-auth)", http_run(&server.url, None, clients, secs).await?));
+    }
+    {
+        let server = serve_mbm(&db, &["--stateless"]).await?;
+        http.push((
+            "make-budget-mcp (--stateless, API token)",
+            http_run(&server.url, Some(&token), clients, secs).await?,
+        ));
     }
     {
         let (mut cmd, port) = (node("http"), free_port()?);

@@ -482,4 +482,55 @@ mod tests {
         let report = verify_jsonl("{\"type\":\"record\"}\n".as_bytes(), keys.trusted(), |_| {}).unwrap();
         assert_eq!(report.first_break.unwrap().kind, BreakKind::Malformed);
     }
+
+    /// A chain long enough to pass through every worker several times: a break in a late batch is found at
+    /// its record, a read error surfaces as such, and progress ends at the file's size.
+    #[test]
+    fn long_exports_are_checked_in_order_across_batches() {
+        let keys = AuditKeys::generate();
+        let mut prev = GENESIS_HASH.to_string();
+        let records: Vec<AuditRecord> = (1..=3000)
+            .map(|s| {
+                let r = record(s, &prev, &format!("budget:{s}"), None);
+                prev = r.hash.clone();
+                r
+            })
+            .collect();
+        let at = "2026-03-01T13:00:00.000000Z";
+        let cps: Vec<Checkpoint> =
+            (1..=3).map(|k| keys.sign("t1", k * 1000, &records[k as usize * 1000 - 1].hash, at)).collect();
+        let honest = export(&records, &cps);
+        let mut seen = 0;
+        let report = verify_jsonl(honest.as_bytes(), keys.trusted(), |b| seen = b).unwrap();
+        assert!(report.is_valid(), "{report:?}");
+        assert_eq!((report.records_checked, report.verified.unwrap().anchored_seq), (3000, 3000));
+        assert_eq!(seen, honest.len() as u64, "progress ends at the whole file");
+
+        let tampered = honest.replace("\"budget:2345\"", "\"budget:2346\"");
+        let report = verify_jsonl(tampered.as_bytes(), keys.trusted(), |_| {}).unwrap();
+        let b = report.first_break.unwrap();
+        assert_eq!((b.seq, b.kind, report.records_checked), (2345, BreakKind::HashMismatch, 2344));
+
+        let mut lines: Vec<&str> = honest.lines().collect();
+        lines.swap(1700, 1701);
+        let report = verify_jsonl(format!("{}\n", lines.join("\n")).as_bytes(), keys.trusted(), |_| {}).unwrap();
+        assert_eq!(report.first_break.unwrap().kind, BreakKind::Reordered);
+
+        /// Serves the honest export's first bytes, then fails.
+        struct Failing<'a>(&'a [u8]);
+        impl std::io::Read for Failing<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(std::io::Error::other("disk went away"));
+                }
+                let n = buf.len().min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let cut = std::io::BufReader::new(Failing(&honest.as_bytes()[..honest.len() / 2]));
+        let err = verify_jsonl(cut, keys.trusted(), |_| {}).unwrap_err();
+        assert_eq!(err.to_string(), "disk went away");
+    }
 }

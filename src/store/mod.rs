@@ -152,9 +152,10 @@ impl Scope {
 #[derive(Clone)]
 struct ScopedPool(AnyPool);
 
-/// Where a single statement runs: its own transaction in `scope`. Reads end by rollback when the
-/// transaction is dropped, which the pool performs with the ping it sends on every release anyway, so a
-/// scoped read costs the caller one round trip more than an unscoped one (the `BEGIN`).
+/// Where a single statement runs: its own transaction in `scope` (on SQLite, a read needs none; see
+/// [`Scoped::read_one`]). Reads end by rollback when the transaction is dropped, which the pool performs
+/// with the ping it sends on every release anyway, so a scoped read on PostgreSQL costs the caller one
+/// round trip more than an unscoped one (the `BEGIN`).
 #[derive(Clone, Copy)]
 pub(crate) struct Scoped<'a> {
     store: &'a Store,
@@ -162,8 +163,45 @@ pub(crate) struct Scoped<'a> {
 }
 
 impl Scoped<'_> {
+    /// A read transaction in the scope, for reads of several statements that must agree.
     async fn read(self) -> Result<Transaction<'static, Any>, StoreError> {
         self.store.scoped_tx(self.scope, false).await
+    }
+
+    /// Where one read statement runs. PostgreSQL: a read transaction in the scope, since row-level
+    /// security needs its setting. SQLite has no row-level security and runs each statement atomically on
+    /// its own, so a pooled connection serves, without the BEGIN and ROLLBACK (each a hand-off to SQLite's
+    /// worker thread).
+    async fn read_one(self) -> Result<OneRead, StoreError> {
+        Ok(match self.store.dialect {
+            Dialect::Sqlite => OneRead::Connection(self.store.pool.0.acquire().await?),
+            Dialect::Postgres => OneRead::Transaction(self.read().await?),
+        })
+    }
+}
+
+/// The connection of [`Scoped::read_one`].
+enum OneRead {
+    Transaction(Transaction<'static, Any>),
+    Connection(sqlx::pool::PoolConnection<Any>),
+}
+
+impl std::ops::Deref for OneRead {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            OneRead::Transaction(t) => t,
+            OneRead::Connection(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for OneRead {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            OneRead::Transaction(t) => t,
+            OneRead::Connection(c) => c,
+        }
     }
 }
 
@@ -178,17 +216,17 @@ pub(crate) trait InScope: Sized {
 
 impl<'q> InScope for Query<'q, Any, AnyArguments> {
     async fn fetch_all_in(self, s: Scoped<'_>) -> Result<Vec<AnyRow>, StoreError> {
-        let mut tx = s.read().await?;
+        let mut tx = s.read_one().await?;
         Ok(self.fetch_all(&mut *tx).await?)
     }
 
     async fn fetch_optional_in(self, s: Scoped<'_>) -> Result<Option<AnyRow>, StoreError> {
-        let mut tx = s.read().await?;
+        let mut tx = s.read_one().await?;
         Ok(self.fetch_optional(&mut *tx).await?)
     }
 
     async fn fetch_one_in(self, s: Scoped<'_>) -> Result<AnyRow, StoreError> {
-        let mut tx = s.read().await?;
+        let mut tx = s.read_one().await?;
         Ok(self.fetch_one(&mut *tx).await?)
     }
 
