@@ -42,17 +42,19 @@ const ORG: i64 = 1054;
 async fn simulated_make() -> fake_make::FakeMake {
     use fake_make::{AuthKind, FakeMake, OrgSpec, ScenarioSpec};
     let fake = FakeMake::start().await;
-    // The simulated Make lives in the present: today's date, and a billing period of this month.
+    // The simulated Make lives in the present: today's date, and a monthly billing cycle that began 23 days
+    // ago (Make's cycles start on the subscription's day, not on the 1st). A cycle of this month would
+    // hold a single day on the 1st, and the demo's crossing would not happen then.
     let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
-    let month_start = today.first_of_month();
+    let cycle_start = today.checked_sub(jiff::Span::new().days(23)).unwrap();
     let utc = |d: jiff::civil::Date| d.to_zoned_datetime(jiff::tz::TimeZone::UTC).unwrap().timestamp();
     fake.set_today(today);
     fake.add_token(MAKE_TOKEN, AuthKind::Token, &[ORG]);
     fake.add_organization(OrgSpec {
         api_limit: 240,
         allowance: 40_000,
-        last_reset: utc(month_start),
-        next_reset: Some(utc(month_start.checked_add(jiff::Span::new().months(1)).unwrap())),
+        last_reset: utc(cycle_start),
+        next_reset: Some(utc(cycle_start.checked_add(jiff::Span::new().months(1)).unwrap())),
         ..OrgSpec::new(ORG, "Acme Marketing")
     });
     fake.add_team(ORG, 16, "Campaigns");

@@ -20,7 +20,7 @@ use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AuditRecord, BreakKind, ChainBreak, ChainVerifier, Checkpoint, Outcome, TrustedKeys, Verified};
+use super::{AuditRecord, BreakKind, ChainBreak, ChainVerifier, Checkpoint, Link, Outcome, TrustedKeys, Verified};
 
 /// The `format` of a JSON Lines export's header.
 pub const EXPORT_FORMAT: &str = "make-budget-mcp/audit-export/v1";
@@ -142,25 +142,39 @@ impl FileReport {
     }
 }
 
-/// Lines a hashing worker of [`verify_jsonl`] takes at a time.
-const LINES_PER_BATCH: usize = 256;
+/// Bytes of whole lines a worker of [`verify_jsonl`] takes at a time.
+const CHUNK_BYTES: usize = 256 * 1024;
 
-/// Lines read by [`verify_jsonl`]'s reader, with their line numbers and the bytes read so far.
-struct Batch {
-    lines: Vec<(u64, String)>,
-    bytes: u64,
+/// Whole lines read by [`verify_jsonl`]'s reader, and the bytes read so far.
+struct Chunk {
+    bytes: Vec<u8>,
+    read_so_far: u64,
 }
 
-/// One line, parsed, and for a record whether its contents hash to its stored hash.
-type Parsed = (u64, Result<ExportLine, String>, bool);
+/// A worker's verdict on one line: what the verifier needs of it, and nothing more (the parsed record is
+/// dropped where it was made).
+enum Checked {
+    Record { seq: i64, tenant_id: Option<String>, prev_hash: String, hash: String, hash_ok: bool },
+    Checkpoint(Checkpoint),
+    Header,
+    Malformed(String),
+}
+
+/// A chunk's lines: each line's number within the chunk (from 0) and verdict; blank lines are left out.
+struct CheckedChunk {
+    lines: Vec<(u64, Checked)>,
+    line_count: u64,
+    read_so_far: u64,
+}
 
 /// Verify a JSON Lines export with nothing but trusted public keys. Streams the file (memory bounded by a
-/// few batches of lines); `progress` is told the bytes read so far every few thousand lines. I/O errors are
-/// returned as such; a malformed or tampered file is a report with `first_break` set.
+/// few chunks); `progress` is told the bytes read so far every few megabytes. I/O errors are returned as
+/// such; a malformed or tampered file is a report with `first_break` set.
 ///
 /// Parsing and hashing a record does not depend on the records before it (a record stores the hash it
-/// follows), so that work runs on one worker thread per core, batches handed out and taken back in turn, and
-/// only the chain's links are followed in order, on this thread, by [`ChainVerifier`].
+/// follows), so that work runs on one worker thread per core: a reader thread hands out chunks of whole
+/// lines in turn, and this thread takes the workers' verdicts back in the same turn and follows the chain's
+/// links in file order with [`ChainVerifier`].
 pub fn verify_jsonl<R: BufRead + Send>(
     mut reader: R,
     keys: &TrustedKeys,
@@ -175,11 +189,11 @@ pub fn verify_jsonl<R: BufRead + Send>(
         verified: None,
         first_break: None,
     };
-    let mut bytes = reader.read_line(&mut line)? as u64;
-    if bytes == 0 {
+    if reader.read_line(&mut line)? == 0 {
         report.first_break = Some(malformed(1, "the file is empty".into()));
         return Ok(report);
     }
+    let header_bytes = line.len() as u64;
     let header = match parse_line(&line) {
         Ok(ExportLine::Header(h)) if h.format == EXPORT_FORMAT => h,
         Ok(ExportLine::Header(h)) => {
@@ -195,75 +209,75 @@ pub fn verify_jsonl<R: BufRead + Send>(
     report.tenant_name = header.tenant_name.clone();
     let mut verifier = ChainVerifier::new(header.tenant_id.clone(), Some(keys));
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let tenant_id = header.tenant_id.as_str();
 
     let outcome = std::thread::scope(|scope| -> std::io::Result<Result<Verified, ChainBreak>> {
         use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
         let (mut to_workers, mut from_workers) = (Vec::new(), Vec::new());
         for _ in 0..workers {
-            let (batch_tx, batch_rx) = sync_channel::<Batch>(2);
-            let (done_tx, done_rx) = sync_channel::<(Vec<Parsed>, u64)>(2);
+            let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(2);
+            let (done_tx, done_rx) = sync_channel::<CheckedChunk>(2);
             scope.spawn(move || {
-                for batch in batch_rx {
-                    let parsed = batch.lines.into_iter().map(|(n, l)| parse_and_hash(n, &l)).collect();
-                    if done_tx.send((parsed, batch.bytes)).is_err() {
+                for chunk in chunk_rx {
+                    if done_tx.send(check_chunk(&chunk, tenant_id)).is_err() {
                         return; // the verifier stopped at a break
                     }
                 }
             });
-            to_workers.push(batch_tx);
+            to_workers.push(chunk_tx);
             from_workers.push(done_rx);
         }
-        // The reader hands batch i to worker i mod n; the verifier takes results back in the same turn, so
-        // lines stay in file order. A read error ends the batches and is reported after them.
+        // The reader hands chunk i to worker i mod n; the verifier takes verdicts back in the same turn,
+        // so lines stay in file order. A read error ends the chunks and is reported after them.
         let reading = scope.spawn(move || -> std::io::Result<()> {
-            let to_workers: Vec<SyncSender<Batch>> = to_workers;
-            let mut line_no = 1u64;
+            let to_workers: Vec<SyncSender<Chunk>> = to_workers;
+            let mut read_so_far = header_bytes;
             for turn in 0.. {
-                let mut lines = Vec::with_capacity(LINES_PER_BATCH);
-                while lines.len() < LINES_PER_BATCH {
-                    let mut line = String::new();
-                    let n = reader.read_line(&mut line)?;
+                let mut bytes = Vec::with_capacity(CHUNK_BYTES + 4096);
+                while bytes.len() < CHUNK_BYTES {
+                    let n = reader.read_until(b'\n', &mut bytes)?;
                     if n == 0 {
                         break;
                     }
-                    bytes += n as u64;
-                    line_no += 1;
-                    if !line.trim().is_empty() {
-                        lines.push((line_no, line));
-                    }
+                    read_so_far += n as u64;
                 }
-                let last = lines.len() < LINES_PER_BATCH;
-                if to_workers[turn % to_workers.len()].send(Batch { lines, bytes }).is_err() || last {
+                let last = bytes.len() < CHUNK_BYTES;
+                if to_workers[turn % to_workers.len()].send(Chunk { bytes, read_so_far }).is_err() || last {
                     return Ok(());
                 }
             }
             Ok(())
         });
-        let from_workers: Vec<Receiver<(Vec<Parsed>, u64)>> = from_workers;
-        let mut read_so_far = 0;
-        let mut last_progress = 0;
-        let verdict = 'batches: {
+        let from_workers: Vec<Receiver<CheckedChunk>> = from_workers;
+        let (mut first_line, mut read_so_far, mut reported) = (2u64, header_bytes, 0u64);
+        let verdict = 'chunks: {
             for turn in 0.. {
-                let Ok((parsed, read)) = from_workers[turn % from_workers.len()].recv() else {
-                    break 'batches verifier.finish();
+                let Ok(chunk) = from_workers[turn % from_workers.len()].recv() else {
+                    break 'chunks verifier.finish();
                 };
-                read_so_far = read;
-                for (line_no, line, hash_ok) in parsed {
-                    let step = match line {
-                        Ok(ExportLine::Record(r)) => verifier.check_hashed(&r, hash_ok),
-                        Ok(ExportLine::Checkpoint(cp)) => verifier.checkpoint(&cp),
-                        Ok(ExportLine::Header(_)) => {
+                for (i, checked) in chunk.lines {
+                    let line_no = first_line + i;
+                    let step = match checked {
+                        Checked::Record { seq, tenant_id: other, prev_hash, hash, hash_ok } => {
+                            let tenant_id = other.as_deref().unwrap_or(tenant_id);
+                            let link = Link { seq, tenant_id, prev_hash: &prev_hash, hash: &hash, hash_ok };
+                            verifier.check_link(&link)
+                        }
+                        Checked::Checkpoint(cp) => verifier.checkpoint(&cp),
+                        Checked::Header => {
                             Err(malformed(verifier.checked() + 1, format!("line {line_no}: a second header")))
                         }
-                        Err(e) => Err(malformed(verifier.checked() + 1, format!("line {line_no}: {e}"))),
+                        Checked::Malformed(e) => Err(malformed(verifier.checked() + 1, format!("line {line_no}: {e}"))),
                     };
                     if let Err(b) = step {
                         report.records_checked = verifier.checked();
-                        break 'batches Err(b);
+                        break 'chunks Err(b);
                     }
                 }
-                if turn - last_progress >= 16 {
-                    last_progress = turn;
+                first_line += chunk.line_count;
+                read_so_far = chunk.read_so_far;
+                if read_so_far - reported >= PROGRESS_BYTES {
+                    reported = read_so_far;
                     progress(read_so_far);
                 }
             }
@@ -303,11 +317,38 @@ pub fn verify_jsonl<R: BufRead + Send>(
     Ok(report)
 }
 
-/// A worker's part of [`verify_jsonl`]: parse a line and, for a record, check its hash.
-fn parse_and_hash(line_no: u64, line: &str) -> Parsed {
-    let parsed = parse_line(line);
-    let hash_ok = matches!(&parsed, Ok(ExportLine::Record(r)) if r.compute_hash() == r.hash);
-    (line_no, parsed, hash_ok)
+/// How often [`verify_jsonl`] reports progress.
+const PROGRESS_BYTES: u64 = 4 << 20;
+
+/// A worker's part of [`verify_jsonl`]: parse each line of a chunk and, for a record, check its hash.
+/// `tenant_id` is the export's tenant: a record of another tenant keeps its own id for the report.
+fn check_chunk(chunk: &Chunk, tenant_id: &str) -> CheckedChunk {
+    let mut text = chunk.bytes.as_slice();
+    if let Some(rest) = text.strip_suffix(b"\n") {
+        text = rest;
+    }
+    let mut out = CheckedChunk { lines: Vec::new(), line_count: 0, read_so_far: chunk.read_so_far };
+    if chunk.bytes.is_empty() {
+        return out;
+    }
+    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+        out.line_count += 1;
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let checked = match std::str::from_utf8(line).map_err(|e| e.to_string()).and_then(parse_line) {
+            Ok(ExportLine::Record(r)) => {
+                let hash_ok = r.compute_hash() == r.hash;
+                let AuditRecord { seq, tenant_id: own, prev_hash, hash, .. } = *r;
+                Checked::Record { seq, tenant_id: (own != tenant_id).then_some(own), prev_hash, hash, hash_ok }
+            }
+            Ok(ExportLine::Checkpoint(cp)) => Checked::Checkpoint(cp),
+            Ok(ExportLine::Header(_)) => Checked::Header,
+            Err(e) => Checked::Malformed(e),
+        };
+        out.lines.push((i as u64, checked));
+    }
+    out
 }
 
 /// One record as an ArcSight CEF (Common Event Format, revision 25) line, without the newline.
@@ -454,17 +495,22 @@ mod tests {
         assert!(parse_line(r#"{"type":"footer"}"#).unwrap_err().contains("unknown line type"));
     }
 
-    #[test]
-    fn honest_exports_verify_and_unsigned_tails_do_not() {
-        let keys = AuditKeys::generate();
+    /// Records 1..=n of one chain, each over its own target.
+    fn chain(n: i64) -> Vec<AuditRecord> {
         let mut prev = GENESIS_HASH.to_string();
-        let records: Vec<AuditRecord> = (1..=5)
+        (1..=n)
             .map(|s| {
                 let r = record(s, &prev, &format!("budget:{s}"), None);
                 prev = r.hash.clone();
                 r
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn honest_exports_verify_and_unsigned_tails_do_not() {
+        let keys = AuditKeys::generate();
+        let records = chain(5);
         let at = "2026-03-01T13:00:00.000000Z";
         let cps = [keys.sign("t1", 2, &records[1].hash, at), keys.sign("t1", 5, &records[4].hash, at)];
         let report = verify_jsonl(export(&records, &cps).as_bytes(), keys.trusted(), |_| {}).unwrap();
@@ -488,14 +534,7 @@ mod tests {
     #[test]
     fn long_exports_are_checked_in_order_across_batches() {
         let keys = AuditKeys::generate();
-        let mut prev = GENESIS_HASH.to_string();
-        let records: Vec<AuditRecord> = (1..=3000)
-            .map(|s| {
-                let r = record(s, &prev, &format!("budget:{s}"), None);
-                prev = r.hash.clone();
-                r
-            })
-            .collect();
+        let records = chain(3000);
         let at = "2026-03-01T13:00:00.000000Z";
         let cps: Vec<Checkpoint> =
             (1..=3).map(|k| keys.sign("t1", k * 1000, &records[k as usize * 1000 - 1].hash, at)).collect();

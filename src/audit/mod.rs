@@ -166,6 +166,22 @@ impl AuditRecord {
     pub fn compute_hash(&self) -> String {
         hex::encode(Sha256::digest(self.canonical_bytes()))
     }
+
+    /// What [`ChainVerifier`] follows of this record, with whether its contents hash to its `hash`.
+    pub fn link(&self, hash_ok: bool) -> Link<'_> {
+        Link { seq: self.seq, tenant_id: &self.tenant_id, prev_hash: &self.prev_hash, hash: &self.hash, hash_ok }
+    }
+}
+
+/// A record's place in its chain: what [`ChainVerifier`] checks once the record's hash has been recomputed.
+#[derive(Debug, Clone, Copy)]
+pub struct Link<'a> {
+    pub seq: i64,
+    pub tenant_id: &'a str,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+    /// The record's contents hash to `hash`.
+    pub hash_ok: bool,
 }
 
 /// Keys whose values never reach the audit log (or any output): secrets of every kind.
@@ -321,12 +337,13 @@ impl<'k> ChainVerifier<'k> {
 
     /// Check the next record; on success it becomes the new tail.
     pub fn check(&mut self, r: &AuditRecord) -> Result<(), ChainBreak> {
-        self.check_hashed(r, r.compute_hash() == r.hash)
+        self.check_link(&r.link(r.compute_hash() == r.hash))
     }
 
-    /// [`check`](Self::check) for a record whose hash was already recomputed elsewhere (`hash_ok`: its
-    /// contents hash to its stored `hash`), e.g. on another thread.
-    pub fn check_hashed(&mut self, r: &AuditRecord, hash_ok: bool) -> Result<(), ChainBreak> {
+    /// [`check`](Self::check) for a record known by its [`Link`], its hash already recomputed (e.g. on
+    /// another thread).
+    pub fn check_link(&mut self, r: &Link<'_>) -> Result<(), ChainBreak> {
+        let hash_ok = r.hash_ok;
         let expected = self.next_seq;
         if let Some(found) = self.pending_jump.take() {
             return Err(if r.seq < found {
@@ -401,8 +418,10 @@ impl<'k> ChainVerifier<'k> {
             ));
         }
         self.next_seq += 1;
-        self.prev_link = r.prev_hash.clone();
-        self.prev_hash = r.hash.clone();
+        // The record linked to the old tail, which becomes `prev_link`; its own hash is the new tail.
+        std::mem::swap(&mut self.prev_link, &mut self.prev_hash);
+        self.prev_hash.clear();
+        self.prev_hash.push_str(r.hash);
         if let Some(claim) = self.claim.take_if(|c| c.seq == r.seq) {
             self.match_checkpoint(claim)?;
         }

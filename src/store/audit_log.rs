@@ -295,7 +295,7 @@ fn feed_walked(
             Ok(r) => r,
             Err(b) => return Some((b, None)),
         };
-        let mut step = verifier.check_hashed(&record, hash_ok);
+        let mut step = verifier.check_link(&record.link(hash_ok));
         if step.is_ok()
             && let Some(cp) = &checkpoint
         {
