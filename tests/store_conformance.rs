@@ -52,6 +52,7 @@ conformance!(
     leases_are_exclusive_until_they_expire,
     plans_round_trip_and_refuse_stale_versions,
     events_queue_one_notification_per_webhook_with_their_transaction,
+    thresholds_and_their_states_are_read_per_tenant_at_once,
 );
 
 /// The PostgreSQL half once more, with the store connected as a role of its own that row-level security
@@ -90,6 +91,7 @@ as_app_role!(
     leases_are_exclusive_until_they_expire,
     plans_round_trip_and_refuse_stale_versions,
     events_queue_one_notification_per_webhook_with_their_transaction,
+    thresholds_and_their_states_are_read_per_tenant_at_once,
 );
 
 async fn tenant(store: &Store, name: &str) -> TenantId {
@@ -273,6 +275,100 @@ mod cases {
         assert_eq!((read.attempts, read.last_status, read.state.as_str()), (1, Some(500), "pending"));
         assert!(matches!(store.tenant(other).notification(&n.id).await, Err(StoreError::NotFound)));
         assert!(store.tenant(other).notifications(None, 10).await.unwrap().is_empty(), "tenant-scoped");
+    }
+
+    /// The evaluator's tenant-wide read (`threshold_book`) and the status's read of one budget
+    /// (`thresholds_with_crossings`) hold exactly the tenant's thresholds, states and this period's crossings.
+    pub async fn thresholds_and_their_states_are_read_per_tenant_at_once(store: Store) {
+        use make_budget_mcp::domain::threshold::{
+            Basis, CrossingEvent, CrossingState, Severity, Threshold, ThresholdDraft, ThresholdKind, ThresholdSpec,
+        };
+        let (a, b) = (tenant(&store, "a").await, tenant(&store, "b").await);
+        let (first, second, theirs) = (
+            create_budget(&store, a, "First").await,
+            create_budget(&store, a, "Second").await,
+            create_budget(&store, b, "Theirs").await,
+        );
+        let now = make_budget_mcp::domain::clock::format_timestamp(store.clock().now());
+        let add = |t: TenantId, budget: &Budget, value: i64| {
+            let (store, budget_id, now) = (store.clone(), budget.id.clone(), now.clone());
+            async move {
+                let spec = ThresholdSpec::new(ThresholdDraft {
+                    kind: ThresholdKind::Percent,
+                    value,
+                    basis: Basis::Actual,
+                    severity: Severity::Warning,
+                    cooldown_minutes: 60,
+                    label: None,
+                })
+                .unwrap();
+                let th = Threshold {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    budget_id,
+                    spec,
+                    version: 1,
+                    created_at: now.clone(),
+                    created_by: "tester".into(),
+                    updated_at: now,
+                    updated_by: "tester".into(),
+                };
+                let mut tx = store.tenant(t).begin().await.unwrap();
+                tx.insert_threshold(&th).await.unwrap();
+                tx.commit(test_entry("add_threshold", &format!("threshold:{}", th.id))).await.unwrap();
+                th
+            }
+        };
+        let (t50, t80, t90, foreign) =
+            (add(a, &first, 50).await, add(a, &first, 80).await, add(a, &second, 90).await, add(b, &theirs, 50).await);
+        let state = |key: &str| CrossingState {
+            period_key: key.into(),
+            above: true,
+            last_crossed_at: Some(store.clock().now()),
+        };
+        let event = |t: &Threshold, key: &str| CrossingEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            threshold_id: t.id.clone(),
+            budget_id: t.budget_id.clone(),
+            period_key: key.into(),
+            crossed_at: now.clone(),
+            basis: Basis::Actual,
+            severity: Severity::Warning,
+            value_centi: 5_000,
+            amount_centi: 4_000,
+        };
+        for (t, th, key) in [
+            (a, &t80, "2026-03-01/2026-03-31"),
+            (a, &t50, "2026-02-01/2026-02-28"),
+            (b, &foreign, "2026-03-01/2026-03-31"),
+        ] {
+            let mut tx = store.tenant(t).begin().await.unwrap();
+            tx.save_crossing_state(&th.id, &state(key), &now).await.unwrap();
+            tx.insert_crossing(&event(th, key)).await.unwrap();
+            tx.commit(test_entry("threshold_crossed", &format!("threshold:{}", th.id))).await.unwrap();
+        }
+
+        let book = store.tenant(a).threshold_book().await.unwrap();
+        let ids = |ts: &[Threshold]| ts.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(book.thresholds(&first.id)), ids(&[t50.clone(), t80.clone()]), "ordered by id");
+        assert_eq!(book.thresholds(&second.id), &[t90.clone()]);
+        assert!(book.thresholds(&theirs.id).is_empty(), "another tenant's thresholds are not in the book");
+        let mut states: Vec<_> =
+            book.states().iter().map(|(id, s)| (id.clone(), s.period_key.clone(), s.above)).collect();
+        states.sort();
+        let mut expected = vec![
+            (t50.id.clone(), "2026-02-01/2026-02-28".to_owned(), true),
+            (t80.id.clone(), "2026-03-01/2026-03-31".to_owned(), true),
+        ];
+        expected.sort();
+        assert_eq!(states, expected);
+
+        let (thresholds, events) =
+            store.tenant(a).thresholds_with_crossings(&first.id, "2026-03-01/2026-03-31").await.unwrap();
+        assert_eq!(ids(&thresholds), ids(&[t50, t80.clone()]));
+        assert_eq!(events.iter().map(|e| e.threshold_id.clone()).collect::<Vec<_>>(), vec![t80.id], "this period only");
+        let (thresholds, events) =
+            store.tenant(a).thresholds_with_crossings(&theirs.id, "2026-03-01/2026-03-31").await.unwrap();
+        assert!(thresholds.is_empty() && events.is_empty(), "another tenant's budget reads as empty");
     }
 
     pub async fn migrations_are_idempotent(store: Store) {

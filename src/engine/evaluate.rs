@@ -51,28 +51,16 @@ pub async fn evaluate_budget(
     actor: &Actor,
     request_id: &str,
 ) -> Result<Vec<Crossing>, StatusError> {
-    evaluate_budget_in(&mut UsageSnapshot::new(store, tenant), settings, budget, now, actor, request_id).await
+    let ts = store.tenant(tenant);
+    let (thresholds, states) = (ts.thresholds(&budget.id).await?, ts.crossing_states(&budget.id).await?);
+    let mut snap = UsageSnapshot::new(store, tenant);
+    evaluate_with(&mut snap, settings, budget, &thresholds, &states, now, actor, request_id).await
 }
 
-/// [`evaluate_budget`], reading usage through `snap`: evaluating many budgets of a tenant with one snapshot
-/// reads each organization's usage once.
-pub async fn evaluate_budget_in(
-    snap: &mut UsageSnapshot<'_>,
-    settings: &ActionSettings,
-    budget: &Budget,
-    now: Timestamp,
-    actor: &Actor,
-    request_id: &str,
-) -> Result<Vec<Crossing>, StatusError> {
-    let ts = snap.store().tenant(snap.tenant());
-    let thresholds = ts.thresholds(&budget.id).await?;
-    let states = ts.crossing_states(&budget.id).await?;
-    evaluate_with(snap, settings, budget, &thresholds, &states, now, actor, request_id).await
-}
-
-/// [`evaluate_budget_in`] with the budget's thresholds and their crossing states already read (e.g. from a
-/// tenant's [`ThresholdBook`](crate::store::ThresholdBook)). The states are only a first look: a change is decided again under the
-/// threshold's row lock, so states read a little earlier are harmless.
+/// [`evaluate_budget`] with the budget's thresholds and their crossing states already read (from a tenant's
+/// [`ThresholdBook`](crate::store::ThresholdBook)), and usage read through `snap`: evaluating many budgets
+/// of a tenant with one snapshot reads each organization's usage once. The states are only a first look:
+/// a change is decided again under the threshold's row lock, so states read a little earlier are harmless.
 #[allow(clippy::too_many_arguments)]
 pub async fn evaluate_with(
     snap: &mut UsageSnapshot<'_>,

@@ -134,7 +134,8 @@ async fn evaluate_tenant(
     // Budgets are leased a chunk at a time: one lease write and one release per chunk rather than per
     // budget. Instances that list the same budgets name the same chunks; if the lists differ (a budget was
     // created meanwhile), two instances may evaluate a budget twice, which the row lock in
-    // `evaluate_budget` makes harmless.
+    // `evaluate::evaluate_with` makes harmless. Thresholds and their states are read once for the tenant,
+    // not per budget.
     let budgets = ts.active_budgets().await?;
     let book = ts.threshold_book().await?;
     let mut snap = status::UsageSnapshot::new(&app.store, tenant);

@@ -288,12 +288,6 @@ impl TenantStore<'_> {
         Ok(ThresholdBook { by_budget, states })
     }
 
-    /// Crossings of a budget's thresholds in one period, oldest first.
-    pub async fn crossings(&self, budget_id: &str, period_key: &str) -> Result<Vec<CrossingEvent>, StoreError> {
-        let rows = crossings_query(&self.tenant.to_string(), budget_id, period_key).fetch_all_in(self.scoped()).await?;
-        rows.iter().map(event_from_row).collect()
-    }
-
     /// A budget's thresholds and their crossings in one period (oldest first), read in one transaction:
     /// what a budget's status shows.
     pub async fn thresholds_with_crossings(
