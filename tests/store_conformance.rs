@@ -350,7 +350,7 @@ mod cases {
         let book = store.tenant(a).threshold_book().await.unwrap();
         let ids = |ts: &[Threshold]| ts.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(book.thresholds(&first.id)), ids(&[t50.clone(), t80.clone()]), "ordered by id");
-        assert_eq!(book.thresholds(&second.id), &[t90.clone()]);
+        assert_eq!(book.thresholds(&second.id), std::slice::from_ref(&t90));
         assert!(book.thresholds(&theirs.id).is_empty(), "another tenant's thresholds are not in the book");
         let mut states: Vec<_> =
             book.states().iter().map(|(id, s)| (id.clone(), s.period_key.clone(), s.above)).collect();
