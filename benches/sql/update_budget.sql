@@ -4,7 +4,8 @@
 --
 -- The server opens the transaction with BEGIN and the row-level-security setting in one simple-protocol
 -- message (one round trip); here plain BEGIN is that round trip (pgbench runs as the superuser, whom
--- row-level security does not bind). The record's hash is computed by sha256() in the database instead of
+-- row-level security does not bind). The record and the new head go in one statement (a data-modifying CTE),
+-- as the server sends them. The record's hash is computed by sha256() in the database instead of
 -- in Rust, and the before and after states are built by json_build_object. Run with -M prepared, as sqlx
 -- prepares and caches every statement. In that mode pgbench turns every colon followed by a word, even
 -- inside a string literal, into a parameter, so this script has no other colons than its variables.
@@ -24,13 +25,13 @@ UPDATE budgets SET name = :b_name::text, description = :b_description::text, uni
        active = :b_active::boolean, version = :b_version::bigint + 1, updated_at = now()::text, updated_by = 'bench'
  WHERE tenant_id = :tenant::text AND id = :b_id::text AND version = :b_version::bigint;
 SELECT seq + 1 AS seq, hash AS prev, checkpoint_seq FROM audit_heads WHERE tenant_id = :tenant::text FOR UPDATE \gset h_
-INSERT INTO audit_log (tenant_id, seq, at, actor_subject, actor_role, actor_transport, action, target,
+WITH appended AS (INSERT INTO audit_log (tenant_id, seq, at, actor_subject, actor_role, actor_transport, action, target,
                        outcome, reason, request_id, before_state, after_state, prev_hash, hash)
 VALUES (:tenant::text, :h_seq::bigint, now()::text, 'bench', 'admin', 'http', 'update_budget',
         'budget:' || :b_id::text, 'success', NULL, 'req-pgbench',
         json_build_object('active', true, 'created_at', :b_created_at::text, 'created_by', :b_created_by::text, 'description', :b_description::text, 'id', :b_id::text, 'limit', :b_limit_amount::bigint, 'money', json_build_object('currency', 'EUR', 'price_per_1000_units_minor', 900), 'name', :b_name::text, 'period', json_build_object('kind', 'monthly'), 'scope', json_build_object('excluded_scenario_ids', json_build_array(), 'folder_ids', json_build_array(), 'organization_id', 1054, 'scenario_ids', json_build_array(), 'team_ids', json_build_array(16)), 'timezone', 'Europe/Prague', 'unit', 'credits', 'updated_at', now()::text, 'updated_by', 'bench', 'version', :b_version::bigint)::text,
         json_build_object('active', true, 'created_at', :b_created_at::text, 'created_by', :b_created_by::text, 'description', :b_description::text, 'id', :b_id::text, 'limit', (:b_limit_amount::bigint + 1) % 1000 + 1000, 'money', json_build_object('currency', 'EUR', 'price_per_1000_units_minor', 900), 'name', :b_name::text, 'period', json_build_object('kind', 'monthly'), 'scope', json_build_object('excluded_scenario_ids', json_build_array(), 'folder_ids', json_build_array(), 'organization_id', 1054, 'scenario_ids', json_build_array(), 'team_ids', json_build_array(16)), 'timezone', 'Europe/Prague', 'unit', 'credits', 'updated_at', now()::text, 'updated_by', 'bench', 'version', :b_version::bigint + 1)::text,
-        :h_prev::text, encode(sha256(convert_to(:h_prev::text || :h_seq::bigint, 'UTF8')), 'hex'));
+        :h_prev::text, encode(sha256(convert_to(:h_prev::text || :h_seq::bigint, 'UTF8')), 'hex')))
 UPDATE audit_heads SET seq = :h_seq::bigint,
        hash = encode(sha256(convert_to(:h_prev::text || :h_seq::bigint, 'UTF8')), 'hex'),
        checkpoint_seq = :h_checkpoint_seq::bigint
