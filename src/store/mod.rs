@@ -148,7 +148,8 @@ impl Scope {
     }
 }
 
-/// The connection pool, reachable only through a transaction that names its [`Scope`].
+/// The connection pool, reachable only through a transaction that names its [`Scope`] (or, on SQLite,
+/// which has no row-level security, a single read through [`Scoped::read_one`]).
 #[derive(Clone)]
 struct ScopedPool(AnyPool);
 
