@@ -338,7 +338,7 @@ fn check_chunk(chunk: &Chunk, tenant_id: &str) -> CheckedChunk {
         }
         let checked = match std::str::from_utf8(line).map_err(|e| e.to_string()).and_then(parse_line) {
             Ok(ExportLine::Record(r)) => {
-                let hash_ok = r.compute_hash() == r.hash;
+                let hash_ok = r.hash_matches();
                 let AuditRecord { seq, tenant_id: own, prev_hash, hash, .. } = *r;
                 Checked::Record { seq, tenant_id: (own != tenant_id).then_some(own), prev_hash, hash, hash_ok }
             }

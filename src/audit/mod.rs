@@ -167,6 +167,11 @@ impl AuditRecord {
         hex::encode(Sha256::digest(self.canonical_bytes()))
     }
 
+    /// The record's contents hash to its stored `hash`.
+    pub fn hash_matches(&self) -> bool {
+        self.compute_hash() == self.hash
+    }
+
     /// What [`ChainVerifier`] follows of this record, with whether its contents hash to its `hash`.
     pub fn link(&self, hash_ok: bool) -> Link<'_> {
         Link { seq: self.seq, tenant_id: &self.tenant_id, prev_hash: &self.prev_hash, hash: &self.hash, hash_ok }
@@ -337,13 +342,12 @@ impl<'k> ChainVerifier<'k> {
 
     /// Check the next record; on success it becomes the new tail.
     pub fn check(&mut self, r: &AuditRecord) -> Result<(), ChainBreak> {
-        self.check_link(&r.link(r.compute_hash() == r.hash))
+        self.check_link(&r.link(r.hash_matches()))
     }
 
     /// [`check`](Self::check) for a record known by its [`Link`], its hash already recomputed (e.g. on
     /// another thread).
     pub fn check_link(&mut self, r: &Link<'_>) -> Result<(), ChainBreak> {
-        let hash_ok = r.hash_ok;
         let expected = self.next_seq;
         if let Some(found) = self.pending_jump.take() {
             return Err(if r.seq < found {
@@ -394,7 +398,7 @@ impl<'k> ChainVerifier<'k> {
                     ),
                 ));
             }
-            if !hash_ok {
+            if !r.hash_ok {
                 return Err(ChainBreak::new(
                     expected,
                     BreakKind::HashMismatch,
@@ -410,7 +414,7 @@ impl<'k> ChainVerifier<'k> {
                 format!("record {expected}'s prev_hash does not match the hash of record {}", expected - 1),
             ));
         }
-        if !hash_ok {
+        if !r.hash_ok {
             return Err(ChainBreak::new(
                 expected,
                 BreakKind::HashMismatch,

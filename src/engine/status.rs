@@ -495,8 +495,14 @@ pub async fn compute_in(
 impl Computed {
     /// The forecast period-end total in centi-units: what `forecast` thresholds watch.
     pub fn forecast_total_centi(&self) -> i64 {
-        self.status.spent_centi + self.remaining.as_ref().map_or(0, |r| r.total.round() as i64)
+        period_end_centi(self.status.spent_centi, self.remaining.as_ref())
     }
+}
+
+/// The expected period-end total in centi-units: spent so far plus the forecast of what remains (none once
+/// the period is over).
+fn period_end_centi(spent_centi: i64, rest: Option<&RemainingForecast>) -> i64 {
+    spent_centi + rest.map_or(0, |r| r.total.round() as i64)
 }
 
 /// Where each threshold stands against the computed spend, with its crossings this period.
@@ -598,14 +604,13 @@ pub async fn compute_spend_in(
         (Some(r), p)
     };
     let end_total = |x: f64| spent_centi + x.round() as i64;
-    let (point, i80, i95) = match &rest {
+    let point = period_end_centi(spent_centi, rest.as_ref());
+    let (i80, i95) = match &rest {
         Some(r) => (
-            end_total(r.total),
             Range { lower: units(end_total(r.lower80)), upper: units(end_total(r.upper80)) },
             Range { lower: units(end_total(r.lower95)), upper: units(end_total(r.upper95)) },
         ),
         None => (
-            spent_centi,
             Range { lower: units(spent_centi), upper: units(spent_centi) },
             Range { lower: units(spent_centi), upper: units(spent_centi) },
         ),

@@ -504,7 +504,7 @@ impl Store {
             let hashing = tokio::task::spawn_blocking(move || {
                 full.into_iter()
                     .map(|w| {
-                        let ok = matches!(&w, Ok((r, _)) if r.compute_hash() == r.hash);
+                        let ok = matches!(&w, Ok((r, _)) if r.hash_matches());
                         (w, ok)
                     })
                     .collect()
