@@ -67,7 +67,10 @@ pub struct MoneyView {
 }
 
 /// The window a budget's limit applies to. Calendar periods are computed in the budget's time zone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+///
+/// Deserialised by hand (through [`PeriodArgs`]): serde's internally tagged enums ignore extra fields of
+/// unit variants, so `{"kind":"monthly","start":…}` would pass silently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Period {
     /// Each calendar day.
@@ -81,12 +84,53 @@ pub enum Period {
     /// A fixed range of calendar days, both ends included.
     Custom {
         /// First day, YYYY-MM-DD.
-        #[schemars(with = "String", extend("format" = "date"))]
+        #[schemars(with = "String", length(min = 10, max = 10), extend("format" = "date"))]
         start: Date,
         /// Last day (included), YYYY-MM-DD; not before `start`.
-        #[schemars(with = "String", extend("format" = "date"))]
+        #[schemars(with = "String", length(min = 10, max = 10), extend("format" = "date"))]
         end: Date,
     },
+}
+
+/// The kinds of [`Period`], as a caller names them.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PeriodKindArg {
+    Daily,
+    Weekly,
+    Monthly,
+    BillingCycle,
+    Custom,
+}
+
+/// A period as sent: every field a period may have, checked against its kind in [`Period`]'s deserialiser.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeriodArgs {
+    kind: PeriodKindArg,
+    #[serde(default)]
+    start: Option<Date>,
+    #[serde(default)]
+    end: Option<Date>,
+}
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let PeriodArgs { kind, start, end } = PeriodArgs::deserialize(d)?;
+        let only_custom = |field: &str| D::Error::custom(format!("`{field}` is only allowed with kind custom"));
+        Ok(match (kind, start, end) {
+            (PeriodKindArg::Custom, Some(start), Some(end)) => Period::Custom { start, end },
+            (PeriodKindArg::Custom, None, _) => return Err(D::Error::missing_field("start")),
+            (PeriodKindArg::Custom, _, None) => return Err(D::Error::missing_field("end")),
+            (_, Some(_), _) => return Err(only_custom("start")),
+            (_, _, Some(_)) => return Err(only_custom("end")),
+            (PeriodKindArg::Daily, None, None) => Period::Daily,
+            (PeriodKindArg::Weekly, None, None) => Period::Weekly,
+            (PeriodKindArg::Monthly, None, None) => Period::Monthly,
+            (PeriodKindArg::BillingCycle, None, None) => Period::BillingCycle,
+        })
+    }
 }
 
 impl Period {
@@ -549,6 +593,23 @@ mod tests {
             assert_eq!(Period::from_parts(p.kind(), s, e), Some(p));
         }
         assert_eq!(Period::from_parts("custom", None, None), None);
+    }
+
+    #[test]
+    fn periods_take_only_the_fields_of_their_kind() {
+        let p = |v: serde_json::Value| serde_json::from_value::<Period>(v).map_err(|e| e.to_string());
+        assert_eq!(p(serde_json::json!({"kind": "monthly"})), Ok(Period::Monthly));
+        let e = p(serde_json::json!({"kind": "monthly", "start": "2026-01-01", "end": "2026-01-31"})).unwrap_err();
+        assert!(e.contains("`start` is only allowed with kind custom"), "{e}");
+        let e = p(serde_json::json!({"kind": "daily", "end": "2026-01-31"})).unwrap_err();
+        assert!(e.contains("`end` is only allowed with kind custom"), "{e}");
+        let e = p(serde_json::json!({"kind": "custom", "start": "2026-01-01"})).unwrap_err();
+        assert!(e.contains("missing field `end`"), "{e}");
+        let e = p(serde_json::json!({"kind": "weekly", "colour": "red"})).unwrap_err();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+        let custom = serde_json::json!({"kind": "custom", "start": "2026-01-01", "end": "2026-01-31"});
+        let period = p(custom.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&period).unwrap(), custom, "serialises as it is read");
     }
 
     #[test]

@@ -50,9 +50,40 @@ pub fn parse_timestamp(s: &str) -> Result<Timestamp, jiff::Error> {
     s.parse()
 }
 
+/// A time given by a caller: RFC 3339 with an offset of `Z` or `±HH:MM` where HH is at most 23 (jiff
+/// itself accepts offsets up to ±25:59, which RFC 3339 does not). `None` if it is not one.
+pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+    let ts = parse_timestamp(s).ok()?;
+    if s.ends_with(['Z', 'z']) {
+        return Some(ts);
+    }
+    let offset = s.get(s.len().checked_sub(6)?..)?.as_bytes();
+    let digits = |a: u8, b: u8| (a.is_ascii_digit() && b.is_ascii_digit()).then(|| (a - b'0') * 10 + (b - b'0'));
+    match offset {
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let _ = sign;
+            let (hours, minutes) = (digits(*h1, *h2)?, digits(*m1, *m2)?);
+            (hours <= 23 && minutes <= 59).then_some(ts)
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caller_times_follow_rfc_3339_offsets() {
+        assert!(parse_rfc3339("2026-11-01T00:00:00Z").is_some());
+        assert!(parse_rfc3339("2026-11-01T00:00:00+01:00").is_some());
+        assert!(parse_rfc3339("2026-11-01T00:00:00-23:59").is_some());
+        assert!(parse_rfc3339("2026-11-01T00:00:00+25:00").is_none());
+        assert!(parse_rfc3339("2026-11-01T00:00:00+24:00").is_none());
+        assert!(parse_rfc3339("2026-11-01T00:00:00+01:60").is_none());
+        assert!(parse_rfc3339("2026-11-01T00:00:00+0100").is_none());
+        assert!(parse_rfc3339("yesterday").is_none());
+    }
 
     #[test]
     fn timestamps_have_fixed_width_and_sort_as_text() {

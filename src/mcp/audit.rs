@@ -10,7 +10,7 @@ use super::params::Parameters;
 use super::{BudgetServer, CallCtx, ToolError};
 use crate::audit::checkpoint::NO_SIGNING_KEY;
 use crate::audit::{AuditRecord, Checkpoint, Outcome};
-use crate::domain::clock::{format_timestamp, parse_timestamp};
+use crate::domain::clock::{format_timestamp, parse_rfc3339};
 use crate::domain::{ValidationError, validation};
 use crate::store::{AuditQuery, ChainReport, StoreError};
 
@@ -88,8 +88,11 @@ fn time_arg(field: &str, value: &Option<String>) -> Result<Option<String>, Valid
     value
         .as_deref()
         .map(|v| {
-            parse_timestamp(v.trim()).map(format_timestamp).map_err(|_| {
-                ValidationError::new(field, "must be an RFC 3339 time with offset, e.g. 2026-11-01T00:00:00Z")
+            parse_rfc3339(v.trim()).map(format_timestamp).ok_or_else(|| {
+                ValidationError::new(
+                    field,
+                    "must be an RFC 3339 time with an offset of Z or ±HH:MM (hours 00-23), e.g. 2026-11-01T00:00:00Z",
+                )
             })
         })
         .transpose()
@@ -146,6 +149,7 @@ impl BudgetServer {
     ))]
     async fn verify_audit_chain(
         &self,
+        Parameters(_): Parameters<super::actions::NoArgs>,
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<ChainVerification>, ToolError> {
         let report = self.app.store.verify_audit(Some(call.principal.tenant_id)).await.map_err(call.internal())?;
@@ -172,6 +176,7 @@ impl BudgetServer {
     ))]
     async fn create_audit_checkpoint(
         &self,
+        Parameters(_): Parameters<super::actions::NoArgs>,
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<SignedCheckpoint>, ToolError> {
         let keys = self.app.store.audit_keys().cloned().ok_or_else(|| {

@@ -17,7 +17,7 @@ pub enum ToolError {
     #[error("{0}")]
     Invalid(#[from] ValidationError),
     /// No such object in the caller's tenant. Deliberately identical for "exists in another tenant".
-    #[error("{what} {id} not found")]
+    #[error("{what} {} not found", super::params::echo(.id))]
     NotFound { what: &'static str, id: String },
     /// The request conflicts with the current state (stale version, duplicate name).
     #[error("{0}")]

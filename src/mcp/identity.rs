@@ -6,6 +6,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::params::Parameters;
 use super::{BudgetServer, CallCtx};
 use crate::auth::{Permission, Role, Transport};
 
@@ -27,7 +28,11 @@ impl BudgetServer {
     /// Show who you are to this server: your tenant, subject, role, the permissions the role grants, and
     /// the transport. Call this first to learn which budget tools you may use. Takes no arguments.
     #[tool(annotations(title = "Who am I", read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
-    async fn whoami(&self, Extension(call): Extension<CallCtx>) -> Json<WhoAmI> {
+    async fn whoami(
+        &self,
+        Parameters(_): Parameters<super::actions::NoArgs>,
+        Extension(call): Extension<CallCtx>,
+    ) -> Json<WhoAmI> {
         let p = call.principal;
         Json(WhoAmI {
             tenant_id: p.tenant_id.to_string(),

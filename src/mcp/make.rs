@@ -172,11 +172,11 @@ pub struct ScenarioUsageArgs {
     pub scenario_id: i64,
     /// First day, YYYY-MM-DD (organization time zone). Default: 30 days before `to`.
     #[serde(default)]
-    #[schemars(with = "Option<String>", extend("format" = "date"))]
+    #[schemars(with = "Option<String>", length(min = 10, max = 10), extend("format" = "date"))]
     pub from: Option<jiff::civil::Date>,
     /// Last day, YYYY-MM-DD. Default: today (UTC) + 1, which covers every organization time zone.
     #[serde(default)]
-    #[schemars(with = "Option<String>", extend("format" = "date"))]
+    #[schemars(with = "Option<String>", length(min = 10, max = 10), extend("format" = "date"))]
     pub to: Option<jiff::civil::Date>,
 }
 
@@ -397,6 +397,7 @@ impl BudgetServer {
     ))]
     async fn list_make_connections(
         &self,
+        Parameters(_): Parameters<super::actions::NoArgs>,
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<ConnectionList>, ToolError> {
         let conns = self.tenant(&call).connections().await.map_err(call.internal())?;

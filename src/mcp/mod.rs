@@ -19,6 +19,7 @@ mod make;
 pub mod params;
 mod prompts;
 mod resources;
+pub mod schema;
 mod status;
 
 use std::sync::Arc;
@@ -132,12 +133,20 @@ struct Session {
 impl BudgetServer {
     /// All tools this server offers.
     pub fn router() -> ToolRouter<BudgetServer> {
-        Self::identity_tools()
+        let mut router = Self::identity_tools()
             + Self::budget_tools()
             + Self::make_tools()
             + Self::status_tools()
             + Self::action_tools()
-            + Self::audit_tools()
+            + Self::audit_tools();
+        // Schemas as strict validators read them (see `schema`): no references, standard formats only.
+        for route in router.map.values_mut() {
+            route.attr.input_schema = Arc::new(schema::tidy_input(&route.attr.input_schema));
+            if let Some(out) = route.attr.output_schema.take() {
+                route.attr.output_schema = Some(Arc::new(schema::tidy_output(&out)));
+            }
+        }
+        router
     }
 
     /// The tools served: all of them, or in read-only mode only those annotated `readOnlyHint: true`.
@@ -417,12 +426,13 @@ mod tests {
             if a.read_only_hint == Some(false) {
                 assert!(a.destructive_hint.is_some() && a.idempotent_hint.is_some(), "{name}: mutation hints missing");
             }
-            assert!(tool.output_schema.is_some(), "{name}: no outputSchema");
+            let output = tool.output_schema.as_ref().unwrap_or_else(|| panic!("{name}: no outputSchema"));
+            assert_eq!(output["type"], "object", "{name}: structured results must be objects");
+            assert_eq!(schema::lint_output(output), Vec::<String>::new(), "{name}: outputSchema");
             let schema = serde_json::Value::Object((*tool.input_schema).clone());
             assert_eq!(schema["type"], "object", "{name}");
-            if schema["properties"].as_object().is_some_and(|p| !p.is_empty()) {
-                assert_eq!(schema["additionalProperties"], false, "{name}: unknown fields must be refused");
-            }
+            assert_eq!(schema["additionalProperties"], false, "{name}: unknown fields must be refused");
+            assert_eq!(schema::lint_input(&tool.input_schema), Vec::<String>::new(), "{name}: inputSchema");
         }
     }
 }

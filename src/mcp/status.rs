@@ -80,11 +80,11 @@ pub struct HistoryArgs {
     pub id: String,
     /// First day, YYYY-MM-DD. Default: the first day of the current period.
     #[serde(default)]
-    #[schemars(with = "Option<String>", extend("format" = "date"))]
+    #[schemars(with = "Option<String>", length(min = 10, max = 10), extend("format" = "date"))]
     pub from: Option<jiff::civil::Date>,
     /// Last day, YYYY-MM-DD. Default: today (in the budget's time zone). At most 400 days after `from`.
     #[serde(default)]
-    #[schemars(with = "Option<String>", extend("format" = "date"))]
+    #[schemars(with = "Option<String>", length(min = 10, max = 10), extend("format" = "date"))]
     pub to: Option<jiff::civil::Date>,
 }
 
