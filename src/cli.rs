@@ -230,6 +230,16 @@ pub struct ServeArgs {
     /// Seconds after which a read tool call is cut off.
     #[arg(long, env = "MBM_READ_TOOL_TIMEOUT_SECS")]
     pub read_tool_timeout_secs: Option<u64>,
+    /// Denied calls recorded in the audit log per principal per hour; further denials are counted and
+    /// summarised (0: record every denial).
+    #[arg(long, env = "MBM_DENIED_AUDITS_PER_HOUR")]
+    pub denied_audits_per_hour: Option<u32>,
+    /// Seconds between the records that summarise denials left out of the audit log.
+    #[arg(long, env = "MBM_DENIAL_SUMMARY_SECS")]
+    pub denial_summary_secs: Option<u64>,
+    /// Open HTTP sessions per principal (tenant and subject); a session beyond it is refused with 429.
+    #[arg(long, env = "MBM_HTTP_MAX_SESSIONS_PER_PRINCIPAL")]
+    pub max_sessions_per_principal: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -359,6 +369,9 @@ impl Cli {
             automated_actions_per_hour: serve.and_then(|s| s.automated_actions_per_hour),
             failed_auths_per_minute: serve.and_then(|s| s.failed_auths_per_minute),
             read_tool_timeout_secs: serve.and_then(|s| s.read_tool_timeout_secs),
+            denied_audits_per_hour: serve.and_then(|s| s.denied_audits_per_hour),
+            denial_summary_secs: serve.and_then(|s| s.denial_summary_secs),
+            max_sessions_per_principal: serve.and_then(|s| s.max_sessions_per_principal),
             oauth: crate::auth::oauth::OAuthFile::from_env(),
         }
     }
@@ -505,6 +518,8 @@ async fn serve(app: Arc<App>, config: &Config, transport: TransportArg) -> anyho
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     tokio::spawn(crate::limits::CallPolicy::forget_idle_forever(app.clone(), shutdown.clone()));
+    let denial_summaries =
+        tokio::spawn(crate::mcp::record_suppressed_denials_forever(app.clone(), shutdown.clone()));
     if config.read_only {
         tracing::info!("read-only mode: only read tools are served; no evaluator and no checkpoint timer run");
     }
@@ -552,6 +567,7 @@ async fn serve(app: Arc<App>, config: &Config, transport: TransportArg) -> anyho
     if let Some(c) = checkpointer {
         let _ = c.await;
     }
+    let _ = denial_summaries.await;
     Ok(ExitCode::SUCCESS)
 }
 

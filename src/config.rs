@@ -51,6 +51,8 @@ pub struct LimitsFile {
     pub automated_actions_per_hour: Option<u32>,
     pub failed_auths_per_minute: Option<u32>,
     pub read_tool_timeout_secs: Option<u64>,
+    pub denied_audits_per_hour: Option<u32>,
+    pub denial_summary_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -115,6 +117,7 @@ pub struct HttpFile {
     pub no_auth: Option<bool>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub max_sessions_per_principal: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -171,6 +174,9 @@ pub struct Overrides {
     pub automated_actions_per_hour: Option<u32>,
     pub failed_auths_per_minute: Option<u32>,
     pub read_tool_timeout_secs: Option<u64>,
+    pub denied_audits_per_hour: Option<u32>,
+    pub denial_summary_secs: Option<u64>,
+    pub max_sessions_per_principal: Option<usize>,
     /// `MBM_OAUTH_*` (environment only), merged key by key over the file's `[oauth]`.
     pub oauth: OAuthFile,
 }
@@ -241,6 +247,8 @@ pub struct HttpSettings {
     pub tls: Option<TlsFiles>,
     /// Accept OAuth access tokens (JWTs) from this issuer besides API tokens; from the `[oauth]` section.
     pub oauth: Option<OAuthSettings>,
+    /// Open sessions per principal (tenant and subject).
+    pub max_sessions_per_principal: usize,
 }
 
 /// PEM files for HTTPS. Both are read at start and again on every `SIGHUP`.
@@ -403,6 +411,12 @@ impl Config {
                 3600,
             )?),
             metrics: o.metrics.or(file.http.metrics).unwrap_or(true),
+            max_sessions_per_principal: within(
+                "http.max_sessions_per_principal",
+                o.max_sessions_per_principal.or(file.http.max_sessions_per_principal).unwrap_or(32),
+                1,
+                10_000,
+            )?,
         };
         Ok(Config {
             read_only: o.read_only.or(file.read_only).unwrap_or(false),
@@ -519,6 +533,18 @@ fn limit_settings(
             0,
             100_000,
         )?,
+        denied_audits_per_hour: within(
+            "limits.denied_audits_per_hour",
+            o.denied_audits_per_hour.or(f.denied_audits_per_hour).unwrap_or(d.denied_audits_per_hour),
+            0,
+            per_hour,
+        )?,
+        denial_summary: std::time::Duration::from_secs(within(
+            "limits.denial_summary_secs",
+            o.denial_summary_secs.or(f.denial_summary_secs).unwrap_or(d.denial_summary.as_secs()),
+            1,
+            86_400,
+        )?),
     };
     let timeout = o.read_tool_timeout_secs.or(f.read_tool_timeout_secs).unwrap_or(120);
     let timeout = within("limits.read_tool_timeout_secs", timeout, 1, 3600)?;

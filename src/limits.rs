@@ -1,5 +1,5 @@
-//! Rate limits: per tenant and tool class (reads, modifications, automated actions), and per client IP
-//! for failed authentications.
+//! Rate limits: per tenant and tool class (reads, modifications, automated actions), per client IP for
+//! failed authentications, and per principal for the audit records of denied calls.
 //!
 //! Limits are GCRA buckets from `governor`: a tenant may spend its whole hourly allowance in a burst,
 //! after which calls are admitted again at the sustained rate (for 100 an hour: one every 36 s). The
@@ -57,6 +57,10 @@ pub struct LimitSettings {
     pub modifications_per_hour: u32,
     pub automated_actions_per_hour: u32,
     pub failed_auths_per_minute: u32,
+    /// Denied calls written to the audit log per principal per hour (the rest are summarised).
+    pub denied_audits_per_hour: u32,
+    /// How often the summaries of unrecorded denials are written.
+    pub denial_summary: Duration,
 }
 
 impl Default for LimitSettings {
@@ -66,6 +70,8 @@ impl Default for LimitSettings {
             modifications_per_hour: 100,
             automated_actions_per_hour: 50,
             failed_auths_per_minute: 10,
+            denied_audits_per_hour: 20,
+            denial_summary: Duration::from_secs(300),
         }
     }
 }
@@ -115,11 +121,19 @@ pub struct CallPolicy {
     pub read_only: bool,
     /// Failed HTTP authentications per client address.
     pub auth_failures: AuthFailures,
+    /// Which denied calls get an audit record of their own.
+    pub denials: DenialAudits,
 }
 
 impl CallPolicy {
     pub fn new(limits: &LimitSettings, read_tool_timeout: Duration, read_only: bool) -> Self {
-        Self { limits: ToolLimits::new(limits), read_tool_timeout, read_only, auth_failures: AuthFailures::new(limits) }
+        Self {
+            limits: ToolLimits::new(limits),
+            read_tool_timeout,
+            read_only,
+            auth_failures: AuthFailures::new(limits),
+            denials: DenialAudits::new(limits),
+        }
     }
 
     /// Every few minutes, forget tenants and addresses whose allowances are whole again, so memory stays
@@ -134,6 +148,7 @@ impl CallPolicy {
                 _ = tick.tick() => {
                     app.policy.limits.forget_idle();
                     app.policy.auth_failures.forget_idle();
+                    app.policy.denials.forget_idle();
                 }
                 () = shutdown.cancelled() => return,
             }
@@ -175,6 +190,74 @@ impl ToolLimits {
     /// Forget tenants whose buckets are full again (bounded memory over many tenants).
     pub fn forget_idle(&self) {
         for b in [&self.reads, &self.modifications, &self.automated].into_iter().flatten() {
+            b.limiter.retain_recent();
+            b.limiter.shrink_to_fit();
+        }
+    }
+}
+
+/// Who was denied: a principal within its tenant.
+pub type DeniedPrincipal = (TenantId, String);
+
+/// Denials of one principal that were counted instead of audited one by one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuppressedDenials {
+    pub role: String,
+    pub transport: String,
+    pub count: u64,
+    /// Denials per tool (or resource request), in name order.
+    pub tools: std::collections::BTreeMap<String, u64>,
+    pub first_at: jiff::Timestamp,
+    pub last_at: jiff::Timestamp,
+}
+
+/// Bounds what the lowest role can write into the audit log by being refused: each principal's denials
+/// are audited one by one up to an hourly allowance; beyond it they are counted, and a periodic summary
+/// record (`denials_suppressed`) says how many, of which tools, between which times.
+pub struct DenialAudits {
+    bucket: Option<Bucket<DeniedPrincipal>>,
+    suppressed: Mutex<HashMap<DeniedPrincipal, SuppressedDenials>>,
+    /// How often the summaries are written.
+    pub summary_every: Duration,
+}
+
+impl DenialAudits {
+    pub fn new(s: &LimitSettings) -> Self {
+        Self {
+            bucket: Bucket::new(s.denied_audits_per_hour, Quota::per_hour),
+            suppressed: Mutex::default(),
+            summary_every: s.denial_summary,
+        }
+    }
+
+    /// Whether this denial gets its own audit record; if not, it is counted for the next summary.
+    pub fn admit(&self, who: &DeniedPrincipal, role: &str, transport: &str, tool: &str, now: jiff::Timestamp) -> bool {
+        let Some(bucket) = &self.bucket else { return true };
+        if bucket.take(who).is_ok() {
+            return true;
+        }
+        let mut suppressed = self.suppressed.lock().expect("denial lock");
+        let entry = suppressed.entry(who.clone()).or_insert_with(|| SuppressedDenials {
+            role: role.to_owned(),
+            transport: transport.to_owned(),
+            count: 0,
+            tools: Default::default(),
+            first_at: now,
+            last_at: now,
+        });
+        entry.count += 1;
+        entry.last_at = now;
+        *entry.tools.entry(tool.to_owned()).or_default() += 1;
+        false
+    }
+
+    /// The counted denials since the last call, per principal (and forget them).
+    pub fn take_suppressed(&self) -> Vec<(DeniedPrincipal, SuppressedDenials)> {
+        std::mem::take(&mut *self.suppressed.lock().expect("denial lock")).into_iter().collect()
+    }
+
+    pub fn forget_idle(&self) {
+        if let Some(b) = &self.bucket {
             b.limiter.retain_recent();
             b.limiter.shrink_to_fit();
         }
@@ -268,6 +351,29 @@ mod tests {
         for _ in 0..5000 {
             limits.admit(tenant(1), ToolClass::Read).unwrap();
         }
+    }
+
+    #[test]
+    fn denials_are_audited_up_to_the_allowance_then_counted() {
+        let d = DenialAudits::new(&LimitSettings { denied_audits_per_hour: 2, ..Default::default() });
+        let who = (tenant(1), "vic".to_owned());
+        let t0: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let t1: jiff::Timestamp = "2026-12-01T00:05:00Z".parse().unwrap();
+        assert!(d.admit(&who, "viewer", "http", "delete_budget", t0));
+        assert!(d.admit(&who, "viewer", "http", "delete_budget", t0));
+        for _ in 0..5 {
+            assert!(!d.admit(&who, "viewer", "http", "delete_budget", t0));
+        }
+        assert!(!d.admit(&who, "viewer", "http", "connect_make", t1));
+        assert!(d.admit(&(tenant(2), "vic".to_owned()), "viewer", "http", "delete_budget", t0), "per principal");
+        let taken = d.take_suppressed();
+        assert_eq!(taken.len(), 1);
+        let (p, s) = &taken[0];
+        assert_eq!((p, s.count, s.first_at, s.last_at), (&who, 6, t0, t1));
+        assert_eq!(s.tools.get("delete_budget"), Some(&5));
+        assert!(d.take_suppressed().is_empty(), "taken once");
+        let off = DenialAudits::new(&LimitSettings { denied_audits_per_hour: 0, ..Default::default() });
+        assert!((0..100).all(|_| off.admit(&who, "viewer", "http", "x", t0)));
     }
 
     #[test]

@@ -188,6 +188,23 @@ pub struct ThresholdAction {
     pub reverse_at_period_end: bool,
     pub created_at: String,
     pub created_by: String,
+    /// The role `created_by` held when attaching it. An automatic pause action runs on its own only while
+    /// that principal still holds what it does; otherwise its plans wait for approval. Absent for actions
+    /// attached before roles were recorded (they wait for approval too).
+    pub created_role: Option<String>,
+    /// The transport `created_by` came through (stdio, http, …).
+    #[serde(skip)]
+    pub created_transport: Option<String>,
+    /// The API token `created_by` used, if any: a revoked or expired token suspends automatic runs.
+    #[serde(skip)]
+    pub created_token_id: Option<String>,
+}
+
+impl ThresholdAction {
+    /// Whether this action changes scenarios in Make without a human approving each plan.
+    pub fn acts_automatically(&self) -> bool {
+        self.kind == ActionKind::PauseScenarios && self.mode == Some(Mode::Automatic)
+    }
 }
 
 /// A scenario in scope as the planner sees it.

@@ -420,6 +420,17 @@ impl BudgetPatch {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+
+    /// Whether the patch changes when the budget's thresholds cross or what their actions pick: its
+    /// limit, unit, period, time zone, scope or active flag (not its name, description or money view).
+    pub fn changes_evaluation(&self) -> bool {
+        self.limit.is_some()
+            || self.unit.is_some()
+            || self.period.is_some()
+            || self.timezone.is_some()
+            || self.scope.is_some()
+            || self.active.is_some()
+    }
 }
 
 /// A stored budget: its definition plus identity, optimistic-concurrency version and provenance.

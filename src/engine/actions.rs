@@ -248,7 +248,57 @@ pub struct NewPlan {
     pub items: Vec<ItemRecord>,
 }
 
-/// Build the plan of a pause action for a crossing.
+/// The permissions a pause with `selector` exercises.
+pub fn permissions_exercised(selector: Option<crate::domain::action::Selector>) -> Vec<crate::auth::Permission> {
+    use crate::auth::Permission;
+    let mut needed = vec![Permission::ExecuteAutomatedActions];
+    if selector.is_some_and(|s| s.needs_emergency_controls()) {
+        needed.push(Permission::EmergencyControls);
+    }
+    needed
+}
+
+/// Why an action may not act on its own now, if it may not: whoever attached an automatic pause action
+/// must still hold the permissions the pause exercises, through a role that was recorded and, when they
+/// used an API token, a token that is neither revoked nor expired. `None` for actions that may run (and
+/// for every action that does not act automatically).
+pub async fn automation_refusal(
+    store: &Store,
+    tenant: TenantId,
+    action: &ThresholdAction,
+    now: Timestamp,
+) -> Result<Option<String>, StoreError> {
+    if !action.acts_automatically() {
+        return Ok(None);
+    }
+    let who = &action.created_by;
+    let Some(role) = action.created_role.as_deref().and_then(|r| r.parse::<crate::auth::Role>().ok()) else {
+        return Ok(Some(format!(
+            "`{who}` attached this automatic action before the server recorded who may run automatic actions; \
+             attach it again to let it run on its own"
+        )));
+    };
+    if let Some(p) = permissions_exercised(action.selector).into_iter().find(|p| !role.allows(*p)) {
+        return Ok(Some(format!("`{who}` attached it with role `{role}`, which does not have `{p}`")));
+    }
+    if let Some(token_id) = &action.created_token_id {
+        let token = store.tenant(tenant).token(token_id).await?;
+        let now = format_timestamp(now);
+        let refusal = match token {
+            None => Some("no longer exists"),
+            Some(t) if t.revoked_at.is_some() => Some("was revoked"),
+            Some(t) if t.expires_at.as_deref().is_some_and(|e| e <= now.as_str()) => Some("has expired"),
+            Some(_) => None,
+        };
+        if let Some(r) = refusal {
+            return Ok(Some(format!("the API token {token_id} that `{who}` attached it with {r}")));
+        }
+    }
+    Ok(None)
+}
+
+/// A plan for a crossing of `action`'s threshold. With `suspended` (see [`automation_refusal`]) an
+/// automatic action's plan waits for approval instead of running, and says why.
 #[allow(clippy::too_many_arguments)]
 pub fn plan_for_crossing(
     planning: &Planning,
@@ -259,9 +309,16 @@ pub fn plan_for_crossing(
     requested_by: &str,
     now: Timestamp,
     approval_ttl_minutes: i64,
+    suspended: Option<&str>,
 ) -> Option<NewPlan> {
     let selector = action.selector?;
-    let mode = action.mode?;
+    let (mode, why) = match (action.mode?, suspended) {
+        (Mode::Automatic, Some(reason)) => (
+            Mode::RequiresApproval,
+            format!("{why}. Not run automatically: {reason}; a principal with the permission must approve it"),
+        ),
+        (mode, _) => (mode, why),
+    };
     let at = format_timestamp(now);
     let picks = action::select(&planning.candidates, selector, planning.elapsed_days, planning.remaining_days);
     let items: Vec<ItemRecord> = picks

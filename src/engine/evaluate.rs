@@ -98,6 +98,14 @@ pub async fn evaluate_with(
         if planning.is_none() && actions.iter().any(|a| a.kind == ActionKind::PauseScenarios) {
             planning = Some(actions::planning(store, tenant, budget, now).await?);
         }
+        // Automatic actions run only while whoever attached them still may (read before the transaction).
+        let mut suspended: HashMap<String, String> = HashMap::new();
+        for a in &actions {
+            if let Some(reason) = actions::automation_refusal(store, tenant, a, now).await? {
+                tracing::warn!(tenant = %tenant, action = a.id, reason, "automatic action suspended: its plan waits for approval");
+                suspended.insert(a.id.clone(), reason);
+            }
+        }
         let mut tx = store.tenant(tenant).begin().await?;
         // Decide again under the threshold's row lock: another evaluator may have recorded it meanwhile.
         match tx.threshold_for_update(&t.id).await {
@@ -167,6 +175,7 @@ pub async fn evaluate_with(
                                 &actor.subject,
                                 now,
                                 settings.approval_ttl_minutes,
+                                suspended.get(&a.id).map(String::as_str),
                             ) else {
                                 continue;
                             };

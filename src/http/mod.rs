@@ -15,6 +15,7 @@
 //!
 //! HTTPS (rustls, certificate reload on SIGHUP, HSTS) is in [`tls`].
 
+pub mod sessions;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -103,7 +104,7 @@ pub fn app(
     shared: Arc<App>,
     settings: &HttpSettings,
     local: Option<Principal>,
-    sessions: CancellationToken,
+    sessions_ct: CancellationToken,
     inflight: InFlight,
 ) -> Router {
     let tools = Arc::new(BudgetServer::router_for(shared.policy.read_only));
@@ -114,18 +115,25 @@ pub fn app(
         .with_allowed_origins(settings.allowed_origins.clone())
         .enforce_origin_validation()
         .with_max_request_body_bytes(MAX_REQUEST_BODY_BYTES)
-        .with_cancellation_token(sessions);
+        .with_cancellation_token(sessions_ct.clone());
     let factory = move || Ok(BudgetServer::new(shared.clone(), tools.clone(), None));
     let mcp = if settings.stateless {
         // No sessions: each POST is answered on its own with a JSON body, so consecutive calls of one
         // client may go to different instances.
         mcp_router(
             factory,
-            NeverSessionManager::default(),
+            Arc::new(NeverSessionManager::default()),
             config.with_legacy_session_mode(false).with_json_response(true),
         )
     } else {
-        mcp_router(factory, LocalSessionManager::default(), config)
+        let manager = Arc::new(LocalSessionManager::default());
+        let guard = sessions::SessionGuard::new(manager.clone(), settings.max_sessions_per_principal);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(guard.clone().prune_forever(sessions_ct.clone()));
+        }
+        // Behind authentication (layers run outermost first): every session is bound to its principal.
+        mcp_router(factory, manager, config)
+            .layer(axum::middleware::from_fn_with_state(guard, sessions::bind_sessions))
     };
     let oauth = settings
         .oauth
@@ -156,10 +164,10 @@ pub fn app(
 
 fn mcp_router<M: SessionManager>(
     factory: impl Fn() -> Result<BudgetServer, std::io::Error> + Send + Sync + Clone + 'static,
-    sessions: M,
+    sessions: Arc<M>,
     config: StreamableHttpServerConfig,
 ) -> Router {
-    Router::new().nest_service("/mcp", StreamableHttpService::new(factory, Arc::new(sessions), config))
+    Router::new().nest_service("/mcp", StreamableHttpService::new(factory, sessions, config))
 }
 
 fn metrics_text(handle: &metrics_exporter_prometheus::PrometheusHandle) -> Response {

@@ -245,9 +245,43 @@ fn reason(field: &str, r: &Option<String>, required: bool) -> Result<Option<Stri
     }
 }
 
+/// The first of `needed` that the caller's role lacks.
+pub(super) fn missing(call: &CallCtx, needed: &[Permission]) -> Option<crate::auth::Denied> {
+    needed.iter().find_map(|p| crate::auth::authorize(&call.principal, Some(*p)).err())
+}
+
+/// What a principal must hold to change what `automatic` actions depend on: what they exercise (as
+/// whoever attached them had to).
+pub(super) fn automation_rights(automatic: &[ThresholdAction]) -> Vec<Permission> {
+    let mut needed = Vec::new();
+    for a in automatic {
+        for p in actions::permissions_exercised(a.selector) {
+            if !needed.contains(&p) {
+                needed.push(p);
+            }
+        }
+    }
+    needed
+}
+
 impl BudgetServer {
-    fn require(&self, call: &CallCtx, p: Permission) -> Result<(), ToolError> {
-        crate::auth::authorize(&call.principal, Some(p)).map_err(ToolError::Denied)
+    /// Permissions this call needs because of its arguments or the data it touches, beyond the tool's
+    /// own permission (which the guard checked). The first missing one is refused with `why`, and the
+    /// denial is audited like the guard's. Call it with no transaction open (the denial is written in
+    /// its own); see [`Self::refuse`] for checks inside one.
+    pub(super) async fn require_all(&self, call: &CallCtx, needed: &[Permission], why: &str) -> Result<(), ToolError> {
+        match missing(call, needed) {
+            Some(denied) => Err(self.refuse(call, denied, why).await),
+            None => Ok(()),
+        }
+    }
+
+    /// Audit a denial found by [`missing`] and return the error for the caller.
+    pub(super) async fn refuse(&self, call: &CallCtx, denied: crate::auth::Denied, why: &str) -> ToolError {
+        tracing::warn!(request_id = call.request_id, tool = call.tool, subject = call.principal.subject,
+                       permission = %denied.permission, why, "permission denied");
+        self.deny(&call.principal, &call.tool, &call.request_id, format!("{denied} ({why})")).await;
+        ToolError::Forbidden(format!("{denied}: {why}"))
     }
 
     async fn webhook_view(&self, call: &CallCtx, w: WebhookRecord) -> Result<WebhookView, ToolError> {
@@ -309,7 +343,21 @@ impl BudgetServer {
                     .check("selector")?;
                 let mode = args.mode.ok_or_else(|| ValidationError::new("mode", "is required for pause_scenarios"))?;
                 if selector.needs_emergency_controls() {
-                    self.require(&call, Permission::EmergencyControls)?;
+                    self.require_all(
+                        &call,
+                        &[Permission::EmergencyControls],
+                        "selector `all` pauses critical scenarios too",
+                    )
+                    .await?;
+                }
+                if mode == Mode::Automatic {
+                    // Whoever sets up an automatic pause exercises it later: they must hold what it does.
+                    self.require_all(
+                        &call,
+                        &actions::permissions_exercised(Some(selector)),
+                        "an automatic pause action pauses scenarios without approval",
+                    )
+                    .await?;
                 }
                 (Some(selector), Some(mode))
             }
@@ -328,6 +376,9 @@ impl BudgetServer {
             reverse_at_period_end: args.reverse_at_period_end,
             created_at: format_timestamp(self.now()),
             created_by: call.principal.subject.clone(),
+            created_role: Some(call.principal.role.as_str().to_owned()),
+            created_transport: Some(call.principal.transport.as_str().to_owned()),
+            created_token_id: call.principal.token_id.map(|t| t.to_string()),
         };
         tx.insert_action(&action).await.map_err(call.internal())?;
         tx.commit(call.audit(format!("threshold_action:{}", action.id), None::<&ThresholdAction>, Some(&action)))
@@ -398,6 +449,13 @@ impl BudgetServer {
         let mut tx = self.tenant(&call).begin().await.map_err(call.internal())?;
         let was =
             tx.set_scenario_critical(args.scenario_id, args.critical).await.map_err(call.store_err("scenario", &id))?;
+        if was && !args.critical
+            && let Some(denied) = missing(&call, &[Permission::ExecuteAutomatedActions])
+        {
+            // Clearing a mark exposes the scenario to automatic pauses that others configured.
+            drop(tx);
+            return Err(self.refuse(&call, denied, "clearing a critical mark lets automated actions pause the scenario").await);
+        }
         let result = CriticalResult { scenario_id: args.scenario_id, critical: args.critical, was_critical: was };
         tx.commit(call.audit(
             format!("make_scenario:{}", args.scenario_id),
@@ -676,7 +734,7 @@ impl BudgetServer {
     async fn check_plan_permission(&self, call: &CallCtx, plan_id: &str) -> Result<(), ToolError> {
         let (plan, _) = self.tenant(call).plan(plan_id).await.map_err(call.store_err("plan", plan_id))?;
         if plan.selector.needs_emergency_controls() {
-            self.require(call, Permission::EmergencyControls)?;
+            self.require_all(call, &[Permission::EmergencyControls], "the plan pauses critical scenarios too").await?;
         }
         Ok(())
     }

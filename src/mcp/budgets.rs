@@ -289,6 +289,15 @@ impl BudgetServer {
                 crate::store::StoreError::VersionConflict { expected: args.version, current: current.version },
             ));
         }
+        if patch.changes_evaluation() {
+            let automatic = tx.automatic_actions(&current.id, None).await.map_err(call.internal())?;
+            if let Some(denied) = super::actions::missing(&call, &super::actions::automation_rights(&automatic)) {
+                drop(tx);
+                let why = "the budget has automatic pause actions, and its limit, unit, period, time zone, \
+                           scope and active flag decide when and what they pause";
+                return Err(self.refuse(&call, denied, why).await);
+            }
+        }
         let spec = current.spec.patched(patch)?;
         let updated = current.updated(spec, self.now(), &call.principal.subject);
         tx.update_budget(&updated).await.map_err(call.store_err("budget", &args.id))?;

@@ -193,7 +193,14 @@ impl BudgetServer {
             .map_or_else(|| uuid::Uuid::now_v7().to_string(), |id| id.0.clone())
     }
 
+    /// Record a denied call: in the audit log while the principal's denial allowance lasts (see
+    /// [`crate::limits::DenialAudits`]), else counted for the next `denials_suppressed` summary.
     async fn deny(&self, principal: &Principal, tool: &str, request_id: &str, reason: String) {
+        let who = (principal.tenant_id, principal.subject.clone());
+        let now = self.now();
+        if !self.app.policy.denials.admit(&who, principal.role.as_str(), principal.transport.as_str(), tool, now) {
+            return;
+        }
         let entry = AuditEntry {
             actor: Actor::from(principal),
             action: tool.to_owned(),
@@ -206,6 +213,57 @@ impl BudgetServer {
         };
         if let Err(e) = self.app.store.tenant(principal.tenant_id).record(entry).await {
             tracing::error!(request_id, error = %e, "could not audit a denied call");
+        }
+    }
+}
+
+/// Write one `denials_suppressed` record per principal whose denials were counted instead of audited
+/// since the last call. Returns how many records were written.
+pub async fn record_suppressed_denials(app: &App) -> usize {
+    let mut written = 0;
+    for ((tenant, subject), s) in app.policy.denials.take_suppressed() {
+        let tools: Vec<String> = s.tools.iter().map(|(t, n)| format!("{t} ×{n}")).collect();
+        let entry = AuditEntry {
+            actor: Actor { subject: subject.clone(), role: s.role.clone(), transport: s.transport.clone() },
+            action: "denials_suppressed".into(),
+            target: format!("principal:{subject}"),
+            outcome: Outcome::Denied,
+            reason: Some(format!(
+                "{} denied calls between {} and {} were not recorded one by one (over the principal's \
+                 hourly allowance of denial records): {}",
+                s.count,
+                crate::domain::clock::format_timestamp(s.first_at),
+                crate::domain::clock::format_timestamp(s.last_at),
+                tools.join(", ")
+            )),
+            request_id: uuid::Uuid::now_v7().to_string(),
+            before: None,
+            after: Some(serde_json::json!({
+                "count": s.count,
+                "tools": s.tools,
+                "first_at": crate::domain::clock::format_timestamp(s.first_at),
+                "last_at": crate::domain::clock::format_timestamp(s.last_at),
+            })),
+        };
+        match app.store.tenant(tenant).record(entry).await {
+            Ok(_) => written += 1,
+            Err(e) => tracing::error!(error = %e, subject, "could not audit a summary of denied calls"),
+        }
+    }
+    written
+}
+
+/// Write the summaries of unrecorded denials every `summary_every`, and once more at shutdown.
+pub async fn record_suppressed_denials_forever(app: Arc<App>, shutdown: tokio_util::sync::CancellationToken) {
+    let every = app.policy.denials.summary_every;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => { record_suppressed_denials(&app).await; }
+            () = shutdown.cancelled() => {
+                record_suppressed_denials(&app).await;
+                return;
+            }
         }
     }
 }
@@ -252,7 +310,13 @@ impl ServerHandler for BudgetServer {
                 return Ok(CallToolResult::error(ToolError::internal(&request_id, &e).into_contents()).into());
             }
         };
-        if let Err(denied) = authorize(&principal, needed) {
+        let read_only = self.tool_router.get(&tool).and_then(|t| t.annotations.as_ref()).and_then(|a| a.read_only_hint)
+            == Some(true);
+        let class = ToolClass::of(read_only, needed);
+        // A call is admitted against its class's allowance whether or not it is then allowed: denials
+        // count too, so the lowest role cannot make unlimited calls by making forbidden ones.
+        let admitted = self.app.policy.limits.admit(principal.tenant_id, class);
+        if let (Err(denied), Ok(())) = (authorize(&principal, needed), &admitted) {
             tracing::warn!(request_id, tool, subject = principal.subject, tenant = %principal.tenant_id,
                            permission = %denied.permission, "permission denied");
             self.deny(&principal, &tool, &request_id, denied.to_string()).await;
@@ -260,10 +324,7 @@ impl ServerHandler for BudgetServer {
             self.log_to_client(&context.peer, &tool, &request_id, "permission_denied").await;
             return Ok(CallToolResult::error(ToolError::Denied(denied).into_contents()).into());
         }
-        let read_only = self.tool_router.get(&tool).and_then(|t| t.annotations.as_ref()).and_then(|a| a.read_only_hint)
-            == Some(true);
-        let class = ToolClass::of(read_only, needed);
-        if let Err(limited) = self.app.policy.limits.admit(principal.tenant_id, class) {
+        if let Err(limited) = admitted {
             tracing::warn!(request_id, tool, subject = principal.subject, tenant = %principal.tenant_id,
                            class = class.as_str(), retry_after_s = crate::limits::retry_after_secs(limited.retry_after),
                            "rate limited");
@@ -355,7 +416,7 @@ impl ServerHandler for BudgetServer {
         request: GetPromptRequestParams,
         mut context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let call = self.guard(&context, &format!("prompts/get:{}", request.name), "get_budget_status").await?;
+        let call = self.guard(&context, &format!("prompts/get:{}", params::echo(&request.name)), "get_budget_status").await?;
         context.extensions.insert(call);
         self.prompt_router.get_prompt(PromptContext::new(self, request.name, request.arguments, context)).await
     }

@@ -10,7 +10,9 @@
 //! Subscriptions (`resources/subscribe`) are per session. A watcher task per subscribed session follows
 //! the store's change bus and sends `notifications/resources/updated` for subscribed budgets of the
 //! session's tenant. Any URI may be subscribed: refusing unknown ones would tell a caller which budget
-//! ids exist in other tenants, and a URI that never changes simply never notifies.
+//! ids exist in other tenants, and a URI that never changes simply never notifies. URIs are at most
+//! [`MAX_URI_BYTES`] long and a session holds at most [`MAX_SUBSCRIPTIONS`] of them, so subscriptions
+//! cannot grow the server's memory without bound.
 #![allow(deprecated)] // resources/subscribe is legacy-only in 2026-07-28 but served to older peers.
 
 use std::collections::HashSet;
@@ -35,6 +37,10 @@ pub const BUDGET_TEMPLATE: &str = "budget://{id}";
 pub const AUDIT_HEAD: &str = "audit://head";
 /// Budgets per `resources/list` page.
 pub const PAGE: u32 = 50;
+/// Longest URI a request may name (ours are under 50 bytes).
+pub const MAX_URI_BYTES: usize = 512;
+/// Subscriptions one session may hold.
+pub const MAX_SUBSCRIPTIONS: usize = 100;
 
 pub fn budget_uri(id: &str) -> String {
     format!("{BUDGET_SCHEME}{id}")
@@ -102,12 +108,18 @@ impl BudgetServer {
         what: &str,
         as_tool: &str,
     ) -> Result<CallCtx, ErrorData> {
-        let request_id = uuid::Uuid::now_v7().to_string();
+        let request_id = Self::request_id(context);
         let Some(principal) = self.principal(context) else {
             tracing::error!(request_id, what, "request without a principal");
             return Err(ErrorData::internal_error(format!("no principal (correlation id {request_id})"), None));
         };
         let needed = tool_permission(as_tool).map_err(|e| protocol_error(ToolError::internal(&request_id, &e)))?;
+        // Resource, prompt and completion requests are reads: admitted against the read allowance, denied
+        // or not.
+        if let Err(limited) = self.app.policy.limits.admit(principal.tenant_id, crate::limits::ToolClass::Read) {
+            crate::monitoring::rate_limited("read");
+            return Err(ErrorData::invalid_request(format!("rate_limited: {limited}"), None));
+        }
         if let Err(denied) = authorize(&principal, needed) {
             tracing::warn!(request_id, what, subject = principal.subject, tenant = %principal.tenant_id,
                            permission = %denied.permission, "permission denied");
@@ -171,6 +183,7 @@ impl BudgetServer {
         uri: &str,
         context: &RequestContext<RoleServer>,
     ) -> Result<ReadResourceResult, ErrorData> {
+        check_uri(uri)?;
         let body = if let Some(id) = uri.strip_prefix(BUDGET_SCHEME) {
             let call = self.guard(context, "resources/read", "get_budget_status").await?;
             let budget = self.budget_of(&call, id, "uri").await.map_err(|e| match e {
@@ -211,7 +224,21 @@ impl BudgetServer {
         context: &RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let call = self.guard(context, "resources/subscribe", "list_budgets").await?;
-        self.session.subscriptions.uris.lock().expect("subscriptions lock").insert((call.principal.tenant_id, uri));
+        check_uri(&uri)?;
+        {
+            let mut uris = self.session.subscriptions.uris.lock().expect("subscriptions lock");
+            let key = (call.principal.tenant_id, uri);
+            if !uris.contains(&key) && uris.len() >= MAX_SUBSCRIPTIONS {
+                return Err(ErrorData::invalid_request(
+                    format!(
+                        "invalid_argument: a session may hold at most {MAX_SUBSCRIPTIONS} subscriptions; \
+                         unsubscribe from one first (resources/unsubscribe)"
+                    ),
+                    None,
+                ));
+            }
+            uris.insert(key);
+        }
         let start = {
             let mut watching = self.session.subscriptions.watching.lock().expect("subscriptions lock");
             !std::mem::replace(&mut *watching, true)
@@ -229,11 +256,24 @@ impl BudgetServer {
         context: &RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let call = self.guard(context, "resources/unsubscribe", "list_budgets").await?;
+        check_uri(&uri)?;
         self.session.subscriptions.uris.lock().expect("subscriptions lock").remove(&(call.principal.tenant_id, uri));
         Ok(())
     }
 }
 
 fn not_found(uri: &str) -> ErrorData {
+    let uri = super::params::echo(uri);
     ErrorData::resource_not_found(format!("not_found: resource {uri} not found"), Some(json!({"uri": uri})))
+}
+
+/// Refuse URIs longer than any resource of this server could be.
+fn check_uri(uri: &str) -> Result<(), ErrorData> {
+    if uri.len() > MAX_URI_BYTES {
+        return Err(ErrorData::invalid_params(
+            format!("invalid_argument: `uri` must be at most {MAX_URI_BYTES} bytes (got {})", uri.len()),
+            None,
+        ));
+    }
+    Ok(())
 }

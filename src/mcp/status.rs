@@ -551,6 +551,16 @@ impl BudgetServer {
                 crate::store::StoreError::VersionConflict { expected: args.version, current: current.version },
             ));
         }
+        if args.kind.is_some() || args.value.is_some() || args.basis.is_some() || args.cooldown_minutes.is_some() {
+            let automatic =
+                tx.automatic_actions(&current.budget_id, Some(&current.id)).await.map_err(call.internal())?;
+            if let Some(denied) = super::actions::missing(&call, &super::actions::automation_rights(&automatic)) {
+                drop(tx);
+                let why = "the threshold has automatic pause actions, and its kind, value, basis and cooldown \
+                           decide when they pause";
+                return Err(self.refuse(&call, denied, why).await);
+            }
+        }
         let d = &current.spec;
         let spec = ThresholdSpec::new(ThresholdDraft {
             kind: args.kind.unwrap_or(d.kind),

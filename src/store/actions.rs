@@ -107,7 +107,8 @@ macro_rules! item_columns {
 
 macro_rules! action_columns {
     () => {
-        "id, threshold_id, kind, selector, top_n, mode, reverse_at_period_end, created_at, created_by"
+        "id, threshold_id, kind, selector, top_n, mode, reverse_at_period_end, created_at, created_by, \
+         created_role, created_transport, created_token_id"
     };
 }
 
@@ -195,6 +196,9 @@ fn action_from_row(row: &AnyRow) -> Result<ThresholdAction, StoreError> {
         reverse_at_period_end: get_bool(row, "reverse_at_period_end")?,
         created_at: row.try_get("created_at")?,
         created_by: row.try_get("created_by")?,
+        created_role: row.try_get("created_role")?,
+        created_transport: row.try_get("created_transport")?,
+        created_token_id: row.try_get("created_token_id")?,
     })
 }
 
@@ -235,8 +239,8 @@ impl MutationTx {
         let tenant = self.tenant.to_string();
         sqlx::query(
             "INSERT INTO threshold_actions (tenant_id, id, threshold_id, kind, selector, top_n, mode,
-                 reverse_at_period_end, created_at, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 reverse_at_period_end, created_at, created_by, created_role, created_transport, created_token_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(tenant)
         .bind(&a.id)
@@ -248,9 +252,35 @@ impl MutationTx {
         .bind(a.reverse_at_period_end)
         .bind(&a.created_at)
         .bind(&a.created_by)
+        .bind(&a.created_role)
+        .bind(&a.created_transport)
+        .bind(&a.created_token_id)
         .execute(self.conn())
         .await?;
         Ok(())
+    }
+
+    /// The automatic pause actions on a budget's thresholds, or on one threshold: what a change to that
+    /// budget or threshold would make act differently. Read inside the change's transaction.
+    pub async fn automatic_actions(
+        &mut self,
+        budget_id: &str,
+        threshold_id: Option<&str>,
+    ) -> Result<Vec<ThresholdAction>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            action_columns!(),
+            " FROM threshold_actions WHERE tenant_id = $1 AND mode = 'automatic'
+                AND threshold_id IN (SELECT id FROM thresholds WHERE tenant_id = $1 AND budget_id = $2)
+                AND ($3 = '' OR threshold_id = $3)
+              ORDER BY created_at, id"
+        ))
+        .bind(self.tenant.to_string())
+        .bind(budget_id)
+        .bind(threshold_id.unwrap_or(""))
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(action_from_row).collect()
     }
 
     /// Remove an action; returns it (NotFound if there is none).

@@ -125,6 +125,17 @@ impl TenantStore<'_> {
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(self.tenant.to_string()).fetch_all_in(self.scoped()).await?;
         rows.iter().map(token_from_row).collect()
     }
+
+    /// One of this tenant's tokens by id, whatever its state.
+    pub async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let sql = format!("{TOKEN_SELECT} WHERE k.tenant_id = $1 AND k.id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.tenant.to_string())
+            .bind(id)
+            .fetch_optional_in(self.scoped())
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
 }
 
 impl Store {

@@ -61,11 +61,12 @@ pub const TEST_AUDIT_KEY: &str = "dGVzdC1hdWRpdC1zaWduaW5nLWtleS0zMi1ieXRlcyE=";
 
 /// Rate limits off: many tests make more calls than a tenant's default hourly allowance. The tests of the
 /// limits set them explicitly.
-pub const NO_RATE_LIMITS: [(&str, &str); 4] = [
+pub const NO_RATE_LIMITS: [(&str, &str); 5] = [
     ("MBM_READS_PER_HOUR", "0"),
     ("MBM_MODIFICATIONS_PER_HOUR", "0"),
     ("MBM_AUTOMATED_ACTIONS_PER_HOUR", "0"),
     ("MBM_FAILED_AUTHS_PER_MINUTE", "0"),
+    ("MBM_DENIED_AUDITS_PER_HOUR", "0"),
 ];
 
 pub fn bin() -> &'static str {
