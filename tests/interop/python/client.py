@@ -506,7 +506,9 @@ def main() -> int:
         print(f"  FAIL {line}", flush=True)
     for line in report.sdk_logs:
         print(f"  SDK LOG {line}", flush=True)
-    return 1 if report.failures else 0
+    # An SDK warning (`Session termination failed: 202`, a schema it cannot read, …) means the server departs
+    # from what the SDK expects: it fails the run like a rejection does.
+    return 1 if report.failures or report.sdk_logs else 0
 
 
 if __name__ == "__main__":

@@ -456,7 +456,9 @@ async function main() {
     `${r.sdkLogs.length} SDK log lines (${distinct.length} distinct)`);
   for (const line of r.failures) console.log(`  FAIL ${line}`);
   for (const line of distinct) console.log(`  SDK LOG ${line}`);
-  return r.failures.length ? 1 : 0;
+  // An SDK warning (an unknown schema format, a failed session termination, …) means the server departs from
+  // what the SDK expects: it fails the run like a rejection does.
+  return r.failures.length || r.sdkLogs.length ? 1 : 0;
 }
 
 process.exitCode = await main();
