@@ -22,6 +22,7 @@ pub mod forecast;
 pub mod ids;
 pub mod period;
 pub mod threshold;
+pub mod usage;
 pub mod validation;
 
 pub use budget::{Budget, BudgetPatch, BudgetSpec, MoneyView, Period, Scope, Unit};

@@ -43,11 +43,11 @@ pub struct MakeFailure {
 impl From<&MakeError> for MakeFailure {
     fn from(e: &MakeError) -> Self {
         match e.api_error() {
-            Some((status, MakeErrorBody { message, detail, code })) => MakeFailure {
+            Some((status, body @ MakeErrorBody { message, code, .. })) => MakeFailure {
                 status: Some(status),
                 code: code.clone(),
                 message: message.clone().unwrap_or_else(|| e.to_string()),
-                detail: detail.clone(),
+                detail: crate::make::error_details(body),
             },
             None => MakeFailure { status: None, code: None, message: e.to_string(), detail: None },
         }

@@ -167,10 +167,26 @@ fn describe(b: &MakeErrorBody) -> String {
     if let Some(m) = &b.message {
         parts.push(m.clone());
     }
+    if let Some(d) = error_details(b) {
+        parts.push(d);
+    }
+    if parts.is_empty() { String::new() } else { format!(": {}", parts.join(" — ")) }
+}
+
+/// Make's detail, its suberrors and the start of a body that was not JSON, in one line (or `None`).
+pub fn error_details(b: &MakeErrorBody) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
     if let Some(d) = b.detail.as_ref().filter(|d| Some(*d) != b.message.as_ref()) {
         parts.push(d.clone());
     }
-    if parts.is_empty() { String::new() } else { format!(": {}", parts.join(" — ")) }
+    let subs: Vec<&str> = b.suberrors.iter().filter_map(|s| s.message.as_deref()).collect();
+    if !subs.is_empty() {
+        parts.push(format!("suberrors: {}", subs.join("; ")));
+    }
+    if let Some(t) = &b.text {
+        parts.push(t.clone());
+    }
+    (!parts.is_empty()).then(|| parts.join(" — "))
 }
 
 impl MakeError {

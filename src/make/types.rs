@@ -1,7 +1,12 @@
 //! Types mirroring Make's JSON (see `../shared/make-api.md`). Make is inconsistent about counters: the
 //! organization's are strings, usage is usually numbers, team counters are mixed, and some fields exist
-//! only on newer zones. Every counter therefore accepts a number or a string, and every field except `id`
-//! is optional, so a missing or differently encoded field never fails a sync.
+//! only on newer zones. Every counter therefore accepts a number or a string, and every field of an item
+//! except `id` is optional (`cols[]` changes which fields come back).
+//!
+//! The wrapper of a response is not optional: a usage response without `data`, a consumptions response
+//! without `scenarioConsumptions`, a teams or scenarios page without its list is a decode error that names
+//! the endpoint and the key (make-api.md §6). Reading a missing list as an empty one would read as zero
+//! usage, and budgets would silently never fire.
 
 use serde::{Deserialize, Deserializer};
 
@@ -53,7 +58,8 @@ fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     }
 }
 
-/// Make's error body. All Make API errors share it; every field may be missing.
+/// Make's error body. All Make API errors share it; every field may be missing [DOC http-status-codes,
+/// SDK src/utils.ts createMakeError]. A body that is not JSON is kept, shortened, in `text`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 pub struct MakeErrorBody {
     #[serde(default)]
@@ -62,6 +68,18 @@ pub struct MakeErrorBody {
     pub detail: Option<String>,
     #[serde(default)]
     pub code: Option<String>,
+    /// Details Make adds to some errors, each with its own message.
+    #[serde(default)]
+    pub suberrors: Vec<Suberror>,
+    /// The start of a body that was not Make's JSON error (some 429s are plain text).
+    #[serde(skip_deserializing)]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
+pub struct Suberror {
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +112,12 @@ pub struct Organization {
     /// Credits model fields, seen on newer accounts only.
     #[serde(default, deserialize_with = "counter")]
     pub centicredits_consumed: Option<u64>,
+    /// Extra operations purchased on top of the plan's allowance (a string) [SDK organizations.ts].
+    #[serde(default, deserialize_with = "counter")]
+    pub operations_ext: Option<u64>,
+    /// The organization's time zone, an id of `GET /enums/timezones` [SDK organizations.ts, enums.ts].
+    #[serde(default, deserialize_with = "opt_id")]
+    pub timezone_id: Option<i64>,
     #[serde(default)]
     pub license: Option<License>,
 }
@@ -113,7 +137,6 @@ pub struct License {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TeamsPage {
-    #[serde(default)]
     pub teams: Vec<Team>,
 }
 
@@ -124,11 +147,13 @@ pub struct Team {
     pub id: i64,
     #[serde(default)]
     pub name: Option<String>,
+    /// "personal" for a private space [SDK private-spaces.ts]; absent on older zones.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ScenariosPage {
-    #[serde(default)]
     pub scenarios: Vec<Scenario>,
 }
 
@@ -172,7 +197,6 @@ pub struct Scheduling {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct UsageEnvelope {
-    #[serde(default)]
     pub data: Vec<UsageDay>,
 }
 
@@ -193,7 +217,6 @@ pub struct UsageDay {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumptionsEnvelope {
-    #[serde(default)]
     pub scenario_consumptions: Vec<ScenarioConsumption>,
     #[serde(default)]
     pub last_reset: Option<String>,
@@ -210,6 +233,38 @@ pub struct ScenarioConsumption {
     pub transfer: Option<u64>,
     #[serde(default, deserialize_with = "counter")]
     pub centicredits: Option<u64>,
+}
+
+/// `GET /users/me/current-authorization` [SDK test/mocks/users/current-authorization.json].
+#[derive(Debug, Clone, Deserialize)]
+pub struct CurrentAuthorizationEnvelope {
+    pub authorization: CurrentAuthorization,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrentAuthorization {
+    /// The token's scopes, e.g. "scenarios:read".
+    pub scope: Vec<String>,
+    #[serde(default)]
+    pub auth_used: Option<String>,
+}
+
+/// `GET /enums/timezones` [SDK src/endpoints/enums.ts].
+#[derive(Debug, Clone, Deserialize)]
+pub struct TimezonesEnvelope {
+    pub timezones: Vec<TimezoneEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TimezoneEntry {
+    #[serde(deserialize_with = "id")]
+    pub id: i64,
+    /// The IANA name, e.g. "Europe/Prague".
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// Centicredits for a usage figure: the reported value, or operations × 100 where Make does not report
@@ -244,6 +299,33 @@ mod tests {
         assert_eq!(centicredits_or_estimate(Some(250), Some(1)), (250, false));
         assert_eq!(centicredits_or_estimate(None, Some(7)), (700, true));
         assert_eq!(centicredits_or_estimate(None, None), (0, true));
+    }
+
+    #[test]
+    fn a_missing_envelope_key_is_an_error_not_an_empty_list() {
+        for (json, key) in [
+            (r#"{"pg":{}}"#, "teams"),
+            (r#"{}"#, "data"),
+        ] {
+            let e = match key {
+                "teams" => serde_json::from_str::<TeamsPage>(json).unwrap_err().to_string(),
+                _ => serde_json::from_str::<UsageEnvelope>(json).unwrap_err().to_string(),
+            };
+            assert!(e.contains(&format!("missing field `{key}`")), "{e}");
+        }
+        assert!(serde_json::from_str::<ScenariosPage>("{}").is_err());
+        assert!(serde_json::from_str::<ConsumptionsEnvelope>(r#"{"lastReset":null}"#).is_err());
+        let ok: ConsumptionsEnvelope = serde_json::from_str(r#"{"scenarioConsumptions":[]}"#).unwrap();
+        assert!(ok.scenario_consumptions.is_empty());
+    }
+
+    #[test]
+    fn error_bodies_keep_suberrors() {
+        let b: MakeErrorBody = serde_json::from_str(
+            r#"{"message":"Validation failed","code":"IM005","suberrors":[{"message":"teamId is invalid"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(b.suberrors[0].message.as_deref(), Some("teamId is invalid"));
     }
 
     #[test]
