@@ -21,6 +21,10 @@
 #[path = "../tests/support/fake_make.rs"]
 mod fake_make;
 
+/// The simulated Make listens on loopback, which the server refuses to call unless this is on (the
+/// setting is for local development and tests; see docs/outbound.md). The server logs a warning about it.
+const ALLOW_LOOPBACK: &str = "MBM_OUTBOUND_ALLOW_LOOPBACK";
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -174,7 +178,11 @@ async fn main() -> Result<(), Error> {
     step("1. Claude Desktop's view: the server over stdio, the local operator as principal");
     let (db_c, bin_c) = (db.clone(), bin.clone());
     let transport = TokioChildProcess::builder(tokio::process::Command::new(&bin_c).configure(move |c| {
-        c.arg("serve").env("MBM_DATABASE_URL", &db_c).env("MBM_CONFIG", "/dev/null").env("MBM_LOG", "warn");
+        c.arg("serve")
+            .env("MBM_DATABASE_URL", &db_c)
+            .env("MBM_CONFIG", "/dev/null")
+            .env("MBM_LOG", "warn")
+            .env(ALLOW_LOOPBACK, "true");
     }))
     .stderr(Stdio::null())
     .spawn()?
@@ -379,6 +387,7 @@ async fn main() -> Result<(), Error> {
         .env("MBM_DATABASE_URL", &db)
         .env("MBM_CONFIG", "/dev/null")
         .env("MBM_LOG", "warn")
+        .env(ALLOW_LOOPBACK, "true")
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;

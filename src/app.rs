@@ -25,6 +25,9 @@ pub fn instance_name() -> String {
 pub struct App {
     pub store: Store,
     pub make: MakeClient,
+    /// Where outbound HTTP (webhooks, Make) may connect; the clients below are built with it, and URLs
+    /// given by users are checked against it.
+    pub outbound: crate::outbound::OutboundPolicy,
     /// `None` when no master key is configured (then Make connections cannot be stored or used).
     pub keys: Option<Keyring>,
     /// Tunables of automated actions and notifications.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
@@ -81,6 +82,14 @@ pub struct Cli {
     /// Seconds between `serve`'s checkpoints of every chain that grew (0: never).
     #[arg(long, global = true, env = "MBM_CHECKPOINT_INTERVAL_SECS")]
     pub checkpoint_interval_secs: Option<u64>,
+    /// Let webhook deliveries and Make calls reach loopback addresses (and plain http to them): true or
+    /// false (also 1/0, yes/no). For local development and tests only.
+    #[arg(long, global = true, env = "MBM_OUTBOUND_ALLOW_LOOPBACK", value_parser = BoolishValueParser::new())]
+    pub outbound_allow_loopback: Option<bool>,
+    /// Let webhook deliveries and Make calls reach private addresses (10/8, 172.16/12, 192.168/16,
+    /// 100.64/10, fc00::/7): true or false. Never link-local or cloud metadata.
+    #[arg(long, global = true, env = "MBM_OUTBOUND_ALLOW_PRIVATE", value_parser = BoolishValueParser::new())]
+    pub outbound_allow_private: Option<bool>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -373,6 +382,8 @@ impl Cli {
             denial_summary_secs: serve.and_then(|s| s.denial_summary_secs),
             max_sessions_per_principal: serve.and_then(|s| s.max_sessions_per_principal),
             oauth: crate::auth::oauth::OAuthFile::from_env(),
+            outbound_allow_loopback: self.outbound_allow_loopback,
+            outbound_allow_private: self.outbound_allow_private,
         }
     }
 }
@@ -457,13 +468,28 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
 /// decrypted with the configured master key.
 async fn build_app(store: Store, config: &Config) -> anyhow::Result<Arc<App>> {
     let keys = config.keys.load()?;
-    let make = MakeClient::new(config.make.clone())?;
+    let outbound = config.outbound;
+    if outbound.allow_loopback || outbound.allow_private {
+        tracing::warn!(
+            allow_loopback = outbound.allow_loopback,
+            allow_private = outbound.allow_private,
+            "outbound requests (webhooks, Make) may reach {}; \
+             link-local and cloud metadata addresses stay refused",
+            match (outbound.allow_loopback, outbound.allow_private) {
+                (true, true) => "loopback and private network addresses",
+                (true, false) => "loopback addresses (for local development and tests only)",
+                _ => "private network addresses",
+            }
+        );
+    }
+    let make = MakeClient::new(config.make.clone(), outbound)?;
     let app = App {
         store,
         make,
         keys,
+        outbound,
         actions: config.actions.clone(),
-        webhooks: crate::notify::WebhookClient::new(config.webhook_timeout),
+        webhooks: crate::notify::WebhookClient::new(config.webhook_timeout, outbound),
         instance: crate::app::instance_name(),
         policy: crate::limits::CallPolicy::new(&config.limits, config.read_tool_timeout, config.read_only),
     };

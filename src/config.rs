@@ -41,6 +41,16 @@ pub struct FileConfig {
     pub read_only: Option<bool>,
     #[serde(default)]
     pub limits: LimitsFile,
+    #[serde(default)]
+    pub outbound: OutboundFile,
+}
+
+/// `[outbound]`: where webhook deliveries and Make calls may connect besides the public internet.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundFile {
+    pub allow_loopback: Option<bool>,
+    pub allow_private: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -179,6 +189,8 @@ pub struct Overrides {
     pub max_sessions_per_principal: Option<usize>,
     /// `MBM_OAUTH_*` (environment only), merged key by key over the file's `[oauth]`.
     pub oauth: OAuthFile,
+    pub outbound_allow_loopback: Option<bool>,
+    pub outbound_allow_private: Option<bool>,
 }
 
 /// The effective configuration.
@@ -203,6 +215,8 @@ pub struct Config {
     pub limits: crate::limits::LimitSettings,
     /// A read tool running longer than this is cut off (mutations always run to completion).
     pub read_tool_timeout: std::time::Duration,
+    /// Where webhook deliveries and Make calls may connect (`[outbound]`).
+    pub outbound: crate::outbound::OutboundPolicy,
 }
 
 /// Signed checkpoints of the audit chains.
@@ -418,7 +432,12 @@ impl Config {
                 10_000,
             )?,
         };
+        let outbound = crate::outbound::OutboundPolicy {
+            allow_loopback: o.outbound_allow_loopback.or(file.outbound.allow_loopback).unwrap_or(false),
+            allow_private: o.outbound_allow_private.or(file.outbound.allow_private).unwrap_or(false),
+        };
         Ok(Config {
+            outbound,
             read_only: o.read_only.or(file.read_only).unwrap_or(false),
             limits,
             read_tool_timeout,
@@ -600,6 +619,19 @@ mod tests {
     }
 
     #[test]
+    fn outbound_settings_default_off_and_layer() {
+        let c = Config::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(c.outbound, crate::outbound::OutboundPolicy::default(), "neither is allowed by default");
+        let file: FileConfig = toml::from_str("[outbound]\nallow_loopback = true\nallow_private = true").unwrap();
+        let c = Config::resolve(file.clone(), Overrides::default()).unwrap();
+        assert!(c.outbound.allow_loopback && c.outbound.allow_private);
+        let o = Overrides { outbound_allow_loopback: Some(false), ..Default::default() };
+        let c = Config::resolve(file, o).unwrap();
+        assert!(!c.outbound.allow_loopback && c.outbound.allow_private, "the environment beats the file");
+        assert!(toml::from_str::<FileConfig>("[outbound]\nallow_metadata = true").is_err());
+    }
+
+    #[test]
     fn the_embedded_store_keeps_its_key_beside_the_database() {
         assert_eq!(
             default_key_file("sqlite:///var/lib/mbm/db.sqlite3?mode=rwc"),
@@ -669,6 +701,7 @@ mod tests {
         assert!(l.reads_per_hour.is_some() && l.modifications_per_hour.is_some());
         assert!(l.automated_actions_per_hour.is_some() && l.failed_auths_per_minute.is_some());
         assert!(l.read_tool_timeout_secs.is_some());
+        assert!(file.outbound.allow_loopback.is_some() && file.outbound.allow_private.is_some());
         Config::resolve(file, Overrides::default()).expect("example config is valid");
     }
 }

@@ -21,5 +21,6 @@ pub mod make;
 pub mod mcp;
 pub mod monitoring;
 pub mod notify;
+pub mod outbound;
 pub mod store;
 pub mod telemetry;

@@ -9,11 +9,15 @@
 //!   refuses old timestamps, so a captured request cannot be replayed later.
 //! - The body ([`event_body`]) has a one-line `text`, so a Slack incoming-webhook URL works as a receiver
 //!   as it is.
-//! - URLs are checked once, when a user gives them ([`validate_url`]), and again before each attempt:
-//!   https only, except plain http to loopback hosts for local receivers and tests.
-//! - [`WebhookClient::deliver`] makes exactly one attempt and never panics: redirects are not followed, and
-//!   the outcome is an [`AttemptResult`] whose error text is short, single-line and free of the secret and
-//!   the URL (a Slack URL's path is itself a credential).
+//! - URLs are checked when a user gives them ([`validate_url`]): https only, except plain http to loopback
+//!   hosts with `outbound.allow_loopback` on, and never to an address or name the [`OutboundPolicy`] refuses
+//!   (loopback, private, link-local, metadata, …; see `outbound.rs`). Before each attempt the URL is checked
+//!   again, and the client's resolver admits only addresses the policy allows, so a name that resolves to an
+//!   internal address now (DNS rebinding, or a URL stored while loopback was allowed) fails as a refused
+//!   delivery.
+//! - [`WebhookClient::deliver`] makes exactly one attempt and never panics: redirects are not followed, no
+//!   proxy is used, and the outcome is an [`AttemptResult`] whose error text is short, single-line and free
+//!   of the secret and the URL's path (a Slack URL's path is itself a credential).
 //! - [`retry_delay`] gives the backoff between attempts; the caller owns the loop and the clock.
 
 use std::time::{Duration, Instant};
@@ -22,6 +26,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
 use sha2::Sha256;
+
+use crate::outbound::{self, OutboundPolicy, Refused};
 
 /// The signature header: `v1=<lowercase hex HMAC-SHA256>`; see [`sign`].
 pub const SIGNATURE_HEADER: &str = "x-make-budget-signature";
@@ -109,20 +115,6 @@ pub fn verify(
     Ok(())
 }
 
-/// `localhost`, `127.0.0.0/8` or `::1` (the URL parser has already lower-cased and canonicalised the host).
-fn is_loopback(url: &Url) -> bool {
-    let Some(host) = url.host_str() else { return false };
-    let ip = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    host == "localhost" || ip.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Check a webhook URL given by a user and return it normalised (lower-case scheme and host, a path of
-/// at least `/`).
-///
-/// Rules: an absolute `http(s)` URL of at most 2048 characters, with a host, without credentials
-/// (`user:pass@`) and without a fragment; `https` is required except for loopback hosts (`localhost`,
-/// `127.0.0.0/8`, `::1`), where plain `http` is allowed for local receivers. The error text names the rule;
-/// the caller prefixes the field name.
 /// A webhook URL as it may be shown: scheme, host and port only. Many webhook URLs carry their credential
 /// in the path or query (Slack's, for one), so the rest is replaced by `/…`.
 pub fn masked_url(url: &str) -> String {
@@ -135,7 +127,8 @@ pub fn masked_url(url: &str) -> String {
     }
 }
 
-pub fn validate_url(url: &str) -> Result<String, String> {
+/// The rules of form every webhook URL must meet; returns it parsed, or the rule it breaks.
+fn parse_url(url: &str) -> Result<Url, String> {
     let url = url.trim();
     let too_long = || format!("must be at most {MAX_URL_CHARS} characters");
     if url.chars().count() > MAX_URL_CHARS {
@@ -155,16 +148,53 @@ pub fn validate_url(url: &str) -> Result<String, String> {
     if parsed.fragment().is_some() {
         return Err("must not contain a fragment (#…)".into());
     }
-    if scheme == "http" && !is_loopback(&parsed) {
-        return Err(
-            "must use https; plain http is allowed only for loopback hosts (localhost, 127.0.0.0/8, ::1)".into()
-        );
-    }
-    let normalised = String::from(parsed);
-    if normalised.chars().count() > MAX_URL_CHARS {
+    // Percent-encoding can lengthen a URL: the normalised form must fit too.
+    if parsed.as_str().chars().count() > MAX_URL_CHARS {
         return Err(too_long());
     }
-    Ok(normalised)
+    Ok(parsed)
+}
+
+const HTTPS_ONLY: &str = "must use https; plain http is allowed only for loopback hosts (localhost, 127.0.0.0/8, ::1) \
+     with outbound.allow_loopback on";
+
+/// Check a webhook URL given by a user and return it normalised (lower-case scheme and host, a path of
+/// at least `/`).
+///
+/// Rules: an absolute `http(s)` URL of at most 2048 characters, with a host, without credentials
+/// (`user:pass@`) and without a fragment; not pointing at an address or name `policy` refuses (a literal
+/// internal address, `localhost`, `metadata.google.internal`, …; see `outbound.rs`); `https` is required
+/// except for loopback hosts (`localhost`, `127.0.0.0/8`, `::1`) when `policy.allow_loopback` is on, where
+/// plain `http` is allowed for local receivers. The error text names the rule; the caller prefixes the field
+/// name. The URL is not resolved here: DNS can change, so deliveries check the addresses they connect to.
+pub fn validate_url(url: &str, policy: &OutboundPolicy) -> Result<String, String> {
+    let parsed = parse_url(url)?;
+    policy.check_host(&parsed).map_err(|r| r.rule())?;
+    if parsed.scheme() == "http" && !(policy.allow_loopback && outbound::is_loopback_host(&parsed)) {
+        return Err(HTTPS_ONLY.into());
+    }
+    Ok(String::from(parsed))
+}
+
+/// Why a stored URL cannot be delivered to.
+#[derive(Debug)]
+enum UrlProblem {
+    /// It breaks a rule of form (scheme, credentials, length, …); the text names the rule.
+    Invalid(String),
+    /// It points where the outbound policy refuses to connect.
+    Refused(outbound::Refusal),
+}
+
+/// The check before each attempt: the rules of form, plain http only to a loopback host, and a literal
+/// address or metadata name the policy refuses. A loopback *name* passes here when loopback is not allowed:
+/// the resolver refuses the addresses it resolves to, which is the check that counts.
+fn request_url(url: &str, policy: &OutboundPolicy) -> Result<Url, UrlProblem> {
+    let parsed = parse_url(url).map_err(UrlProblem::Invalid)?;
+    policy.check_request(&parsed).map_err(UrlProblem::Refused)?;
+    if parsed.scheme() == "http" && !outbound::is_loopback_host(&parsed) {
+        return Err(UrlProblem::Invalid(HTTPS_ONLY.into()));
+    }
+    Ok(parsed)
 }
 
 /// The JSON body of an event, in this field order.
@@ -220,11 +250,15 @@ pub struct AttemptResult {
 pub struct WebhookClient {
     http: reqwest::Client,
     timeout: Duration,
+    policy: OutboundPolicy,
 }
 
 impl std::fmt::Debug for WebhookClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookClient").field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("WebhookClient")
+            .field("timeout", &self.timeout)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
     }
 }
 
@@ -252,25 +286,27 @@ fn error_chain(e: reqwest::Error) -> String {
 
 impl WebhookClient {
     /// A client with this per-request timeout (connecting, sending and reading the answer), rustls, no
-    /// redirects followed (a redirect counts as a failure with its status) and the User-Agent
+    /// redirects followed (a redirect counts as a failure with its status), no proxy, connections only to
+    /// addresses `policy` admits (names resolved by the system resolver through it) and the User-Agent
     /// `make-budget-mcp/<version>`.
     ///
     /// Panics only if the TLS backend cannot be initialised, as `reqwest::Client::new` does.
-    pub fn new(timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
+    pub fn new(timeout: Duration, policy: OutboundPolicy) -> Self {
+        let http = policy
+            .client_builder()
             .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("make-budget-mcp/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client (rustls) initialises");
-        Self { http, timeout }
+        Self { http, timeout, policy }
     }
 
     /// One POST of `body` (`Content-Type: application/json`) to `url` with the four `x-make-budget-*`
     /// headers, signed with `secret` at `now_unix`.
     ///
     /// 2xx means delivered. Any other status (redirects included), a timeout, a connection error, a URL that
-    /// fails [`validate_url`] or an id or type that cannot be a header value means not delivered, with the
+    /// breaks the rules of [`validate_url`], a host the outbound policy refuses (the error then starts with
+    /// `refused:`) or an id or type that cannot be a header value means not delivered, with the
     /// status when there was one and a short error text. Never panics; retrying is the caller's decision
     /// (see [`retry_delay`]), and safe, since receivers deduplicate on the event id.
     pub async fn deliver(
@@ -300,9 +336,14 @@ impl WebhookClient {
         body: &[u8],
         now_unix: i64,
     ) -> (Option<u16>, Option<String>) {
-        let url = match validate_url(url) {
+        let url = match request_url(url, &self.policy) {
             Ok(u) => u,
-            Err(rule) => return (None, Some(scrub(&format!("invalid webhook URL: {rule}"), secret, MAX_ERROR_CHARS))),
+            Err(UrlProblem::Invalid(rule)) => {
+                return (None, Some(scrub(&format!("invalid webhook URL: {rule}"), secret, MAX_ERROR_CHARS)));
+            }
+            Err(UrlProblem::Refused(r)) => {
+                return (None, Some(scrub(&Refused::from(r).to_string(), secret, MAX_ERROR_CHARS)));
+            }
         };
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -328,7 +369,10 @@ impl WebhookClient {
                 (Some(status.as_u16()), Some(status_error(status, &snippet)))
             }
             Err(e) if e.is_timeout() => (None, Some(format!("timed out after {} ms", self.timeout.as_millis()))),
-            Err(e) => (None, Some(scrub(&format!("cannot connect: {}", error_chain(e)), secret, MAX_ERROR_CHARS))),
+            Err(e) => match outbound::refusal_in(&e) {
+                Some(refused) => (None, Some(scrub(&refused.to_string(), secret, MAX_ERROR_CHARS))),
+                None => (None, Some(scrub(&format!("cannot connect: {}", error_chain(e)), secret, MAX_ERROR_CHARS))),
+            },
         }
     }
 }
@@ -365,6 +409,8 @@ mod tests {
     use super::*;
 
     const SECRET: &[u8] = b"whsec_test";
+    /// The test receivers listen on loopback.
+    const LOCAL: OutboundPolicy = OutboundPolicy::ALLOW_LOOPBACK;
 
     #[test]
     fn shown_urls_hide_path_and_query() {
@@ -435,13 +481,13 @@ mod tests {
             ("http://localhost:8080/hook", "http://localhost:8080/hook"),
             ("http://[::1]:8080/hook", "http://[::1]:8080/hook"),
         ] {
-            assert_eq!(validate_url(given).as_deref(), Ok(normalised), "{given}");
+            assert_eq!(validate_url(given, &LOCAL).as_deref(), Ok(normalised), "{given}");
         }
         for (bad, rule) in [
             ("http://example.com", "https"),
             ("http://128.0.0.1/x", "https"),
             ("http://localhost.example.com/x", "https"),
-            ("http://[::2]/x", "https"),
+            ("http://[::2]/x", "unspecified"),
             ("ftp://x", "scheme"),
             ("javascript:alert(1)", "scheme"),
             ("not a url", "absolute"),
@@ -452,17 +498,57 @@ mod tests {
             ("http://user:pass@127.0.0.1/x", "credentials"),
             ("https://hooks.slack.com/x#frag", "fragment"),
         ] {
-            let e = validate_url(bad).unwrap_err();
+            let e = validate_url(bad, &LOCAL).unwrap_err();
             assert!(e.contains(rule), "{bad}: {e}");
         }
         let prefix = "https://hooks.slack.com/";
         let fits = format!("{prefix}{}", "a".repeat(MAX_URL_CHARS - prefix.len()));
-        assert_eq!(validate_url(&fits), Ok(fits.clone()));
-        let e = validate_url(&format!("{fits}a")).unwrap_err();
+        assert_eq!(validate_url(&fits, &LOCAL), Ok(fits.clone()));
+        let e = validate_url(&format!("{fits}a"), &LOCAL).unwrap_err();
         assert!(e.contains("2048"), "{e}");
         // Percent-encoding can lengthen a URL past the limit; the normalised form is checked too.
         let grows = format!("{prefix}{}", "é".repeat(1000));
-        assert!(validate_url(&grows).unwrap_err().contains("2048"));
+        assert!(validate_url(&grows, &LOCAL).unwrap_err().contains("2048"));
+    }
+
+    #[test]
+    fn internal_addresses_and_names_are_refused_when_given() {
+        let default = OutboundPolicy::default();
+        for (url, class) in [
+            ("https://169.254.169.254/latest/meta-data/", "169.254.169.254 is a cloud metadata address"),
+            ("https://[::ffff:169.254.169.254]/", "::ffff:169.254.169.254 is a cloud metadata address"),
+            ("https://10.0.0.1/x", "10.0.0.1 is a private address"),
+            ("https://192.168.1.1/x", "192.168.1.1 is a private address"),
+            ("https://[fd00::1]/x", "fd00::1 is a unique-local address"),
+            ("https://0.0.0.0/x", "0.0.0.0 is an unspecified address"),
+            ("https://[::]/x", ":: is an unspecified address"),
+            (
+                "https://metadata.google.internal/computeMetadata/v1/",
+                "metadata.google.internal is a cloud metadata name",
+            ),
+            ("http://localhost:5432/", "localhost is a loopback name"),
+            ("http://2130706433/", "127.0.0.1 is a loopback address"),
+            ("http://0x7f000001/", "127.0.0.1 is a loopback address"),
+            ("https://127.0.0.1/x", "127.0.0.1 is a loopback address"),
+        ] {
+            let e = validate_url(url, &default).unwrap_err();
+            assert!(
+                e.starts_with("must not point at a private, loopback, link-local or metadata address"),
+                "{url}: {e}"
+            );
+            assert!(e.contains(class), "{url}: {e}");
+        }
+        let e = validate_url("http://localhost:8080/hook", &default).unwrap_err();
+        assert!(e.contains("set outbound.allow_loopback"), "{e}");
+        // Loopback allowed admits loopback only; metadata stays refused whatever is allowed.
+        let all = OutboundPolicy { allow_loopback: true, allow_private: true };
+        assert!(validate_url("https://169.254.169.254/", &all).unwrap_err().contains("metadata"));
+        assert!(validate_url("https://metadata.google.internal/", &all).unwrap_err().contains("metadata"));
+        assert!(validate_url("https://10.0.0.1/", &LOCAL).unwrap_err().contains("private"));
+        assert_eq!(validate_url("https://10.0.0.1/", &all).as_deref(), Ok("https://10.0.0.1/"));
+        // Plain http only to loopback, and only with loopback allowed.
+        assert!(validate_url("http://10.0.0.1/", &all).unwrap_err().contains("must use https"));
+        assert_eq!(validate_url("http://2130706433/x", &LOCAL).as_deref(), Ok("http://127.0.0.1/x"));
     }
 
     #[test]
@@ -548,7 +634,7 @@ mod tests {
     #[tokio::test]
     async fn delivers_a_signed_request_with_all_headers() {
         let (base, log) = receiver().await;
-        let client = WebhookClient::new(Duration::from_secs(5));
+        let client = WebhookClient::new(Duration::from_secs(5), LOCAL);
         let body = sample_body();
         let r =
             client.deliver(&format!("{base}/hook"), SECRET, "threshold_crossed", "evt_42", &body, 1_700_000_000).await;
@@ -573,7 +659,7 @@ mod tests {
     #[tokio::test]
     async fn a_wrong_secret_is_refused_by_the_receiver() {
         let (base, log) = receiver().await;
-        let client = WebhookClient::new(Duration::from_secs(5));
+        let client = WebhookClient::new(Duration::from_secs(5), LOCAL);
         let r = client.deliver(&format!("{base}/hook"), b"not the secret", "t", "evt_1", b"{}", 1_700_000_000).await;
         assert!(!r.delivered);
         assert_eq!(r.status, Some(401));
@@ -583,7 +669,7 @@ mod tests {
     #[tokio::test]
     async fn an_error_status_is_not_delivered_and_carries_a_short_scrubbed_body() {
         let (base, _) = receiver().await;
-        let client = WebhookClient::new(Duration::from_secs(5));
+        let client = WebhookClient::new(Duration::from_secs(5), LOCAL);
         let r = client.deliver(&format!("{base}/fail"), SECRET, "t", "evt_1", b"{}", 1_700_000_000).await;
         assert!(!r.delivered);
         assert_eq!(r.status, Some(500));
@@ -598,7 +684,7 @@ mod tests {
     #[tokio::test]
     async fn a_redirect_is_not_followed() {
         let (base, log) = receiver().await;
-        let client = WebhookClient::new(Duration::from_secs(5));
+        let client = WebhookClient::new(Duration::from_secs(5), LOCAL);
         let r = client.deliver(&format!("{base}/moved"), SECRET, "t", "evt_1", b"{}", 1_700_000_000).await;
         assert!(!r.delivered);
         assert_eq!(r.status, Some(302));
@@ -612,7 +698,7 @@ mod tests {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             l.local_addr().unwrap().port()
         };
-        let client = WebhookClient::new(Duration::from_secs(5));
+        let client = WebhookClient::new(Duration::from_secs(5), LOCAL);
         let url = format!("http://127.0.0.1:{port}/services/T0/B0/secretpath");
         let r = client.deliver(&url, SECRET, "t", "evt_1", b"{}", 1_700_000_000).await;
         assert!(!r.delivered);
@@ -626,7 +712,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_receiver_times_out() {
         let (base, _) = receiver().await;
-        let client = WebhookClient::new(Duration::from_millis(300));
+        let client = WebhookClient::new(Duration::from_millis(300), LOCAL);
         let r = client.deliver(&format!("{base}/slow"), SECRET, "t", "evt_1", b"{}", 1_700_000_000).await;
         assert!(!r.delivered);
         assert_eq!(r.status, None);
@@ -635,9 +721,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_url_stored_while_loopback_was_allowed_is_refused_at_delivery() {
+        let (base, log) = receiver().await;
+        let port = base.rsplit(':').next().unwrap();
+        let client = WebhookClient::new(Duration::from_secs(5), OutboundPolicy::default());
+        // A literal address is judged before the request; a name by the resolver (the system's, here).
+        for (url, expected) in [
+            (format!("{base}/hook/secretpath"), "refused: 127.0.0.1 is a loopback address"),
+            (format!("http://localhost:{port}/hook/secretpath"), "refused: localhost resolves only to loopback"),
+        ] {
+            let r = client.deliver(&url, SECRET, "t", "evt_1", b"{}", 1_700_000_000).await;
+            assert!(!r.delivered);
+            assert_eq!(r.status, None);
+            let e = r.error.unwrap();
+            assert!(e.starts_with(expected), "{url}: {e}");
+            assert!(e.contains("outbound.allow_loopback"), "{e}");
+            assert!(!e.contains("secretpath") && !e.contains("/hook"), "no URL path in the error: {e}");
+        }
+        let r = client.deliver("https://metadata.google.internal/x", SECRET, "t", "evt_1", b"{}", 0).await;
+        assert!(r.error.unwrap().starts_with("refused: metadata.google.internal is a cloud metadata name"));
+        assert!(log.lock().unwrap().is_empty(), "the receiver got nothing");
+    }
+
+    #[tokio::test]
     async fn bad_inputs_fail_without_sending() {
         let (base, log) = receiver().await;
-        let client = WebhookClient::new(Duration::from_secs(5));
+        let client = WebhookClient::new(Duration::from_secs(5), LOCAL);
         let r = client.deliver("http://example.com/hook", SECRET, "t", "evt_1", b"{}", 0).await;
         assert!(!r.delivered);
         assert!(r.error.unwrap().starts_with("invalid webhook URL: must use https"));

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use make_budget_mcp::crypto::SecretString;
 use make_budget_mcp::make::{self, MakeClient, MakeClientConfig, MakeError, MakeTarget, UsageOf};
+use make_budget_mcp::outbound::OutboundPolicy;
 use support::fake_make::{self, CounterStyle, FakeMake, Fault, OrgSpec, ScenarioSpec};
 
 const TOKEN: &str = "6f1c5b9e-2d4a-4c3b-9e8f-7a6b5c4d3e2f";
@@ -25,22 +26,26 @@ async fn fake_with_scenarios(n: i64) -> FakeMake {
 
 fn target(fake: &FakeMake) -> MakeTarget {
     MakeTarget {
-        base_url: make::api_base_url(&fake.base_url()).unwrap(),
+        base_url: make::api_base_url(&fake.base_url(), &OutboundPolicy::ALLOW_LOOPBACK).unwrap(),
         auth_kind: make::AuthKind::ApiToken,
         token: SecretString::new(TOKEN),
     }
 }
 
-/// Fast retries so the tests take milliseconds; the timing rules are the same.
+/// Fast retries so the tests take milliseconds; the timing rules are the same. Loopback allowed: the fake
+/// listens there.
 fn client(timeout: Duration) -> MakeClient {
-    MakeClient::new(MakeClientConfig {
-        request_timeout: timeout,
-        max_attempts: 4,
-        base_delay: Duration::from_millis(50),
-        max_delay: Duration::from_millis(400),
-        max_retry_after: Duration::from_secs(5),
-        page_size: 10,
-    })
+    MakeClient::new(
+        MakeClientConfig {
+            request_timeout: timeout,
+            max_attempts: 4,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(400),
+            max_retry_after: Duration::from_secs(5),
+            page_size: 10,
+        },
+        OutboundPolicy::ALLOW_LOOPBACK,
+    )
     .unwrap()
 }
 

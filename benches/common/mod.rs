@@ -78,8 +78,8 @@ impl ScratchDb {
     }
 }
 
-/// The release binary with the bench's keys, no config file, warnings-only logs, no rate limits and no
-/// background evaluator.
+/// The release binary with the bench's keys, no config file, warnings-only logs, no rate limits, no
+/// background evaluator and loopback allowed for outbound requests (the simulated Make).
 pub fn mbm(db_url: &str) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(BIN);
     c.env("MBM_DATABASE_URL", db_url)
@@ -93,6 +93,8 @@ pub fn mbm(db_url: &str) -> tokio::process::Command {
         .env("MBM_FAILED_AUTHS_PER_MINUTE", "0")
         // No background evaluator in `serve`: a pass mid-measurement would measure it instead.
         .env("MBM_EVALUATE_INTERVAL_SECS", "0")
+        // The simulated Make listens on loopback, which outbound requests may reach only when allowed.
+        .env("MBM_OUTBOUND_ALLOW_LOOPBACK", "true")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     c

@@ -10,6 +10,10 @@
 //!   an error that says how many attempts were made and carries Make's last error body. Retrying is safe
 //!   because every call is idempotent: reads, and start/stop, which set a state.
 //! - Errors are typed and carry Make's error body (`message`, `detail`, `code`).
+//! - Outbound rules ([`OutboundPolicy`], `outbound.rs`): zones that name an internal address or name are
+//!   refused when given ([`api_base_url`]); every call checks a literal address first, names are resolved
+//!   only to addresses the policy admits, redirects are not followed and no proxy is used. A refused call
+//!   fails with [`MakeError::Refused`] and is not retried.
 //!
 //! Facts about the API are in `../shared/make-api.md`.
 
@@ -27,6 +31,7 @@ use serde::de::DeserializeOwned;
 
 use crate::crypto::SecretString;
 use crate::domain::ValidationError;
+use crate::outbound::{self, OutboundPolicy, Refused};
 pub use types::*;
 
 /// Make's documented default when the plan's limit is not yet known (the Free plan is not documented).
@@ -73,11 +78,15 @@ pub const ZONES: &[&str] =
 /// Turn a zone as a user gives it into the API base URL.
 ///
 /// Accepted: a zone host (`eu1.make.com`), any other host name for private instances
-/// (`make.example.com`, https assumed), or a URL `https://host[:port]`. Plain `http://` is accepted only
-/// for loopback hosts (a local test server): a token must never cross a network unencrypted.
-pub fn api_base_url(zone: &str) -> Result<String, ValidationError> {
+/// (`make.example.com`, https assumed), or a URL `https://host[:port]`; never a host `policy` refuses (a
+/// literal loopback, private, link-local or metadata address, `localhost`, `metadata.google.internal`, …; see
+/// `outbound.rs`). Plain `http://` is accepted only for loopback hosts with `policy.allow_loopback` on (a
+/// local test server): a token must never cross a network unencrypted. The host is not resolved here; every
+/// call checks the addresses it connects to.
+pub fn api_base_url(zone: &str, policy: &OutboundPolicy) -> Result<String, ValidationError> {
     let zone = zone.trim().trim_end_matches('/');
     let invalid = |rule: &str| ValidationError::new("zone", rule.to_owned());
+    let shape = "must be a Make zone such as \"eu1.make.com\", a private instance host, or https://host[:port]";
     let (scheme, rest) = match zone.split_once("://") {
         Some((s, rest)) => (s.to_ascii_lowercase(), rest),
         None => ("https".to_owned(), zone),
@@ -88,21 +97,21 @@ pub fn api_base_url(zone: &str) -> Result<String, ValidationError> {
         || authority.contains('@')
         || !authority.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
     {
+        return Err(invalid(shape));
+    }
+    if scheme != "https" && scheme != "http" {
+        return Err(invalid("the scheme must be https"));
+    }
+    let url = reqwest::Url::parse(&format!("{scheme}://{authority}/")).map_err(|_| invalid(shape))?;
+    let host = url.host_str().ok_or_else(|| invalid(shape))?;
+    policy.check_host(&url).map_err(|r| invalid(&r.rule()))?;
+    if scheme == "http" && !(policy.allow_loopback && outbound::is_loopback_host(&url)) {
         return Err(invalid(
-            "must be a Make zone such as \"eu1.make.com\", a private instance host, or https://host[:port]",
+            "plain http is allowed only for loopback hosts with outbound.allow_loopback on; use https",
         ));
     }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    match scheme.as_str() {
-        "https" => {}
-        "http" if matches!(host, "localhost" | "127.0.0.1" | "::1") => {}
-        "http" => return Err(invalid("plain http is allowed only for loopback hosts; use https")),
-        _ => return Err(invalid("the scheme must be https")),
-    }
-    Ok(format!("{scheme}://{}/api/v2", authority.to_ascii_lowercase()))
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    Ok(format!("{scheme}://{host}{port}/api/v2"))
 }
 
 /// Where and as whom to call Make.
@@ -154,6 +163,10 @@ pub enum MakeError {
     Transport(String),
     #[error("Make sent a response that could not be read ({0})")]
     Decode(String),
+    /// The outbound policy refused the connection (`refused: …`): the host is, or resolves only to, an
+    /// address this server may not contact. Not retried.
+    #[error("{0}")]
+    Refused(String),
     /// Retried errors persisted past the retry budget.
     #[error("gave up after {attempts} attempts; last error: {last}")]
     GaveUp { attempts: u32, last: Box<MakeError> },
@@ -203,7 +216,7 @@ impl MakeError {
         match self {
             MakeError::Api { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504),
             MakeError::Timeout(_) | MakeError::Transport(_) => true,
-            MakeError::Decode(_) | MakeError::GaveUp { .. } => false,
+            MakeError::Decode(_) | MakeError::Refused(_) | MakeError::GaveUp { .. } => false,
         }
     }
 }
@@ -216,12 +229,13 @@ type Pacers = HashMap<i64, (u32, Arc<DefaultDirectRateLimiter>)>;
 pub struct MakeClient {
     http: reqwest::Client,
     config: Arc<MakeClientConfig>,
+    policy: OutboundPolicy,
     pacers: Arc<Mutex<Pacers>>,
 }
 
 impl std::fmt::Debug for MakeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MakeClient").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("MakeClient").field("config", &self.config).field("policy", &self.policy).finish_non_exhaustive()
     }
 }
 
@@ -235,13 +249,16 @@ fn quota(api_limit: u32) -> Quota {
 }
 
 impl MakeClient {
-    pub fn new(config: MakeClientConfig) -> Result<Self, MakeError> {
-        let http = reqwest::Client::builder()
+    /// A client that connects only where `policy` allows (see the module documentation), follows no
+    /// redirects and uses no proxy.
+    pub fn new(config: MakeClientConfig, policy: OutboundPolicy) -> Result<Self, MakeError> {
+        let http = policy
+            .client_builder()
             .timeout(config.request_timeout)
             .user_agent(concat!("make-budget-mcp/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| MakeError::Transport(e.to_string()))?;
-        Ok(Self { http, config: Arc::new(config), pacers: Default::default() })
+        Ok(Self { http, config: Arc::new(config), policy, pacers: Default::default() })
     }
 
     pub fn config(&self) -> &MakeClientConfig {
@@ -299,7 +316,10 @@ impl MakeClient {
         query: &[(&str, String)],
         retry: Retry,
     ) -> Result<T, MakeError> {
-        let url = format!("{}{path}", target.base_url);
+        let url = reqwest::Url::parse(&format!("{}{path}", target.base_url))
+            .map_err(|e| MakeError::Transport(format!("the connection's base URL is not a URL ({e})")))?;
+        // Literal addresses never reach the resolver: judge them here, before any request.
+        self.policy.check_request(&url).map_err(|r| MakeError::Refused(Refused::from(r).to_string()))?;
         let mut auth = HeaderValue::from_str(&format!("{} {}", target.auth_kind.scheme(), target.token.expose()))
             .map_err(|_| MakeError::Transport("the token contains characters not allowed in a header".into()))?;
         auth.set_sensitive(true);
@@ -308,8 +328,13 @@ impl MakeClient {
             attempt += 1;
             self.pace(org).await;
             let started = std::time::Instant::now();
-            let sent =
-                self.http.request(method.clone(), &url).query(query).header(AUTHORIZATION, auth.clone()).send().await;
+            let sent = self
+                .http
+                .request(method.clone(), url.clone())
+                .query(query)
+                .header(AUTHORIZATION, auth.clone())
+                .send()
+                .await;
             crate::monitoring::make_request(request_outcome(&sent), started.elapsed());
             let (err, retry_after) = match sent {
                 Ok(resp) if resp.status().is_success() => {
@@ -329,7 +354,10 @@ impl MakeClient {
                     (MakeError::Api { status: status.as_u16(), body }, retry_after)
                 }
                 Err(e) if e.is_timeout() => (MakeError::Timeout(self.config.request_timeout), None),
-                Err(e) => (MakeError::Transport(error_chain(&e)), None),
+                Err(e) => match outbound::refusal_in(&e) {
+                    Some(refused) => (MakeError::Refused(refused.to_string()), None),
+                    None => (MakeError::Transport(error_chain(&e)), None),
+                },
             };
             tracing::info!(%method, path, attempt, error = %err, "make call failed");
             let retryable = match retry {
@@ -494,17 +522,76 @@ mod tests {
 
     #[test]
     fn zones_become_https_base_urls() {
-        assert_eq!(api_base_url("eu1.make.com").unwrap(), "https://eu1.make.com/api/v2");
-        assert_eq!(api_base_url("https://Make.Example.com:8443/").unwrap(), "https://make.example.com:8443/api/v2");
-        assert_eq!(api_base_url("https://us2.make.com/api/v2").unwrap(), "https://us2.make.com/api/v2");
-        assert_eq!(api_base_url("http://127.0.0.1:4010").unwrap(), "http://127.0.0.1:4010/api/v2");
-        for bad in ["http://eu1.make.com", "ftp://x", "", "eu1.make.com/evil", "user@host", "https://a b"] {
-            let e = api_base_url(bad).unwrap_err();
+        let p = OutboundPolicy::default();
+        let local = OutboundPolicy::ALLOW_LOOPBACK;
+        assert_eq!(api_base_url("eu1.make.com", &p).unwrap(), "https://eu1.make.com/api/v2");
+        assert_eq!(api_base_url("https://Make.Example.com:8443/", &p).unwrap(), "https://make.example.com:8443/api/v2");
+        assert_eq!(api_base_url("https://us2.make.com/api/v2", &p).unwrap(), "https://us2.make.com/api/v2");
+        assert_eq!(api_base_url("https://eu1.make.com:443", &p).unwrap(), "https://eu1.make.com/api/v2");
+        assert_eq!(api_base_url("http://127.0.0.1:4010", &local).unwrap(), "http://127.0.0.1:4010/api/v2");
+        assert_eq!(api_base_url("http://localhost:4010", &local).unwrap(), "http://localhost:4010/api/v2");
+        for bad in
+            ["http://eu1.make.com", "ftp://x", "", "eu1.make.com/evil", "user@host", "https://a b", "https://[::1"]
+        {
+            let e = api_base_url(bad, &local).unwrap_err();
             assert_eq!(e.field, "zone", "{bad}");
         }
         for z in ZONES {
-            assert!(api_base_url(z).is_ok());
+            assert!(api_base_url(z, &p).is_ok());
         }
+    }
+
+    #[test]
+    fn zones_that_name_internal_hosts_are_refused() {
+        let p = OutboundPolicy::default();
+        for (zone, says) in [
+            ("http://127.0.0.1:4010", "127.0.0.1 is a loopback address"),
+            ("https://10.0.0.1", "10.0.0.1 is a private address"),
+            ("https://169.254.169.254", "169.254.169.254 is a cloud metadata address"),
+            ("https://[::1]", "::1 is a loopback address"),
+            ("metadata.google.internal", "metadata.google.internal is a cloud metadata name"),
+            ("https://2130706433", "127.0.0.1 is a loopback address"),
+            ("localhost:8443", "localhost is a loopback name"),
+            ("make.corp.internal", "make.corp.internal is a private name"),
+        ] {
+            let e = api_base_url(zone, &p).unwrap_err();
+            assert_eq!(e.field, "zone");
+            assert!(
+                e.rule.contains("must not point at a private, loopback, link-local or metadata address"),
+                "{zone}: {e}"
+            );
+            assert!(e.rule.contains(says), "{zone}: {e}");
+        }
+        let e = api_base_url("http://127.0.0.1:4010", &p).unwrap_err();
+        assert!(e.rule.contains("outbound.allow_loopback"), "{e}");
+        let private = OutboundPolicy { allow_loopback: false, allow_private: true };
+        assert_eq!(api_base_url("https://10.0.0.1", &private).unwrap(), "https://10.0.0.1/api/v2");
+        assert!(api_base_url("http://10.0.0.1", &private).unwrap_err().rule.contains("plain http"));
+        assert!(api_base_url("https://169.254.169.254", &private).is_err());
+    }
+
+    #[tokio::test]
+    async fn calls_to_refused_hosts_send_nothing_and_are_not_retried() {
+        let c = MakeClient::new(MakeClientConfig::default(), OutboundPolicy::default()).unwrap();
+        for base_url in ["http://127.0.0.1:9/api/v2", "https://169.254.169.254/api/v2", "https://metadata/api/v2"] {
+            let t = MakeTarget {
+                base_url: base_url.into(),
+                auth_kind: AuthKind::ApiToken,
+                token: SecretString::new("secret-token-value"),
+            };
+            let e = c.organization(&t, 1).await.unwrap_err();
+            assert!(matches!(e, MakeError::Refused(_)), "{base_url}: {e:?}");
+            assert!(e.to_string().starts_with("refused: "), "{e}");
+            assert!(!e.to_string().contains("secret-token-value"));
+        }
+        // A stored connection to a loopback name is refused by the resolver at call time.
+        let t = MakeTarget {
+            base_url: "http://localhost:9/api/v2".into(),
+            auth_kind: AuthKind::ApiToken,
+            token: SecretString::new("secret-token-value"),
+        };
+        let e = c.organization(&t, 1).await.unwrap_err();
+        assert!(e.to_string().starts_with("refused: localhost resolves only to loopback"), "{e}");
     }
 
     #[test]
@@ -518,11 +605,14 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_and_honours_retry_after() {
-        let c = MakeClient::new(MakeClientConfig {
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(1000),
-            ..Default::default()
-        })
+        let c = MakeClient::new(
+            MakeClientConfig {
+                base_delay: Duration::from_millis(100),
+                max_delay: Duration::from_millis(1000),
+                ..Default::default()
+            },
+            OutboundPolicy::default(),
+        )
         .unwrap();
         for (attempt, nominal) in [(1, 100u64), (2, 200), (3, 400), (5, 1000), (9, 1000)] {
             let d = c.backoff(attempt, None).as_millis() as u64;

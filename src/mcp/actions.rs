@@ -651,7 +651,8 @@ impl BudgetServer {
         Parameters(args): Parameters<AddWebhookArgs>,
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<WebhookView>, ToolError> {
-        let url = crate::notify::validate_url(args.url.trim()).map_err(|rule| ValidationError::new("url", rule))?;
+        let url = crate::notify::validate_url(args.url.trim(), &self.app.outbound)
+            .map_err(|rule| ValidationError::new("url", rule))?;
         let secret = args.secret.trim();
         let len = secret.chars().count();
         if !(16..=256).contains(&len) || secret.chars().any(char::is_control) {

@@ -330,7 +330,7 @@ impl BudgetServer {
         Parameters(args): Parameters<ConnectMakeArgs>,
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<ConnectionView>, ToolError> {
-        let base_url = make::api_base_url(&args.zone)?;
+        let base_url = make::api_base_url(&args.zone, &self.app.outbound)?;
         let token = args.token.trim();
         if token.len() < 8
             || token.len() > TOKEN_MAX_CHARS

@@ -69,6 +69,25 @@ pub const NO_RATE_LIMITS: [(&str, &str); 5] = [
     ("MBM_DENIED_AUDITS_PER_HOUR", "0"),
 ];
 
+/// Outbound requests may reach loopback: the fake Make and the webhook receivers listen there. Every server
+/// and CLI run the helpers start gets it; `tests/outbound.rs` removes it (see [`UNSET`]) to test the default.
+pub const ALLOW_LOOPBACK: (&str, &str) = ("MBM_OUTBOUND_ALLOW_LOOPBACK", "true");
+
+/// As a value in a helper's `env`, removes that variable instead of setting it (e.g.
+/// `("MBM_OUTBOUND_ALLOW_LOOPBACK", UNSET)` runs the server with the default outbound policy).
+pub const UNSET: &str = "\u{0}unset";
+
+/// Set (or, for [`UNSET`], remove) a test's extra environment variables on a command.
+fn apply_env(cmd: &mut std::process::Command, env: &[(&str, &str)]) {
+    for (key, value) in env {
+        if *value == UNSET {
+            cmd.env_remove(key);
+        } else {
+            cmd.env(key, value);
+        }
+    }
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_make-budget-mcp")
 }
@@ -396,13 +415,16 @@ fn command(db_url: &str) -> std::process::Command {
         .env("MBM_CONFIG", "/dev/null")
         .env("MBM_LOG", "warn")
         .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
-        .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY);
+        .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY)
+        .env(ALLOW_LOOPBACK.0, ALLOW_LOOPBACK.1);
     c
 }
 
-/// Run a CLI command with extra environment variables.
+/// Run a CLI command with extra environment variables (a value of [`UNSET`] removes one).
 pub fn cli_env(db_url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    command(db_url).args(args).envs(env.iter().copied()).output().expect("run make-budget-mcp")
+    let mut c = command(db_url);
+    apply_env(&mut c, env);
+    c.args(args).output().expect("run make-budget-mcp")
 }
 
 /// Run a CLI command to completion.
@@ -454,11 +476,12 @@ impl HttpServer {
             .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
             .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY)
             .envs(NO_RATE_LIMITS)
-            .envs(env.iter().copied())
+            .env(ALLOW_LOOPBACK.0, ALLOW_LOOPBACK.1)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        apply_env(cmd.as_std_mut(), env);
         let mut child = cmd.spawn().expect("spawn server");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let logs = Arc::new(Mutex::new(String::new()));
@@ -593,7 +616,8 @@ pub async fn http_client(mcp_url: &str, token: &str, lifecycle: Lifecycle) -> Cl
     ().serve_with_lifecycle(transport, lifecycle.mode()).await.expect("connect MCP client over HTTP")
 }
 
-/// `make-budget-mcp serve` (stdio) on `db_url` with the test master key, logging at info, plus `env`.
+/// `make-budget-mcp serve` (stdio) on `db_url` with the test master key, logging at info, loopback allowed
+/// for outbound requests, plus `env` (a value of [`UNSET`] removes a variable).
 fn stdio_command(db_url: &str, env: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(bin());
     cmd.arg("serve")
@@ -603,7 +627,8 @@ fn stdio_command(db_url: &str, env: &[(&str, &str)]) -> tokio::process::Command 
         .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
         .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY)
         .envs(NO_RATE_LIMITS)
-        .envs(env.iter().copied());
+        .env(ALLOW_LOOPBACK.0, ALLOW_LOOPBACK.1);
+    apply_env(cmd.as_std_mut(), env);
     cmd
 }
 
