@@ -632,6 +632,7 @@ mod tests {
                 message: Some("Permission denied".into()),
                 detail: Some("Access denied.".into()),
                 code: Some("SC403".into()),
+                ..Default::default()
             },
         };
         assert_eq!(e.to_string(), "Make answered 403: SC403 — Permission denied — Access denied.");
