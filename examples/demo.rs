@@ -59,6 +59,7 @@ async fn simulated_make() -> fake_make::FakeMake {
         allowance: 40_000,
         last_reset: utc(cycle_start),
         next_reset: Some(utc(cycle_start.checked_add(jiff::Span::new().months(1)).unwrap())),
+        zone: String::new(), // the simulator's own host, the zone the demo connects to
         ..OrgSpec::new(ORG, "Acme Marketing")
     });
     fake.add_team(ORG, 16, "Campaigns");

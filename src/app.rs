@@ -38,6 +38,8 @@ pub struct App {
     pub instance: String,
     /// Rate limits, the read timeout and read-only mode.
     pub policy: crate::limits::CallPolicy,
+    /// How a usage sync spends its Make API calls.
+    pub sync: crate::engine::sync::SyncSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +64,7 @@ impl App {
     pub fn target(&self, tenant: TenantId, c: &ConnectionRecord) -> Result<MakeTarget, SecretError> {
         let tenant = tenant.to_string();
         let token = self.keyring()?.open_secret(&c.sealed, Self::binding(&tenant, &c.id))?;
-        Ok(MakeTarget { base_url: c.base_url.clone(), auth_kind: c.auth_kind, token })
+        Ok(MakeTarget::new(c.base_url.clone(), c.auth_kind, token).with_scopes(c.token_scopes.clone()))
     }
 
     pub fn seal_token(

@@ -51,6 +51,13 @@ pub struct Cli {
     /// First retry delay for Make API calls, in milliseconds.
     #[arg(long, global = true, env = "MBM_MAKE_RETRY_BASE_DELAY_MS")]
     pub make_retry_base_delay_ms: Option<u64>,
+    /// Share of each Make organization's API limit this server may use, 0.05-1 (the rest stays for the
+    /// organization's other API clients).
+    #[arg(long, global = true, env = "MBM_MAKE_API_SHARE")]
+    pub make_api_share: Option<f64>,
+    /// Milliseconds an organization's Make calls wait after a 429 without Retry-After (Make's window).
+    #[arg(long, global = true, env = "MBM_MAKE_RATE_LIMIT_WAIT_MS")]
+    pub make_rate_limit_wait_ms: Option<u64>,
     /// Seconds between background evaluator passes in `serve`; 0 switches it off.
     #[arg(long, global = true, env = "MBM_EVALUATE_INTERVAL_SECS")]
     pub evaluate_interval_secs: Option<u64>,
@@ -357,6 +364,8 @@ impl Cli {
             make_request_timeout_secs: self.make_request_timeout_secs,
             make_max_attempts: self.make_max_attempts,
             make_retry_base_delay_ms: self.make_retry_base_delay_ms,
+            make_api_share: self.make_api_share,
+            make_rate_limit_wait_ms: self.make_rate_limit_wait_ms,
             evaluate_interval_secs: self.evaluate_interval_secs,
             approval_ttl_minutes: self.approval_ttl_minutes,
             lease_secs: self.lease_secs,
@@ -482,7 +491,16 @@ async fn build_app(store: Store, config: &Config) -> anyhow::Result<Arc<App>> {
             }
         );
     }
-    let make = MakeClient::new(config.make.clone(), outbound)?;
+    // The API budget is shared through the database by every caller of every instance.
+    let pacer = crate::make::pacer::Pacer::new(
+        Arc::new(store.clone()),
+        Arc::new(crate::domain::SystemClock),
+        config.make.api_share,
+    );
+    let make = MakeClient::new(config.make.clone(), outbound)?.with_pacer(Arc::new(pacer));
+    let sync = crate::engine::sync::SyncSettings {
+        interval_secs: if config.evaluate_interval_secs > 0 { config.evaluate_interval_secs } else { 300 },
+    };
     let app = App {
         store,
         make,
@@ -492,6 +510,7 @@ async fn build_app(store: Store, config: &Config) -> anyhow::Result<Arc<App>> {
         webhooks: crate::notify::WebhookClient::new(config.webhook_timeout, outbound),
         instance: crate::app::instance_name(),
         policy: crate::limits::CallPolicy::new(&config.limits, config.read_tool_timeout, config.read_only),
+        sync,
     };
     app.check_secret_keys().await?;
     Ok(Arc::new(app))

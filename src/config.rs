@@ -98,6 +98,8 @@ pub struct MakeFile {
     pub request_timeout_secs: Option<u64>,
     pub max_attempts: Option<u32>,
     pub retry_base_delay_ms: Option<u64>,
+    pub api_share: Option<f64>,
+    pub rate_limit_wait_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -162,6 +164,8 @@ pub struct Overrides {
     pub make_request_timeout_secs: Option<u64>,
     pub make_max_attempts: Option<u32>,
     pub make_retry_base_delay_ms: Option<u64>,
+    pub make_api_share: Option<f64>,
+    pub make_rate_limit_wait_ms: Option<u64>,
     pub evaluate_interval_secs: Option<u64>,
     pub approval_ttl_minutes: Option<i64>,
     pub lease_secs: Option<u64>,
@@ -578,10 +582,18 @@ fn make_settings(o: &Overrides, f: &MakeFile) -> Result<MakeClientConfig, Config
     let attempts = within("make.max_attempts", attempts, 1, 20)?;
     let base = o.make_retry_base_delay_ms.or(f.retry_base_delay_ms).unwrap_or(d.base_delay.as_millis() as u64);
     let base = within("make.retry_base_delay_ms", base, 1, 60_000)?;
+    let share = o.make_api_share.or(f.api_share).unwrap_or(d.api_share);
+    if !(0.05..=1.0).contains(&share) {
+        return Err(ConfigError::Invalid { key: "make.api_share", rule: format!("must be 0.05 to 1 (got {share})") });
+    }
+    let wait = o.make_rate_limit_wait_ms.or(f.rate_limit_wait_ms).unwrap_or(d.rate_limit_wait.as_millis() as u64);
+    let wait = within("make.rate_limit_wait_ms", wait, 1, 600_000)?;
     Ok(MakeClientConfig {
         request_timeout: std::time::Duration::from_secs(timeout),
         max_attempts: attempts,
         base_delay: std::time::Duration::from_millis(base),
+        api_share: share,
+        rate_limit_wait: std::time::Duration::from_millis(wait),
         ..d
     })
 }

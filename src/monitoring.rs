@@ -11,6 +11,9 @@
 //! | `mbm_rate_limited_total` | counter | `class` (read, modification, automated_action, failed_auth) |
 //! | `mbm_auth_failures_total` | counter | – |
 //! | `mbm_make_api_requests_total` | counter | `outcome` (ok, client_error, rate_limited, server_error, timeout, transport) |
+//! | `mbm_make_api_calls_total` | counter | `class` (organization, teams, scenarios, consumptions, team_usage, organization_usage, scenario_usage, scenario, scenario_control, timezones, authorization) |
+//! | `mbm_make_sync_calls` | histogram | `kind` (core, backfill, reconcile): Make API calls one organization's sync used |
+//! | `mbm_make_sync_budget_ratio` | histogram | – (calls a sync used ÷ the calls its share of the API limit allows in one evaluator interval) |
 //! | `mbm_make_api_request_duration_seconds` | histogram | – |
 //! | `mbm_evaluator_passes_total` | counter | `outcome` (ok, errors) |
 //! | `mbm_evaluator_pass_duration_seconds` | histogram | – |
@@ -52,6 +55,12 @@ fn describe() {
     describe_counter!("mbm_rate_limited_total", "Calls and requests refused by a rate limit, by class");
     describe_counter!("mbm_auth_failures_total", "HTTP requests with missing or invalid credentials");
     describe_counter!("mbm_make_api_requests_total", "Requests to Make's API by outcome");
+    describe_counter!("mbm_make_api_calls_total", "Requests to Make's API by endpoint class");
+    describe_histogram!("mbm_make_sync_calls", "Make API calls one organization's sync used, by kind");
+    describe_histogram!(
+        "mbm_make_sync_budget_ratio",
+        "Calls one organization's sync used, as a fraction of its share of the API limit per evaluator interval"
+    );
     describe_histogram!("mbm_make_api_request_duration_seconds", metrics::Unit::Seconds, "Make API request latency");
     describe_counter!("mbm_evaluator_passes_total", "Background evaluation passes by outcome");
     describe_histogram!("mbm_evaluator_pass_duration_seconds", metrics::Unit::Seconds, "Evaluation pass duration");
@@ -96,9 +105,20 @@ pub fn auth_failure() {
     counter!("mbm_auth_failures_total").increment(1);
 }
 
-pub fn make_request(outcome: &'static str, elapsed: Duration) {
+pub fn make_request(class: &'static str, outcome: &'static str, elapsed: Duration) {
     counter!("mbm_make_api_requests_total", "outcome" => outcome).increment(1);
+    counter!("mbm_make_api_calls_total", "class" => class).increment(1);
     histogram!("mbm_make_api_request_duration_seconds").record(elapsed.as_secs_f64());
+}
+
+/// One organization's sync: calls of each kind, and the share of its per-interval allowance they used.
+pub fn make_sync(core: u32, backfill: u32, reconcile: u32, allowance: u32) {
+    for (kind, n) in [("core", core), ("backfill", backfill), ("reconcile", reconcile)] {
+        histogram!("mbm_make_sync_calls", "kind" => kind).record(f64::from(n));
+    }
+    if allowance > 0 {
+        histogram!("mbm_make_sync_budget_ratio").record(f64::from(core + backfill + reconcile) / f64::from(allowance));
+    }
 }
 
 pub fn evaluator_pass(ok: bool, elapsed: Duration) {

@@ -25,15 +25,16 @@ async fn fake_with_scenarios(n: i64) -> FakeMake {
 }
 
 fn target(fake: &FakeMake) -> MakeTarget {
-    MakeTarget {
-        base_url: make::api_base_url(&fake.base_url(), &OutboundPolicy::ALLOW_LOOPBACK).unwrap(),
-        auth_kind: make::AuthKind::ApiToken,
-        token: SecretString::new(TOKEN),
-    }
+    MakeTarget::new(
+        make::api_base_url(&fake.base_url(), &OutboundPolicy::ALLOW_LOOPBACK).unwrap(),
+        make::AuthKind::ApiToken,
+        SecretString::new(TOKEN),
+    )
 }
 
-/// Fast retries so the tests take milliseconds; the timing rules are the same. Loopback allowed: the fake
-/// listens there.
+/// Fast retries so the tests take milliseconds; the timing rules are the same (Make's one-minute 429 window
+/// shortened to 300 ms). The whole API limit is used, so pacing shows with few calls. Loopback allowed: the
+/// fake listens there.
 fn client(timeout: Duration) -> MakeClient {
     MakeClient::new(
         MakeClientConfig {
@@ -43,6 +44,9 @@ fn client(timeout: Duration) -> MakeClient {
             max_delay: Duration::from_millis(400),
             max_retry_after: Duration::from_secs(5),
             page_size: 10,
+            api_share: 1.0,
+            rate_limit_wait: Duration::from_millis(300),
+            max_rate_limited: 3,
         },
         OutboundPolicy::ALLOW_LOOPBACK,
     )
@@ -113,19 +117,33 @@ async fn too_many_requests_with_retry_after_waits_at_least_that_long() {
     assert!(started.elapsed() >= Duration::from_secs(1));
 }
 
+/// Make documents no Retry-After: a 429 without one waits out Make's window (a minute; 300 ms here), not a
+/// few seconds of backoff that end before Make's window does.
 #[tokio::test]
-async fn too_many_requests_without_retry_after_backs_off_exponentially() {
+async fn too_many_requests_without_retry_after_waits_out_makes_window() {
     let fake = fake_with_scenarios(1).await;
     fake.inject("/api/v2/organizations", Fault::TooManyRequests { retry_after_secs: None }, 3);
     client(Duration::from_secs(5)).organization(&target(&fake), ORG).await.unwrap();
     let at: Vec<Instant> = fake.requests().iter().map(|r| r.at).collect();
     assert_eq!(at.len(), 4);
     let gaps: Vec<Duration> = at.windows(2).map(|w| w[1].duration_since(w[0])).collect();
-    // Nominal 50, 100, 200 ms with ±20 % jitter.
-    for (gap, nominal) in gaps.iter().zip([50u64, 100, 200]) {
-        assert!(*gap >= Duration::from_millis(nominal * 8 / 10), "gap {gap:?} for nominal {nominal} ms");
+    for gap in &gaps {
+        assert!(*gap >= Duration::from_millis(300), "each 429 waits the window: {gaps:?}");
     }
-    assert!(gaps[2] > gaps[0], "delays grow: {gaps:?}");
+}
+
+/// A call that can defer gives up at the first 429, and the organization's other callers wait the window.
+#[tokio::test]
+async fn a_deferrable_call_gives_up_at_once_and_holds_the_organization() {
+    let fake = fake_with_scenarios(1).await;
+    fake.inject("/api/v2/scenarios/101/usage", Fault::TooManyRequests { retry_after_secs: None }, 1);
+    let (c, t) = (client(Duration::from_secs(5)), target(&fake));
+    let err = c.usage_with(&t, ORG, UsageOf::Scenario(101), make::OnRateLimit::Defer).await.unwrap_err();
+    assert!(err.is_rate_limited(), "{err}");
+    assert!(err.to_string().contains("Requests limit for organization exceeded"), "Make's message is kept: {err}");
+    let started = Instant::now();
+    c.organization(&t, ORG).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(250), "held: {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -223,7 +241,7 @@ async fn requests_are_paced_at_the_plans_api_limit() {
     assert!(started.elapsed() >= Duration::from_millis(1_000), "paced: {:?}", started.elapsed());
 
     // Another organization has its own allowance.
-    c.set_api_limit(99, 60_000);
+    c.set_api_limit(&t, 99, 60_000);
     let other = Instant::now();
     for _ in 0..5 {
         let _ = c.scenario(&t, 99, 101).await;

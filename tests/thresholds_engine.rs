@@ -52,6 +52,7 @@ async fn world(db: &TestDb, limit: i64) -> World {
         is_paused: None,
         validated_at: now.clone(),
         synced_at: None,
+        ..Default::default()
     };
     let conn = ConnectionRecord {
         id: "c1".into(),
@@ -63,6 +64,7 @@ async fn world(db: &TestDb, limit: i64) -> World {
         created_at: now.clone(),
         created_by: "tester".into(),
         organizations: vec![org],
+        token_scopes: None,
     };
     let mut tx = store.tenant(tenant).begin().await.unwrap();
     tx.insert_connection(&conn).await.unwrap();
@@ -92,6 +94,7 @@ impl World {
             operations: *credits,
             data_transfer: 0,
             estimated: false,
+            snapshot_centicredits: 0,
         };
         let org = self.store.tenant(self.tenant).organizations().await.unwrap().remove(0);
         let snapshot = OrgSync {
@@ -116,6 +119,7 @@ impl World {
                 .flat_map(|d| [row(UsageSubject::Organization, ORG, d), row(UsageSubject::Scenario, 501, d)])
                 .collect(),
             consumptions: vec![],
+            ..Default::default()
         };
         let mut tx = self.store.tenant(self.tenant).begin().await.unwrap();
         tx.apply_org_sync(&snapshot, &synced).await.unwrap();

@@ -528,6 +528,7 @@ pub async fn simulated_make(scenarios: i64) -> fake_make::FakeMake {
         allowance: 4_000_000,
         last_reset: utc(month),
         next_reset: Some(utc(month.checked_add(jiff::Span::new().months(1)).unwrap())),
+        zone: String::new(), // the simulator's own host
         ..OrgSpec::new(ORG, "Bench organization")
     });
     for t in TEAMS {

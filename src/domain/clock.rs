@@ -1,12 +1,21 @@
 //! Injected time. The domain and the engine never read the system clock directly, so period maths,
 //! expiries and ordering are tested with a fixed or stepped clock.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
+
+    /// Wait `d` on this clock: real time for the system clock (and [`ManualClock`], whose time tests move
+    /// themselves); a [`VirtualClock`] moves forward instead, so hours of pacing pass in no real time.
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(tokio::time::sleep(d))
+    }
 }
 
 /// The real clock.
@@ -37,6 +46,33 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         *self.0.lock().expect("clock lock")
+    }
+}
+
+/// A clock whose waits take no real time: [`Clock::sleep`] moves it forward by the wait. For benchmarks
+/// and tests that run long paced work (hours of Make syncs) in a moment.
+#[derive(Debug)]
+pub struct VirtualClock(Mutex<Timestamp>);
+
+impl VirtualClock {
+    pub fn new(start: Timestamp) -> Self {
+        Self(Mutex::new(start))
+    }
+
+    pub fn advance(&self, by: SignedDuration) {
+        let mut now = self.0.lock().expect("clock lock");
+        *now = now.checked_add(by).expect("clock overflow");
+    }
+}
+
+impl Clock for VirtualClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().expect("clock lock")
+    }
+
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.advance(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX));
+        Box::pin(tokio::task::yield_now())
     }
 }
 

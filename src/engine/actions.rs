@@ -430,8 +430,13 @@ pub fn holder(app: &App) -> String {
 
 /// Take or renew the lease `name` for `holder`.
 pub async fn take_lease(app: &App, name: &str, holder: &str) -> Result<bool, StoreError> {
+    take_lease_for(app, name, holder, app.actions.lease).await
+}
+
+/// [`take_lease`] for `duration` instead of the configured lease.
+pub async fn take_lease_for(app: &App, name: &str, holder: &str, duration: Duration) -> Result<bool, StoreError> {
     let now = app.store.clock().now();
-    let until = now.checked_add(app.actions.lease).unwrap_or(now);
+    let until = now.checked_add(duration).unwrap_or(now);
     app.store.try_lease(name, holder, &format_timestamp(now), &format_timestamp(until)).await
 }
 

@@ -145,7 +145,7 @@ pub async fn targets(app: &App, tenant: TenantId) -> Result<HashMap<i64, MakeTar
         for o in &c.organizations {
             targets.insert(o.organization_id, target.clone());
             if let Some(limit) = o.api_limit.and_then(|l| u32::try_from(l).ok()).filter(|l| *l > 0) {
-                app.make.set_api_limit(o.organization_id, limit);
+                app.make.set_api_limit(&target, o.organization_id, limit);
             }
         }
     }

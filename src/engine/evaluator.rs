@@ -65,9 +65,13 @@ pub async fn run_once(app: &App, usage: UsageSource) -> PassReport {
             return report;
         }
     };
+    let ids: Vec<TenantId> = tenants.iter().filter_map(|t| t.id.parse().ok()).collect();
+    if usage == UsageSource::SyncFromMake {
+        sync_all(app, &ids, &request_id, &mut report).await;
+    }
     for t in tenants {
         let Ok(tenant) = t.id.parse::<TenantId>() else { continue };
-        if let Err(e) = evaluate_tenant(app, tenant, usage, &request_id, &mut report).await {
+        if let Err(e) = evaluate_tenant(app, tenant, &request_id, &mut report).await {
             tracing::warn!(tenant = %tenant, error = %e, "evaluation of a tenant failed");
             report.errors.push(format!("tenant {}: {e}", t.name));
         }
@@ -83,54 +87,80 @@ pub async fn run_once(app: &App, usage: UsageSource) -> PassReport {
     report
 }
 
-async fn evaluate_tenant(
-    app: &App,
-    tenant: TenantId,
-    usage: UsageSource,
-    request_id: &str,
-    report: &mut PassReport,
-) -> Result<(), ActionError> {
+/// Syncs running at once in a pass. Each organization has its own API budget, so their syncs do not slow
+/// each other down; a pass over many organizations takes about as long as its slowest one.
+const CONCURRENT_SYNCS: usize = 4;
+
+/// Sync every connected organization of every tenant, a few at a time, each under a lease as long as an
+/// evaluator interval (a sync paced at the API budget can take minutes; another instance must not start
+/// the same one meanwhile).
+async fn sync_all(app: &App, tenants: &[TenantId], request_id: &str, report: &mut PassReport) {
+    use futures_util::StreamExt;
+    let mut work = Vec::new();
+    for tenant in tenants {
+        match app.store.tenant(*tenant).connections().await {
+            Ok(conns) => {
+                for c in conns {
+                    work.extend(c.organizations.iter().map(|o| (*tenant, o.organization_id)));
+                }
+            }
+            Err(e) => report.errors.push(format!("tenant {tenant}: listing connections: {e}")),
+        }
+    }
+    let holder = actions::holder(app);
+    let lease_for = Duration::from_secs(app.sync.interval_secs.max(1)).max(app.actions.lease);
+    let results: Vec<Result<Vec<sync::OrgSyncReport>, String>> = futures_util::stream::iter(work)
+        .map(|(tenant, org)| {
+            let holder = holder.clone();
+            async move {
+                let lease = format!("sync:{tenant}:{org}");
+                match actions::take_lease_for(app, &lease, &holder, lease_for).await {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(Vec::new()),
+                    Err(e) => return Err(format!("sync of organization {org}: {e}")),
+                }
+                let actor = system_actor();
+                let result = sync::sync_tenant(app, tenant, &actor, "usage_synced", request_id, Some(org), &|_| {})
+                    .await
+                    .map_err(|e| format!("sync of organization {org}: {e}"));
+                if let Err(e) = app.store.release_lease(&lease, &holder).await {
+                    tracing::warn!(lease, error = %e, "could not release a sync lease");
+                }
+                result
+            }
+        })
+        .buffer_unordered(CONCURRENT_SYNCS)
+        .collect()
+        .await;
+    for r in results {
+        match r {
+            Ok(reports) => {
+                for r in reports {
+                    if r.status == "synced" {
+                        report.organizations_synced += 1;
+                    } else {
+                        report.sync_failures += 1;
+                        report.errors.push(format!(
+                            "sync of organization {} {}: {}",
+                            r.organization_id,
+                            r.status,
+                            r.error.unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+            Err(e) => {
+                report.sync_failures += 1;
+                report.errors.push(e);
+            }
+        }
+    }
+}
+
+async fn evaluate_tenant(app: &App, tenant: TenantId, request_id: &str, report: &mut PassReport) -> Result<(), ActionError> {
     let ts = app.store.tenant(tenant);
     let actor = system_actor();
     let holder = actions::holder(app);
-    let mut synced = Vec::new();
-    let connections = match usage {
-        UsageSource::SyncFromMake => ts.connections().await?,
-        UsageSource::Stored => Vec::new(),
-    };
-    for c in connections {
-        for o in &c.organizations {
-            let lease = format!("sync:{tenant}:{}", o.organization_id);
-            if !take_lease(app, &lease, &holder).await? {
-                continue;
-            }
-            let result =
-                sync::sync_tenant(app, tenant, &actor, "usage_synced", request_id, Some(o.organization_id), &|_| {})
-                    .await;
-            match result {
-                Ok(reports) => {
-                    for r in reports {
-                        if r.status == "synced" {
-                            report.organizations_synced += 1;
-                            synced.push(r.organization_id);
-                        } else {
-                            report.sync_failures += 1;
-                            report.errors.push(format!(
-                                "sync of organization {}: {}",
-                                r.organization_id,
-                                r.error.unwrap_or_default()
-                            ));
-                        }
-                    }
-                }
-                Err(e) => {
-                    report.sync_failures += 1;
-                    report.errors.push(format!("sync of organization {}: {e}", o.organization_id));
-                }
-            }
-            app.store.release_lease(&lease, &holder).await?;
-        }
-    }
     // Budgets are leased a chunk at a time: one lease write and one release per chunk rather than per
     // budget. Instances that list the same budgets name the same chunks; if the lists differ (a budget was
     // created meanwhile), two instances may evaluate a budget twice, which the row lock in

@@ -2,6 +2,7 @@
 //! automated actions and the background evaluator that runs them on a schedule.
 
 pub mod actions;
+pub mod connect;
 pub mod control;
 pub mod evaluate;
 pub mod evaluator;

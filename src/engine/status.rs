@@ -122,6 +122,13 @@ pub struct Freshness {
     pub missing_days: Vec<String>,
     /// Some figures were estimated as operations × 100 because Make reported no centicredits.
     pub estimated: bool,
+    /// Days of the period so far whose figure includes per-scenario consumption estimated from Make's
+    /// consumption snapshots between syncs and not yet reconciled with Make's daily figures (only scopes
+    /// narrower than whole teams are read from scenario series).
+    pub unreconciled_days: usize,
+    /// Active scenarios in scope whose history from before this server first saw them is not read yet
+    /// (the sync backfills them within its API budget, a few each pass).
+    pub scenarios_without_history: usize,
     pub message: String,
 }
 
@@ -634,6 +641,8 @@ pub async fn compute_spend_in(
     let missing: Vec<String> =
         elapsed_days.iter().map(|d| d.to_string()).filter(|d| !usage.covered.contains(d)).collect();
     let estimated = usage.days.values().any(|u| u.estimated);
+    let unreconciled_days = elapsed_days.iter().filter(|d| usage.days.get(&d.to_string()).is_some_and(|u| u.unreconciled)).count();
+    let without_history = usage.scenarios_without_history;
     let message = match (&synced_at, stale, missing.is_empty()) {
         (None, _, _) if org.is_none() => format!(
             "organization {} is not connected: no usage yet. An admin can connect it with connect_make",
@@ -645,6 +654,14 @@ pub async fn compute_spend_in(
             age.map_or(0, |a| a.as_mins())
         ),
         (Some(_), false, false) => format!("{} day(s) of this period have no synced usage", missing.len()),
+        (Some(_), false, true) if without_history > 0 => format!(
+            "usage is up to date, but the history of {without_history} scenario(s) in scope is still being read \
+             from Make (a few each sync)"
+        ),
+        (Some(_), false, true) if unreconciled_days > 0 => format!(
+            "usage is up to date; {unreconciled_days} day(s) include per-scenario estimates from consumption \
+             snapshots that are not yet reconciled with Make's daily figures"
+        ),
         (Some(_), false, true) => "usage is up to date".to_owned(),
     };
     let data = Freshness {
@@ -655,6 +672,8 @@ pub async fn compute_spend_in(
         days_expected: elapsed_days.len(),
         missing_days: missing.into_iter().take(40).collect(),
         estimated,
+        unreconciled_days,
+        scenarios_without_history: without_history,
         message,
     };
 

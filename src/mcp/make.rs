@@ -68,10 +68,23 @@ pub struct ConnectionView {
     pub organizations: Vec<OrgRecord>,
     pub created_at: String,
     pub created_by: String,
+    /// The token's scopes as Make reported them when connecting; absent when the zone did not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_scopes: Option<Vec<String>>,
+    /// Whether scenarios can be paused and resumed through this connection (false when the token is
+    /// known to lack scenarios:write).
+    pub can_control_scenarios: bool,
+    /// What will not work with this token (only when connecting).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl From<ConnectionRecord> for ConnectionView {
     fn from(c: ConnectionRecord) -> Self {
+        let can_control_scenarios = c
+            .token_scopes
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == crate::engine::connect::WRITE_SCOPE));
         Self {
             id: c.id,
             label: c.label,
@@ -80,6 +93,9 @@ impl From<ConnectionRecord> for ConnectionView {
             organizations: c.organizations,
             created_at: c.created_at,
             created_by: c.created_by,
+            token_scopes: c.token_scopes,
+            can_control_scenarios,
+            warnings: Vec::new(),
         }
     }
 }
@@ -355,18 +371,17 @@ impl BudgetServer {
         }
 
         let id = uuid::Uuid::now_v7().to_string();
-        let target = make::MakeTarget { base_url: base_url.clone(), auth_kind: args.auth_kind, token: token.clone() };
+        let target = make::MakeTarget::new(base_url.clone(), args.auth_kind, token.clone());
         let now = format_timestamp(self.now());
-        let mut records = Vec::with_capacity(orgs.len());
-        for org in &orgs {
-            let o = self
-                .app
-                .make
-                .organization(&target, *org)
-                .await
-                .map_err(|e| make_error(&format!("Make did not confirm access to organization {org}"), &e))?;
-            records.push(sync::org_record(&o, &id, &now));
-        }
+        let checked = crate::engine::connect::check(&self.app, &target, &orgs, &id).await.map_err(|e| match e {
+            crate::engine::connect::ConnectError::Make { organization, error } => {
+                make_error(&format!("Make did not confirm access to organization {organization}"), &error)
+            }
+            wrong @ crate::engine::connect::ConnectError::WrongZone { .. } => {
+                ToolError::Invalid(ValidationError::new("zone", wrong.to_string()))
+            }
+        })?;
+        let records = checked.organizations;
         let tenant = call.principal.tenant_id.to_string();
         let record = ConnectionRecord {
             id: id.clone(),
@@ -377,10 +392,12 @@ impl BudgetServer {
             created_at: now,
             created_by: call.principal.subject.clone(),
             organizations: records,
+            token_scopes: checked.scopes,
         };
         let mut tx = ts.begin().await.map_err(call.internal())?;
         tx.insert_connection(&record).await.map_err(call.store_err("connection", &id))?;
-        let view = ConnectionView::from(record);
+        let mut view = ConnectionView::from(record);
+        view.warnings = checked.warnings;
         tx.commit(call.audit(format!("make_connection:{id}"), None::<&ConnectionView>, Some(&view)))
             .await
             .map_err(call.internal())?;

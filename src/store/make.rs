@@ -5,6 +5,8 @@
 //! usage is upserted by (subject, day), so syncing again replaces days instead of adding to them, and a
 //! sync interrupted before its commit leaves nothing half-written.
 
+use std::collections::HashMap;
+
 use schemars::JsonSchema;
 use serde::Serialize;
 use sqlx::Row;
@@ -26,10 +28,12 @@ pub struct ConnectionRecord {
     pub created_at: String,
     pub created_by: String,
     pub organizations: Vec<OrgRecord>,
+    /// The token's scopes as Make reported them when connecting; `None` when unknown.
+    pub token_scopes: Option<Vec<String>>,
 }
 
 /// A connected organization and the plan facts last read from Make.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct OrgRecord {
     pub organization_id: i64,
     pub connection_id: String,
@@ -38,8 +42,11 @@ pub struct OrgRecord {
     pub zone: Option<String>,
     /// API requests per minute allowed for the organization.
     pub api_limit: Option<i64>,
-    /// Plan allowance per reset period (operations; equal to credits for non-AI modules).
+    /// Allowance per reset period: the plan's operations (equal to credits for non-AI modules) plus any
+    /// extra operations bought (`allowance_extra`).
     pub allowance: Option<i64>,
+    /// Extra operations bought on top of the plan, as Make reported them (`operationsExt`).
+    pub allowance_extra: Option<i64>,
     /// Operations consumed in the current reset period, as Make reported it.
     pub operations_used: Option<i64>,
     /// Current reset (billing) period start, RFC 3339.
@@ -49,6 +56,11 @@ pub struct OrgRecord {
     pub restart_period: Option<String>,
     /// Make paused the organization (subscription or credits).
     pub is_paused: Option<bool>,
+    /// The organization's time zone (IANA), in which Make counts its days; absent until the first sync.
+    pub timezone: Option<String>,
+    /// Make's id of that time zone.
+    #[serde(skip)]
+    pub timezone_id: Option<i64>,
     pub validated_at: String,
     /// When usage was last synced; absent before the first sync.
     pub synced_at: Option<String>,
@@ -113,6 +125,9 @@ pub struct UsageRow {
     pub data_transfer: i64,
     /// True when Make reported no centicredits and they were computed as operations × 100.
     pub estimated: bool,
+    /// The part of `centicredits` estimated from consumption snapshots between syncs and not yet replaced
+    /// by Make's own daily figure (0 once reconciled; always 0 for organization and team series).
+    pub snapshot_centicredits: i64,
 }
 
 /// A scenario's consumption in the organization's current reset period.
@@ -125,18 +140,60 @@ pub struct ConsumptionRow {
     pub operations: i64,
     pub transfer: i64,
     pub estimated: bool,
-    /// Start of the period these figures cover, as Make reported it.
+    /// Start of the period these figures cover, as Make reported it. On yearly plans Make's figures are
+    /// running 60-day totals.
     pub period_start: Option<String>,
+    /// When these figures were read (the baseline of the next reading).
+    #[serde(skip)]
+    pub baseline_at: Option<String>,
+}
+
+/// Make's daily figures of one scenario, read in one sync to backfill or reconcile it.
+#[derive(Debug, Clone)]
+pub struct ScenarioSeries {
+    pub scenario_id: i64,
+    /// When Make's figures were read.
+    pub read_at: String,
+    pub days: Vec<UsageRow>,
+    /// The scenario's consumption reading of the same sync (centicredits, operations), if Make listed it.
+    pub consumption: Option<(i64, i64)>,
 }
 
 /// Everything one sync read about one organization.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct OrgSync {
     pub org: OrgRecord,
     pub teams: Vec<(i64, String)>,
     pub scenarios: Vec<ScenarioRecord>,
+    /// Daily figures Make reported; they replace the stored days (organization and team series).
     pub usage: Vec<UsageRow>,
+    /// Consumption readings of the teams in `read_teams`.
     pub consumptions: Vec<ConsumptionRow>,
+    /// Teams whose consumptions were read (the stored readings of the others are kept).
+    pub read_teams: Vec<i64>,
+    /// Per-scenario consumption since the last readings, by day: added to the stored days as estimates.
+    pub deltas: Vec<UsageRow>,
+    /// Scenarios whose daily figures were read from Make: their days are replaced, today kept at the
+    /// higher of the two figures.
+    pub series: Vec<ScenarioSeries>,
+    /// Today in the organization's time zone (YYYY-MM-DD).
+    pub today: String,
+    pub yearly: bool,
+    pub warnings: Vec<String>,
+    pub backfilled: u32,
+    pub reconciled: u32,
+    pub backfill_pending: usize,
+}
+
+/// What a sync needs to know from the last one: each scenario's last consumption reading, when each
+/// scenario's daily figures were last read, and the organization's time zone.
+#[derive(Debug, Clone, Default)]
+pub struct SyncState {
+    pub baselines: HashMap<i64, crate::domain::usage::Baseline>,
+    /// `None`: known scenario whose daily figures were never read.
+    pub read_at: HashMap<i64, Option<String>>,
+    /// Make's timezone id and its IANA name.
+    pub timezone: Option<(i64, String)>,
 }
 
 /// Filters for listing synced scenarios.
@@ -152,7 +209,7 @@ pub struct ScenarioFilter {
 macro_rules! org_columns {
     () => {
         "organization_id, connection_id, name, zone, api_limit, allowance, operations_used, last_reset, next_reset,
-         restart_period, is_paused, validated_at, synced_at"
+         restart_period, is_paused, validated_at, synced_at, allowance_extra, timezone, timezone_id"
     };
 }
 
@@ -185,6 +242,9 @@ fn org_from_row(row: &AnyRow) -> Result<OrgRecord, StoreError> {
         is_paused: opt_bool(row, "is_paused")?,
         validated_at: row.try_get("validated_at")?,
         synced_at: row.try_get("synced_at")?,
+        allowance_extra: row.try_get("allowance_extra")?,
+        timezone: row.try_get("timezone")?,
+        timezone_id: row.try_get("timezone_id")?,
     })
 }
 
@@ -221,6 +281,11 @@ fn connection_from_row(row: &AnyRow) -> Result<ConnectionRecord, StoreError> {
         created_at: row.try_get("created_at")?,
         created_by: row.try_get("created_by")?,
         organizations: Vec::new(),
+        token_scopes: row
+            .try_get::<Option<String>, _>("token_scopes")?
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt { table: "make_connections", detail: format!("token_scopes: {e}") })?,
     })
 }
 
@@ -240,6 +305,9 @@ fn org_args(tenant: &str, o: &OrgRecord) -> Vec<Arg> {
         Arg::OptBool(o.is_paused),
         Arg::Text(o.validated_at.clone()),
         Arg::OptText(o.synced_at.clone()),
+        Arg::OptInt(o.allowance_extra),
+        Arg::OptText(o.timezone.clone()),
+        Arg::OptInt(o.timezone_id),
     ]
 }
 
@@ -250,8 +318,8 @@ impl MutationTx {
         let tenant = self.tenant.to_string();
         sqlx::query(
             "INSERT INTO make_connections (tenant_id, id, label, base_url, auth_kind, key_id, nonce, ciphertext,
-                 created_at, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 created_at, created_by, token_scopes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&tenant)
         .bind(&c.id)
@@ -263,6 +331,7 @@ impl MutationTx {
         .bind(c.sealed.ciphertext.clone())
         .bind(&c.created_at)
         .bind(&c.created_by)
+        .bind(c.token_scopes.as_ref().map(|s| serde_json::to_string(s).expect("a list of strings serialises")))
         .execute(self.conn())
         .await?;
         let rows = c.organizations.iter().map(|o| org_args(&tenant, o)).collect();
@@ -322,8 +391,15 @@ impl MutationTx {
         Ok(())
     }
 
-    /// Write one organization's sync. Scenarios that no longer exist in Make are removed; the `critical`
-    /// mark of scenarios that remain is kept.
+    /// Write one organization's sync (see `engine::sync`). Scenarios that no longer exist in Make are
+    /// removed; the `critical` mark of scenarios that remain is kept. In order:
+    /// 1. the organization's plan facts, its teams and scenarios;
+    /// 2. `usage`: Make's daily figures replace the stored days;
+    /// 3. `deltas`: consumption since the last readings is added to the stored days, as estimates;
+    /// 4. `series`: Make's daily figures of single scenarios replace their days; for today the higher of
+    ///    the two stays (Make may report today late), and the scenario's baseline moves to the time of the
+    ///    read, so consumption that Make's figure already holds is not counted again by the next reading;
+    /// 5. the consumption readings of the teams read (the readings of skipped teams stay).
     pub async fn apply_org_sync(&mut self, s: &OrgSync, synced_at: &str) -> Result<(), StoreError> {
         self.usage_written = true;
         let tenant = self.tenant.to_string();
@@ -332,7 +408,7 @@ impl MutationTx {
             sqlx::query(
                 "UPDATE make_organizations SET name = $3, zone = $4, api_limit = $5, allowance = $6,
                      operations_used = $7, last_reset = $8, next_reset = $9, restart_period = $10, is_paused = $11,
-                     synced_at = $12
+                     synced_at = $12, allowance_extra = $13, timezone = $14, timezone_id = $15
                  WHERE tenant_id = $1 AND organization_id = $2",
             ),
             vec![
@@ -348,6 +424,9 @@ impl MutationTx {
                 Arg::OptText(s.org.restart_period.clone()),
                 Arg::OptBool(s.org.is_paused),
                 Arg::Text(synced_at.to_owned()),
+                Arg::OptInt(s.org.allowance_extra),
+                Arg::OptText(s.org.timezone.clone()),
+                Arg::OptInt(s.org.timezone_id),
             ],
         )
         .execute(self.conn())
@@ -382,6 +461,7 @@ impl MutationTx {
         )
         .await?;
 
+        let read_at: HashMap<i64, &str> = s.series.iter().map(|x| (x.scenario_id, x.read_at.as_str())).collect();
         let scenarios = s
             .scenarios
             .iter()
@@ -399,18 +479,20 @@ impl MutationTx {
                     Arg::OptText(sc.scheduling_type.clone()),
                     Arg::OptInt(sc.interval_secs),
                     Arg::Text(synced_at.into()),
+                    Arg::OptText(read_at.get(&sc.scenario_id).map(|r| (*r).to_owned())),
                 ]
             })
             .collect();
         insert_rows(
             self.conn(),
             "INSERT INTO make_scenarios (tenant_id, scenario_id, organization_id, team_id, folder_id, name, is_active,
-                 is_paused, is_invalid, scheduling_type, interval_secs, synced_at) VALUES",
+                 is_paused, is_invalid, scheduling_type, interval_secs, synced_at, usage_read_at) VALUES",
             "ON CONFLICT (tenant_id, scenario_id) DO UPDATE SET organization_id = excluded.organization_id,
                  team_id = excluded.team_id, folder_id = excluded.folder_id, name = excluded.name,
                  is_active = excluded.is_active, is_paused = excluded.is_paused, is_invalid = excluded.is_invalid,
                  scheduling_type = excluded.scheduling_type, interval_secs = excluded.interval_secs,
-                 synced_at = excluded.synced_at",
+                 synced_at = excluded.synced_at,
+                 usage_read_at = COALESCE(excluded.usage_read_at, make_scenarios.usage_read_at)",
             scenarios,
         )
         .await?;
@@ -421,45 +503,118 @@ impl MutationTx {
             .execute(self.conn())
             .await?;
 
-        let usage = s
-            .usage
-            .iter()
-            .map(|u| {
-                vec![
-                    Arg::Text(tenant.clone()),
-                    Arg::Text(u.subject.as_str().into()),
-                    Arg::Int(u.subject_id),
-                    Arg::Text(u.day.clone()),
-                    Arg::Int(u.organization_id),
-                    Arg::Int(u.centicredits),
-                    Arg::Int(u.operations),
-                    Arg::Int(u.data_transfer),
-                    Arg::Bool(u.estimated),
-                    Arg::Text(synced_at.into()),
-                ]
-            })
-            .collect();
-        insert_rows(
-            self.conn(),
-            "INSERT INTO usage_daily (tenant_id, subject_kind, subject_id, day, organization_id, centicredits, operations,
-                 data_transfer, estimated, synced_at) VALUES",
-            "ON CONFLICT (tenant_id, subject_kind, subject_id, day) DO UPDATE SET
+        let day_args = |u: &UsageRow, snapshot_ops: i64| {
+            vec![
+                Arg::Text(tenant.clone()),
+                Arg::Text(u.subject.as_str().into()),
+                Arg::Int(u.subject_id),
+                Arg::Text(u.day.clone()),
+                Arg::Int(u.organization_id),
+                Arg::Int(u.centicredits),
+                Arg::Int(u.operations),
+                Arg::Int(u.data_transfer),
+                Arg::Bool(u.estimated),
+                Arg::Text(synced_at.into()),
+                Arg::Int(u.snapshot_centicredits),
+                Arg::Int(snapshot_ops),
+            ]
+        };
+        const DAY_INSERT: &str = "INSERT INTO usage_daily (tenant_id, subject_kind, subject_id, day, organization_id,
+                 centicredits, operations, data_transfer, estimated, synced_at, snapshot_centicredits,
+                 snapshot_operations) VALUES";
+        const REPLACE: &str = "ON CONFLICT (tenant_id, subject_kind, subject_id, day) DO UPDATE SET
                  organization_id = excluded.organization_id, centicredits = excluded.centicredits,
                  operations = excluded.operations, data_transfer = excluded.data_transfer,
-                 estimated = excluded.estimated, synced_at = excluded.synced_at",
-            usage,
+                 estimated = excluded.estimated, synced_at = excluded.synced_at,
+                 snapshot_centicredits = excluded.snapshot_centicredits,
+                 snapshot_operations = excluded.snapshot_operations";
+        insert_rows(self.conn(), DAY_INSERT, REPLACE, s.usage.iter().map(|u| day_args(u, 0)).collect()).await?;
+
+        // Estimates from consumption snapshots add to what the day holds.
+        insert_rows(
+            self.conn(),
+            DAY_INSERT,
+            "ON CONFLICT (tenant_id, subject_kind, subject_id, day) DO UPDATE SET
+                 centicredits = usage_daily.centicredits + excluded.centicredits,
+                 operations = usage_daily.operations + excluded.operations,
+                 estimated = (usage_daily.estimated OR excluded.estimated), synced_at = excluded.synced_at,
+                 snapshot_centicredits = usage_daily.snapshot_centicredits + excluded.snapshot_centicredits,
+                 snapshot_operations = usage_daily.snapshot_operations + excluded.snapshot_operations",
+            s.deltas.iter().map(|u| day_args(u, u.operations)).collect(),
         )
         .await?;
 
-        sqlx::query("DELETE FROM scenario_consumptions WHERE tenant_id = $1 AND organization_id = $2")
+        // Make's figures of single scenarios replace their days; today keeps the higher figure.
+        let mut baseline_moves: HashMap<i64, (String, i64, i64)> = HashMap::new();
+        let mut rows = Vec::new();
+        for series in &s.series {
+            let stored = sqlx::query(
+                "SELECT centicredits, operations FROM usage_daily
+                 WHERE tenant_id = $1 AND subject_kind = 'scenario' AND subject_id = $2 AND day = $3",
+            )
             .bind(&tenant)
-            .bind(org)
-            .execute(self.conn())
+            .bind(series.scenario_id)
+            .bind(&s.today)
+            .fetch_optional(self.conn())
             .await?;
+            let (stored_cc, stored_ops): (i64, i64) = match &stored {
+                Some(r) => (r.try_get("centicredits")?, r.try_get("operations")?),
+                None => (0, 0),
+            };
+            let mut make_today = (0, 0);
+            for day in &series.days {
+                if day.day == s.today {
+                    make_today = (day.centicredits, day.operations);
+                    let (cc, ops) = (day.centicredits.max(stored_cc), day.operations.max(stored_ops));
+                    let kept = UsageRow {
+                        centicredits: cc,
+                        operations: ops,
+                        snapshot_centicredits: cc - day.centicredits,
+                        ..day.clone()
+                    };
+                    rows.push(day_args(&kept, ops - day.operations));
+                } else if day.day < s.today {
+                    rows.push(day_args(day, 0));
+                }
+            }
+            // What Make's figure for today holds beyond the stored one was consumed after the last reading:
+            // the next reading is compared with the reading plus that.
+            if let Some((cc, ops)) = series.consumption {
+                let (extra_cc, extra_ops) =
+                    ((make_today.0 - stored_cc).max(0), (make_today.1 - stored_ops).max(0));
+                baseline_moves.insert(series.scenario_id, (series.read_at.clone(), cc + extra_cc, ops + extra_ops));
+            }
+        }
+        insert_rows(self.conn(), DAY_INSERT, REPLACE, rows).await?;
+
+        // Consumption readings: those of the teams read replace theirs; the others stay.
+        let read: std::collections::HashSet<i64> = s.read_teams.iter().copied().collect();
+        let skipped_team_scenarios: Vec<i64> = s
+            .scenarios
+            .iter()
+            .filter(|sc| sc.team_id.is_some_and(|t| !read.contains(&t)))
+            .map(|sc| sc.scenario_id)
+            .collect();
+        if skipped_team_scenarios.is_empty() {
+            sqlx::query("DELETE FROM scenario_consumptions WHERE tenant_id = $1 AND organization_id = $2")
+                .bind(&tenant)
+                .bind(org)
+                .execute(self.conn())
+                .await?;
+        } else {
+            for sc in s.scenarios.iter().filter(|sc| !skipped_team_scenarios.contains(&sc.scenario_id)) {
+                sqlx::query("DELETE FROM scenario_consumptions WHERE tenant_id = $1 AND scenario_id = $2")
+                    .bind(&tenant)
+                    .bind(sc.scenario_id)
+                    .execute(self.conn())
+                    .await?;
+            }
+        }
         let consumptions = s
             .consumptions
             .iter()
             .map(|c| {
+                let moved = baseline_moves.get(&c.scenario_id);
                 vec![
                     Arg::Text(tenant.clone()),
                     Arg::Int(c.scenario_id),
@@ -470,14 +625,22 @@ impl MutationTx {
                     Arg::Bool(c.estimated),
                     Arg::OptText(c.period_start.clone()),
                     Arg::Text(synced_at.into()),
+                    Arg::OptText(moved.map(|m| m.0.clone()).or_else(|| c.baseline_at.clone())),
+                    Arg::OptInt(moved.map(|m| m.1)),
+                    Arg::OptInt(moved.map(|m| m.2)),
                 ]
             })
             .collect();
         insert_rows(
             self.conn(),
             "INSERT INTO scenario_consumptions (tenant_id, scenario_id, organization_id, centicredits, operations,
-                 transfer, estimated, period_start, synced_at) VALUES",
-            "",
+                 transfer, estimated, period_start, synced_at, baseline_at, baseline_centicredits,
+                 baseline_operations) VALUES",
+            "ON CONFLICT (tenant_id, scenario_id) DO UPDATE SET organization_id = excluded.organization_id,
+                 centicredits = excluded.centicredits, operations = excluded.operations, transfer = excluded.transfer,
+                 estimated = excluded.estimated, period_start = excluded.period_start, synced_at = excluded.synced_at,
+                 baseline_at = excluded.baseline_at, baseline_centicredits = excluded.baseline_centicredits,
+                 baseline_operations = excluded.baseline_operations",
             consumptions,
         )
         .await?;
@@ -502,7 +665,7 @@ impl TenantStore<'_> {
     pub async fn connections(&self) -> Result<Vec<ConnectionRecord>, StoreError> {
         let tenant = self.tenant.to_string();
         let rows = sqlx::query(
-            "SELECT id, label, base_url, auth_kind, key_id, nonce, ciphertext, created_at, created_by
+            "SELECT id, label, base_url, auth_kind, key_id, nonce, ciphertext, created_at, created_by, token_scopes
              FROM make_connections WHERE tenant_id = $1 ORDER BY id",
         )
         .bind(&tenant)
@@ -604,7 +767,8 @@ impl TenantStore<'_> {
         to: &str,
     ) -> Result<Vec<UsageRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT day, organization_id, centicredits, operations, data_transfer, estimated FROM usage_daily
+            "SELECT day, organization_id, centicredits, operations, data_transfer, estimated, snapshot_centicredits
+             FROM usage_daily
              WHERE tenant_id = $1 AND subject_kind = $2 AND subject_id = $3 AND day >= $4 AND day <= $5 ORDER BY day",
         )
         .bind(self.tenant.to_string())
@@ -625,9 +789,75 @@ impl TenantStore<'_> {
                     operations: r.try_get("operations")?,
                     data_transfer: r.try_get("data_transfer")?,
                     estimated: get_bool(r, "estimated")?,
+                    snapshot_centicredits: r.try_get("snapshot_centicredits")?,
                 })
             })
             .collect()
+    }
+
+    /// What the next sync of `organization_id` compares with (see [`SyncState`]).
+    pub async fn sync_state(&self, organization_id: i64) -> Result<SyncState, StoreError> {
+        use crate::domain::clock::parse_timestamp;
+        let tenant = self.tenant.to_string();
+        let mut tx = self.scoped().read().await?;
+        let rows = sqlx::query(
+            "SELECT scenario_id, period_start, synced_at, baseline_at, centicredits, operations, baseline_centicredits,
+                    baseline_operations
+             FROM scenario_consumptions WHERE tenant_id = $1 AND organization_id = $2",
+        )
+        .bind(&tenant)
+        .bind(organization_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut state = SyncState::default();
+        for r in &rows {
+            let at: Option<String> = r.try_get("baseline_at")?;
+            let at = match at {
+                Some(a) => a,
+                None => r.try_get("synced_at")?,
+            };
+            let Ok(at) = parse_timestamp(&at) else { continue };
+            let period: Option<String> = r.try_get("period_start")?;
+            let cc: Option<i64> = r.try_get("baseline_centicredits")?;
+            let ops: Option<i64> = r.try_get("baseline_operations")?;
+            state.baselines.insert(
+                r.try_get("scenario_id")?,
+                crate::domain::usage::Baseline {
+                    at,
+                    period_start: period.as_deref().and_then(|p| parse_timestamp(p).ok()),
+                    centicredits: match cc {
+                        Some(v) => v,
+                        None => r.try_get("centicredits")?,
+                    },
+                    operations: match ops {
+                        Some(v) => v,
+                        None => r.try_get("operations")?,
+                    },
+                },
+            );
+        }
+        let scenarios = sqlx::query(
+            "SELECT scenario_id, usage_read_at FROM make_scenarios WHERE tenant_id = $1 AND organization_id = $2",
+        )
+        .bind(&tenant)
+        .bind(organization_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &scenarios {
+            state.read_at.insert(r.try_get("scenario_id")?, r.try_get("usage_read_at")?);
+        }
+        let org = sqlx::query(
+            "SELECT timezone_id, timezone FROM make_organizations WHERE tenant_id = $1 AND organization_id = $2",
+        )
+        .bind(&tenant)
+        .bind(organization_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(r) = org {
+            let (id, name): (Option<i64>, Option<String>) = (r.try_get("timezone_id")?, r.try_get("timezone")?);
+            state.timezone = id.zip(name);
+        }
+        Ok(state)
     }
 
     pub async fn consumption(&self, scenario_id: i64) -> Result<Option<ConsumptionRow>, StoreError> {
@@ -648,6 +878,7 @@ impl TenantStore<'_> {
                 transfer: r.try_get("transfer")?,
                 estimated: get_bool(&r, "estimated")?,
                 period_start: r.try_get("period_start")?,
+                baseline_at: None,
             })
         })
         .transpose()
@@ -658,7 +889,8 @@ impl Store {
     /// Every connection of every tenant with its sealed token: (tenant id, connection).
     pub async fn all_connections(&self) -> Result<Vec<(String, ConnectionRecord)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT tenant_id, id, label, base_url, auth_kind, key_id, nonce, ciphertext, created_at, created_by
+            "SELECT tenant_id, id, label, base_url, auth_kind, key_id, nonce, ciphertext, created_at, created_by,
+                    token_scopes
              FROM make_connections ORDER BY tenant_id, id",
         )
         .fetch_all_in(self.system())
@@ -682,6 +914,8 @@ pub struct DayUsage {
     pub operations: i64,
     /// Some of it was estimated as operations × 100.
     pub estimated: bool,
+    /// Some of it was estimated from consumption snapshots and not yet reconciled with Make's daily figure.
+    pub unreconciled: bool,
 }
 
 /// A scenario's spend within a date range.
@@ -702,6 +936,9 @@ pub struct ScopeUsage {
     pub covered: std::collections::BTreeSet<String>,
     /// Scenarios in scope with their spend in the range, largest first.
     pub scenarios: Vec<ScenarioSpend>,
+    /// For scopes read from scenario series: scenarios in scope whose history before the server first saw
+    /// them has not been read from Make yet (backfill pending).
+    pub scenarios_without_history: usize,
 }
 
 impl TenantStore<'_> {
@@ -720,8 +957,8 @@ impl TenantStore<'_> {
     pub async fn org_usage(&self, organization_id: i64, from: &str, to: &str) -> Result<OrgUsage, StoreError> {
         let tenant = self.tenant.to_string();
         let rows = sqlx::query(
-            "SELECT subject_kind, subject_id, day, centicredits, operations, estimated FROM usage_daily
-             WHERE tenant_id = $1 AND organization_id = $2 AND day >= $3 AND day <= $4",
+            "SELECT subject_kind, subject_id, day, centicredits, operations, estimated, snapshot_centicredits
+             FROM usage_daily WHERE tenant_id = $1 AND organization_id = $2 AND day >= $3 AND day <= $4",
         )
         .bind(&tenant)
         .bind(organization_id)
@@ -730,7 +967,8 @@ impl TenantStore<'_> {
         .fetch_all_in(self.scoped())
         .await?;
         let scenarios = sqlx::query(
-            "SELECT scenario_id, team_id, folder_id, name FROM make_scenarios WHERE tenant_id = $1 AND organization_id = $2",
+            "SELECT scenario_id, team_id, folder_id, name, is_active, usage_read_at FROM make_scenarios
+             WHERE tenant_id = $1 AND organization_id = $2",
         )
         .bind(&tenant)
         .bind(organization_id)
@@ -738,21 +976,25 @@ impl TenantStore<'_> {
         .await?;
         let mut out = OrgUsage::default();
         for r in &scenarios {
+            let read_at: Option<String> = r.try_get("usage_read_at")?;
             out.scenarios.push(ScenarioMember {
                 id: r.try_get("scenario_id")?,
                 team_id: r.try_get("team_id")?,
                 folder_id: r.try_get("folder_id")?,
                 name: r.try_get("name")?,
+                history_pending: read_at.is_none() && get_bool(r, "is_active")?,
             });
         }
         for r in &rows {
             let kind: String = r.try_get("subject_kind")?;
             let subject: i64 = r.try_get("subject_id")?;
             let day: String = r.try_get("day")?;
+            let snapshot: i64 = r.try_get("snapshot_centicredits")?;
             let u = DayUsage {
                 centicredits: r.try_get("centicredits")?,
                 operations: r.try_get("operations")?,
                 estimated: get_bool(r, "estimated")?,
+                unreconciled: snapshot > 0,
             };
             let series = match kind.as_str() {
                 "organization" => &mut out.organization,
@@ -772,6 +1014,8 @@ struct ScenarioMember {
     team_id: Option<i64>,
     folder_id: Option<i64>,
     name: String,
+    /// Active, and its daily figures never read from Make.
+    history_pending: bool,
 }
 
 /// One organization's synced usage over a range of days, indexed by subject: the organization's own
@@ -796,6 +1040,7 @@ impl OrgUsage {
             d.centicredits += u.centicredits;
             d.operations += u.operations;
             d.estimated |= u.estimated;
+            d.unreconciled |= u.unreconciled;
         }
         let mut out = ScopeUsage::default();
         for (day, u) in &self.organization {
@@ -813,6 +1058,9 @@ impl OrgUsage {
         }
         let narrower = !scope.is_whole_organization() && !scope.is_whole_teams();
         for m in self.scenarios.iter().filter(|m| scope.includes(m.id, m.team_id, m.folder_id)) {
+            if narrower && m.history_pending {
+                out.scenarios_without_history += 1;
+            }
             let (mut centicredits, mut operations) = (0, 0);
             for (day, u) in self.scenario_days.get(&m.id).into_iter().flatten() {
                 centicredits += u.centicredits;

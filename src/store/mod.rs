@@ -24,6 +24,7 @@ mod audit_log;
 mod budgets;
 pub mod changes;
 mod make;
+mod pacing;
 mod sql;
 mod tenants;
 mod thresholds;
@@ -42,7 +43,7 @@ pub use self::audit_log::{AuditQuery, ChainReport, Checkpointing, ExportItem, Pr
 pub use self::budgets::{BudgetFilter, BudgetPage};
 pub use self::make::{
     ConnectionRecord, ConsumptionRow, DayUsage, OrgRecord, OrgSync, OrgUsage, ScenarioFilter, ScenarioRecord,
-    ScenarioSpend, ScopeUsage, UsageRow, UsageSubject,
+    ScenarioSeries, ScenarioSpend, ScopeUsage, SyncState, UsageRow, UsageSubject,
 };
 pub use self::tenants::{TenantRecord, TokenRecord};
 pub use self::thresholds::ThresholdBook;

@@ -758,6 +758,9 @@ pub async fn seeded_fake_at(today: jiff::civil::Date) -> fake_make::FakeMake {
         last_reset: utc(month),
         next_reset: Some(utc(month.checked_add(jiff::Span::new().months(1)).unwrap())),
         api_limit: 60_000,
+        // Served as the fake's own host: the zone a client reaches it at, as Make serves an
+        // organization's zone.
+        zone: String::new(),
         ..org
     };
     fake.add_token(MAKE_TOKEN, AuthKind::Token, &[ORG, ORG2]);
