@@ -488,14 +488,15 @@ async fn a_cancelled_sync_writes_nothing_and_stops_calling_make() {
     let fake = seeded_fake().await;
     let (_server, admin, _) = admin_session(&db, "acme", &[]).await;
     call_ok(&admin, "connect_make", connect_args(&fake, &[ORG])).await;
-    fake.inject("/api/v2/scenarios/502/usage", Fault::Delay(Duration::from_secs(3)), 1);
+    // Scenario histories are read highest consumer first: 503 is the first, 502 comes later.
+    fake.inject("/api/v2/scenarios/503/usage", Fault::Delay(Duration::from_secs(3)), 1);
     let call = admin.call_tool(CallToolRequestParams::new("sync_usage").with_arguments(Default::default()));
     assert!(tokio::time::timeout(Duration::from_millis(700), call).await.is_err(), "the sync was still running");
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     let seen = fake.requests().len();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(fake.requests().len(), seen, "no Make calls after cancellation");
-    assert!(!fake.requests().iter().any(|r| r.path == "/api/v2/scenarios/503/usage"), "the sync stopped where it was");
+    assert!(!fake.requests().iter().any(|r| r.path == "/api/v2/scenarios/502/usage"), "the sync stopped where it was");
     let store = open_store(&db.url).await;
     assert_eq!(count(&store, "usage_daily", "").await, 0);
     assert_eq!(count(&store, "audit_log", "action = 'sync_usage'").await, 0);
