@@ -14,12 +14,14 @@ mod audit;
 mod budgets;
 pub mod error;
 mod identity;
+pub mod jsonrpc;
 mod logging;
 mod make;
 pub mod params;
 mod prompts;
 mod resources;
 mod status;
+pub mod stdio;
 
 use std::sync::Arc;
 use std::time::Instant;
