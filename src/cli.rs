@@ -102,6 +102,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// One value per process, parsed once: the size of `serve`'s many options does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Serve MCP over stdio (the default, for Claude Desktop and other local clients) or streamable HTTP.
     Serve(ServeArgs),
@@ -225,6 +227,23 @@ pub struct ServeArgs {
     /// Seconds a client has to send a request body before it is answered 408.
     #[arg(long, env = "MBM_HTTP_REQUEST_TIMEOUT_SECS")]
     pub request_timeout_secs: Option<u64>,
+    /// Seconds a connection has to send a complete request head (from opening, or from the first byte of
+    /// its next request) before it is closed.
+    #[arg(long, env = "MBM_HTTP_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a kept-alive connection may stay silent after a response before it is closed.
+    #[arg(long, env = "MBM_HTTP_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Open HTTP connections at most (TLS handshakes included); further clients wait to be accepted.
+    #[arg(long, env = "MBM_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
+    /// Reverse proxies (IP addresses or CIDR ranges; repeat or comma-separate) whose client-address
+    /// header is believed for the failed-authentication limit. Default: none.
+    #[arg(long = "trusted-proxy", env = "MBM_HTTP_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// The header trusted proxies name the client in: x-forwarded-for (default), forwarded, x-real-ip, ...
+    #[arg(long, env = "MBM_HTTP_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
     /// On SIGTERM, seconds in-flight calls may take to finish before sessions are closed.
     #[arg(long, env = "MBM_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
@@ -380,6 +399,11 @@ impl Cli {
             read_only: serve.and_then(|s| s.read_only.then_some(true)),
             stateless: serve.and_then(|s| s.stateless.then_some(true)),
             request_timeout_secs: serve.and_then(|s| s.request_timeout_secs),
+            header_read_timeout_secs: serve.and_then(|s| s.header_read_timeout_secs),
+            idle_timeout_secs: serve.and_then(|s| s.idle_timeout_secs),
+            http_max_connections: serve.and_then(|s| s.http_max_connections),
+            trusted_proxies: serve.and_then(|s| s.trusted_proxies.clone()),
+            client_ip_header: serve.and_then(|s| s.client_ip_header.clone()),
             shutdown_grace_secs: serve.and_then(|s| s.shutdown_grace_secs),
             metrics: serve.and_then(|s| s.metrics),
             reads_per_hour: serve.and_then(|s| s.reads_per_hour),
@@ -597,7 +621,7 @@ async fn serve(app: Arc<App>, config: &Config, transport: TransportArg) -> anyho
                            "serving MCP over stdio");
             let tools = Arc::new(BudgetServer::router_for(app.policy.read_only));
             let server = BudgetServer::new(app, tools, Some(principal));
-            let running = server.serve(rmcp::transport::stdio()).await?;
+            let running = server.serve(crate::mcp::stdio::stdio()).await?;
             let ct = running.cancellation_token();
             tokio::select! {
                 r = running.waiting() => { r?; }

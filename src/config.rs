@@ -12,6 +12,7 @@ use crate::audit::checkpoint::SigningKeySources;
 use crate::auth::Role;
 use crate::auth::oauth::{OAuthFile, OAuthSettings};
 use crate::crypto::KeySources;
+use crate::http::client_ip::{self, IpNet};
 use crate::make::MakeClientConfig;
 
 /// The config file as written (every key optional).
@@ -130,6 +131,11 @@ pub struct HttpFile {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub max_sessions_per_principal: Option<usize>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub client_ip_header: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -183,6 +189,12 @@ pub struct Overrides {
     pub request_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
     pub metrics: Option<bool>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub http_max_connections: Option<usize>,
+    /// `--trusted-proxy` / `MBM_HTTP_TRUSTED_PROXIES` (comma-separated).
+    pub trusted_proxies: Option<Vec<String>>,
+    pub client_ip_header: Option<String>,
     pub reads_per_hour: Option<u32>,
     pub modifications_per_hour: Option<u32>,
     pub automated_actions_per_hour: Option<u32>,
@@ -267,6 +279,17 @@ pub struct HttpSettings {
     pub oauth: Option<OAuthSettings>,
     /// Open sessions per principal (tenant and subject).
     pub max_sessions_per_principal: usize,
+    /// A connection that has not sent a complete request head this long after opening (or after the first
+    /// byte of its next request) is closed.
+    pub header_read_timeout: std::time::Duration,
+    /// A kept-alive connection that sends nothing this long after a response is closed.
+    pub idle_timeout: std::time::Duration,
+    /// Open connections (TLS handshakes included) at most; beyond it the listener stops accepting.
+    pub max_connections: usize,
+    /// Peers whose `client_ip_header` is believed (see `crate::http::client_ip`); empty: none.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The header a trusted proxy names the client in (`x-forwarded-for` by default).
+    pub client_ip_header: axum::http::HeaderName,
 }
 
 /// PEM files for HTTPS. Both are read at start and again on every `SIGHUP`.
@@ -429,6 +452,42 @@ impl Config {
                 3600,
             )?),
             metrics: o.metrics.or(file.http.metrics).unwrap_or(true),
+            header_read_timeout: std::time::Duration::from_secs(within(
+                "http.header_read_timeout_secs",
+                o.header_read_timeout_secs.or(file.http.header_read_timeout_secs).unwrap_or(10),
+                1,
+                3600,
+            )?),
+            idle_timeout: std::time::Duration::from_secs(within(
+                "http.idle_timeout_secs",
+                o.idle_timeout_secs.or(file.http.idle_timeout_secs).unwrap_or(60),
+                1,
+                86_400,
+            )?),
+            max_connections: within(
+                "http.max_connections",
+                o.http_max_connections.or(file.http.max_connections).unwrap_or(1024),
+                1,
+                1_000_000,
+            )?,
+            trusted_proxies: o
+                .trusted_proxies
+                .or(file.http.trusted_proxies)
+                .unwrap_or_default()
+                .iter()
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| p.parse::<IpNet>())
+                .collect::<Result<_, _>>()
+                .map_err(|rule| ConfigError::Invalid { key: "http.trusted_proxies", rule })?,
+            client_ip_header: {
+                let name = o.client_ip_header.or(file.http.client_ip_header);
+                let name =
+                    name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(client_ip::DEFAULT_HEADER);
+                axum::http::HeaderName::try_from(name.to_ascii_lowercase()).map_err(|_| ConfigError::Invalid {
+                    key: "http.client_ip_header",
+                    rule: format!("must be an HTTP header name such as x-forwarded-for (got {name:?})"),
+                })?
+            },
             max_sessions_per_principal: within(
                 "http.max_sessions_per_principal",
                 o.max_sessions_per_principal.or(file.http.max_sessions_per_principal).unwrap_or(32),
@@ -628,6 +687,20 @@ mod tests {
         assert_eq!(c.local.role, Role::Operator);
         assert_eq!(c.http.listen.port(), 9000);
         assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS, "default when nothing is set");
+        let h = &c.http;
+        assert_eq!((h.header_read_timeout.as_secs(), h.idle_timeout.as_secs(), h.max_connections), (10, 60, 1024));
+        assert!(h.trusted_proxies.is_empty() && h.client_ip_header == "x-forwarded-for");
+        let c = Config::resolve(
+            FileConfig::default(),
+            Overrides {
+                trusted_proxies: Some(vec!["10.0.0.0/8".into(), "".into(), "192.0.2.7".into()]),
+                client_ip_header: Some("X-Real-IP".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.http.trusted_proxies.len(), 2, "empty entries (MBM_HTTP_TRUSTED_PROXIES=\"\") are ignored");
+        assert_eq!(c.http.client_ip_header, "x-real-ip");
     }
 
     #[test]
@@ -672,6 +745,27 @@ mod tests {
             Overrides { tls_cert: Some("/etc/mbm/cert.pem".into()), ..Default::default() },
         );
         assert!(e.unwrap_err().to_string().contains("`http.tls_key`"));
+        let e = Config::resolve(
+            FileConfig::default(),
+            Overrides {
+                trusted_proxies: Some(vec!["10.0.0.0/8".into(), "proxy.internal".into()]),
+                ..Default::default()
+            },
+        );
+        assert!(e.unwrap_err().to_string().contains("`http.trusted_proxies`: \"proxy.internal\" is not an IP address"));
+        let e = Config::resolve(
+            FileConfig::default(),
+            Overrides { client_ip_header: Some("x forwarded".into()), ..Default::default() },
+        );
+        assert!(e.unwrap_err().to_string().contains("`http.client_ip_header`"));
+        let e = Config::resolve(
+            FileConfig::default(),
+            Overrides { header_read_timeout_secs: Some(0), ..Default::default() },
+        );
+        assert!(e.unwrap_err().to_string().contains("`http.header_read_timeout_secs`"));
+        let e =
+            Config::resolve(FileConfig::default(), Overrides { http_max_connections: Some(0), ..Default::default() });
+        assert!(e.unwrap_err().to_string().contains("`http.max_connections`"));
         let e = toml::from_str::<FileConfig>("colour = 1").unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
     }
@@ -709,6 +803,8 @@ mod tests {
         let h = &file.http;
         assert!(h.stateless.is_some() && h.request_timeout_secs.is_some() && h.shutdown_grace_secs.is_some());
         assert!(h.metrics.is_some());
+        assert!(h.header_read_timeout_secs.is_some() && h.idle_timeout_secs.is_some() && h.max_connections.is_some());
+        assert!(h.trusted_proxies.is_some() && h.client_ip_header.is_some());
         let l = &file.limits;
         assert!(l.reads_per_hour.is_some() && l.modifications_per_hour.is_some());
         assert!(l.automated_actions_per_hour.is_some() && l.failed_auths_per_minute.is_some());

@@ -74,7 +74,8 @@ async fn the_101st_modification_is_refused_and_other_tenants_are_unaffected() {
 }
 
 /// Ten failed authentications a minute from one address are answered 401; the eleventh, and every
-/// request from that address for a while after it, even with a valid token, 429 with Retry-After.
+/// failed one from that address for a while after it, 429 with Retry-After. A valid token is never
+/// refused for its address's failures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_authentications_are_limited_per_address() {
     let db = sqlite_db();
@@ -91,10 +92,82 @@ async fn failed_authentications_are_limited_per_address() {
     let retry: u64 = eleventh.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=6).contains(&retry), "a cell comes back every 6 s: {retry}");
     let good = post_json(&server.mcp_url, &format!("Bearer {token}"), &init, &[]).await;
-    assert_eq!(good.status(), 429, "the address stays refused until the wait is over");
+    assert_eq!(good.status(), 200, "a valid token passes while the address is refused");
+    assert_eq!(
+        post_json(&server.mcp_url, &bad, &init, &[]).await.status(),
+        429,
+        "failures stay refused until the wait is over"
+    );
     tokio::time::sleep(Duration::from_secs(retry)).await;
+    assert_eq!(
+        post_json(&server.mcp_url, &bad, &init, &[]).await.status(),
+        401,
+        "failures are counted again after Retry-After"
+    );
     let good = post_json(&server.mcp_url, &format!("Bearer {token}"), &init, &[]).await;
-    assert_eq!(good.status(), 200, "admitted again after Retry-After");
+    assert_eq!(good.status(), 200);
+}
+
+/// Only failures are limited: with 2 a minute, the third bad token gets 429, a good token from the same
+/// address still works, and the fourth bad one gets 429. Behind a trusted proxy each forwarded client has
+/// its own allowance (the right-most untrusted address counts, so a client cannot pick another's); from
+/// an untrusted peer the header is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_failed_authentications_are_limited_and_trusted_proxies_name_the_client() {
+    let db = sqlite_db();
+    let tenant = create_tenant(&db.url, "acme");
+    let token = issue_token(&db.url, &tenant, "viewer", "v");
+    let limit = ("MBM_FAILED_AUTHS_PER_MINUTE", "2");
+    let envs: [&[(&str, &str)]; 3] = [
+        &[limit],
+        &[limit, ("MBM_HTTP_TRUSTED_PROXIES", "10.0.0.0/8,127.0.0.1")],
+        &[limit, ("MBM_HTTP_TRUSTED_PROXIES", "10.0.0.0/8")],
+    ];
+    let (direct, proxied, untrusted) = tokio::join!(
+        HttpServer::start_with(&db.url, envs[0]),
+        HttpServer::start_with(&db.url, envs[1]),
+        HttpServer::start_with(&db.url, envs[2]),
+    );
+    let init: Value = serde_json::from_str(INITIALIZE).unwrap();
+    let (bad, good) = (format!("Bearer mbm_{}", "0".repeat(64)), format!("Bearer {token}"));
+    let status = |server: &HttpServer, auth: &str, forwarded: Option<&'static str>| {
+        let (url, auth, init) = (server.mcp_url.clone(), auth.to_owned(), init.clone());
+        async move {
+            let extra: Vec<(&str, &str)> = forwarded.map(|f| vec![("x-forwarded-for", f)]).unwrap_or_default();
+            post_json(&url, &auth, &init, &extra).await.status().as_u16()
+        }
+    };
+
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(status(&direct, &bad, None).await);
+    }
+    assert_eq!(seen, [401, 401, 429], "the third failure is over the limit");
+    assert_eq!(status(&direct, &good, None).await, 200, "a valid token from the refused address passes");
+    assert_eq!(status(&direct, &bad, None).await, 429, "the fourth failure is refused");
+
+    let a = Some("198.51.100.20, 203.0.113.5");
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(status(&proxied, &bad, a).await);
+    }
+    assert_eq!(seen, [401, 401, 429]);
+    assert_eq!(status(&proxied, &good, a).await, 200);
+    assert_eq!(status(&proxied, &bad, Some("203.0.113.6")).await, 401, "another client has its own allowance");
+    assert_eq!(status(&proxied, &bad, Some("203.0.113.6, 10.1.2.3")).await, 401, "internal hops are skipped");
+    assert_eq!(
+        status(&proxied, &bad, Some("203.0.113.6, 203.0.113.5")).await,
+        429,
+        "the right-most untrusted address counts, not one the client wrote further left"
+    );
+    assert_eq!(status(&proxied, &bad, None).await, 401, "the proxy's own address has its own allowance");
+    assert!(proxied.logs().contains("203.0.113.5"), "the refused client's address is logged");
+
+    let mut seen = Vec::new();
+    for f in ["203.0.113.7", "203.0.113.8", "203.0.113.9"] {
+        seen.push(status(&untrusted, &bad, Some(f)).await);
+    }
+    assert_eq!(seen, [401, 401, 429], "from an untrusted peer the header is ignored: one address");
 }
 
 /// Parse Prometheus text exposition into `name{labels}` → value.
@@ -372,4 +445,102 @@ mod cases {
             assert!(s.logs().contains("tool call"), "each instance served calls");
         }
     }
+}
+
+/// Read from a raw connection until the server closes it (EOF or reset); how long that took, and what it
+/// sent. Gives up after 5 s (the server is then holding the connection).
+async fn until_closed(conn: &mut tokio::net::TcpStream) -> (Duration, String) {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server still holds the connection after 5 s: {}", String::from_utf8_lossy(&got));
+    (started.elapsed(), String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Slow or silent clients are disconnected: half a request line and then nothing, nothing at all, and a
+/// kept-alive connection that goes quiet after its response, each within about a second (the timeouts
+/// are set to 1 s here; the defaults are 10 s for the head and 60 s idle).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_silent_connections_are_closed_after_the_header_and_idle_timeouts() {
+    use tokio::io::AsyncWriteExt;
+    let db = sqlite_db();
+    let server = HttpServer::start_with(
+        &db.url,
+        &[("MBM_HTTP_HEADER_READ_TIMEOUT_SECS", "1"), ("MBM_HTTP_IDLE_TIMEOUT_SECS", "1")],
+    )
+    .await;
+    let authority = server.base.trim_start_matches("http://").to_owned();
+    let connect = || tokio::net::TcpStream::connect(authority.clone());
+    let (mut half, mut silent, mut kept) =
+        (connect().await.unwrap(), connect().await.unwrap(), connect().await.unwrap());
+    half.write_all(b"POST /mcp HTT").await.unwrap();
+    kept.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes()).await.unwrap();
+    let ((half_after, _), (silent_after, _), (kept_after, kept_got)) =
+        tokio::join!(until_closed(&mut half), until_closed(&mut silent), until_closed(&mut kept));
+    for (what, after) in
+        [("half a request line", half_after), ("nothing", silent_after), ("idle keep-alive", kept_after)]
+    {
+        assert!(
+            after >= Duration::from_millis(800) && after < Duration::from_millis(2500),
+            "{what}: closed after {after:?}"
+        );
+    }
+    assert!(kept_got.starts_with("HTTP/1.1 200"), "the kept-alive connection was served first: {kept_got}");
+    // The server itself is fine.
+    assert!(reqwest::get(format!("{}/healthz", server.base)).await.unwrap().status().is_success());
+}
+
+/// Idle connections do not keep a new client out: with 50 silent connections open the next client is
+/// served at once; with `http.max_connections` taken by silent connections the next one waits in the
+/// backlog and is served as soon as the header timeout frees a slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_do_not_keep_new_clients_out() {
+    let db = sqlite_db();
+    cli_ok(&db.url, &["migrate"]); // before two servers start on the one database
+    let timeout = ("MBM_HTTP_HEADER_READ_TIMEOUT_SECS", "1");
+    let envs: [&[(&str, &str)]; 2] = [&[timeout], &[timeout, ("MBM_HTTP_MAX_CONNECTIONS", "4")]];
+    let (roomy, full) =
+        tokio::join!(HttpServer::start_with(&db.url, envs[0]), HttpServer::start_with(&db.url, envs[1]));
+    let idle = |server: &HttpServer, n: usize| {
+        let authority = server.base.trim_start_matches("http://").to_owned();
+        async move {
+            let mut conns = Vec::new();
+            for _ in 0..n {
+                conns.push(tokio::net::TcpStream::connect(&authority).await.unwrap());
+            }
+            conns
+        }
+    };
+    let healthz = |server: &HttpServer| {
+        let url = format!("{}/healthz", server.base);
+        async move {
+            let started = std::time::Instant::now();
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            let status = client.get(url).send().await.expect("served").status();
+            (status, started.elapsed())
+        }
+    };
+    let _held = idle(&roomy, 50).await;
+    let (status, took) = healthz(&roomy).await;
+    assert!(status.is_success() && took < Duration::from_millis(900), "served at once beside 50 idle ones: {took:?}");
+
+    let mut held = idle(&full, 4).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, took) = healthz(&full).await;
+    assert!(status.is_success(), "the fifth client is served");
+    assert!(took >= Duration::from_millis(500), "it waited for a slot ({took:?}): the limit holds");
+    assert!(took < Duration::from_millis(2500), "and got one when the header timeout closed a silent one: {took:?}");
+    let (_, got) = until_closed(&mut held[0]).await;
+    assert!(!got.starts_with("HTTP/1.1 2"), "the silent connections were closed, not served: {got}");
+    assert!(full.logs().contains("every HTTP connection slot is taken"), "{}", full.logs());
 }

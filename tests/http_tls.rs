@@ -287,3 +287,30 @@ async fn bad_certificate_files_stop_the_server_with_a_clear_message() {
         assert!(!err.contains(pem.lines().nth(1).unwrap()), "key material in the error");
     }
 }
+
+/// Over TLS too, a client that completes the handshake and then sends nothing is disconnected after the
+/// header timeout (1 s here), and a new client is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_after_the_handshake_is_disconnected_after_the_header_timeout() {
+    let db = sqlite_db();
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_pair(dir.path(), &ca.leaf("server"));
+    let server = HttpServer::start_with(
+        &db.url,
+        &[("MBM_TLS_CERT", &cert), ("MBM_TLS_KEY", &key), ("MBM_HTTP_HEADER_READ_TIMEOUT_SECS", "1")],
+    )
+    .await;
+    let mut silent = connect_raw(&server, ca.rustls_config(&[&rustls::version::TLS13])).await.expect("handshake");
+    let started = std::time::Instant::now();
+    let mut fresh = connect_raw(&server, ca.rustls_config(&[&rustls::version::TLS13])).await.unwrap();
+    assert!(healthz_on(&mut fresh).await.starts_with("HTTP/1.1 200"), "another client is served meanwhile");
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    let closed_after = started.elapsed();
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the silent connection is closed: {read:?}");
+    assert!(
+        closed_after >= Duration::from_millis(800) && closed_after < Duration::from_millis(2500),
+        "closed after {closed_after:?}"
+    );
+}

@@ -501,3 +501,74 @@ async fn host_header_must_be_allowed() {
     assert_eq!(post_with_host(public.mcp_url.clone(), "budget.example.com:8080").await, 200);
     assert_eq!(post_with_host(public.mcp_url.clone(), "localhost").await, 403);
 }
+
+/// A body that is not a usable JSON-RPC message gets a JSON-RPC error as `application/json`, with the
+/// status of the MCP transport: `400` for input that is not a request the server can accept (not JSON,
+/// not JSON-RPC, a notification with wrong params), `200` for a request with wrong params (a request is
+/// answered with one JSON object). Media-type problems keep rmcp's answers, and the server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_bodies_get_json_rpc_errors() {
+    let db = sqlite_db();
+    let tenant = create_tenant(&db.url, "acme");
+    let token = issue_token(&db.url, &tenant, "viewer", "v");
+    let server = HttpServer::start(&db.url).await;
+    let auth = format!("Bearer {token}");
+    let cases: [(&str, u16, i64, Value, &str); 7] = [
+        ("this is not even JSON", 400, -32700, Value::Null, "Parse error: "),
+        (r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"#, 400, -32700, Value::Null, "EOF while parsing"),
+        ("[\"\\ud800\"]", 400, -32700, Value::Null, "hex escape"),
+        (r#"{"foo":"bar"}"#, 400, -32600, Value::Null, "Invalid Request: "),
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":42}}"#,
+            200,
+            -32602,
+            json!(4),
+            "Invalid params: params.name: invalid type: integer `42`, expected a string",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":["x"]}}"#,
+            200,
+            -32602,
+            json!(5),
+            "params.uri",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":{}}}"#,
+            400,
+            -32602,
+            Value::Null,
+            "params.requestId",
+        ),
+    ];
+    for (body, status, code, id, needle) in cases {
+        let resp = raw_post(&server.mcp_url, Some(&auth), body).await;
+        assert_eq!(resp.status(), status, "{body}");
+        assert_eq!(resp.headers()["content-type"], "application/json", "{body}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!((&v["jsonrpc"], &v["id"], &v["error"]["code"]), (&json!("2.0"), &id, &json!(code)), "{body}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(needle), "{body}: {v}");
+    }
+    // rmcp still answers media-type problems itself.
+    let wrong_type = reqwest::Client::new()
+        .post(&server.mcp_url)
+        .header("authorization", &auth)
+        .header("content-type", "text/plain")
+        .header("accept", "application/json, text/event-stream")
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_type.status(), 415);
+    let no_accept = reqwest::Client::new()
+        .post(&server.mcp_url)
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_accept.status(), 406);
+    assert_eq!(raw_post(&server.mcp_url, Some(&auth), INITIALIZE).await.status(), 200, "still serving");
+    assert!(server.logs().contains("refused a malformed MCP message"), "refusals are logged");
+}

@@ -394,3 +394,177 @@ async fn large_pauses_are_confirmed_by_the_human() {
     assert_eq!((fake.scenario_active(502), fake.scenario_active(503)), (Some(false), Some(false)));
     yes.cancel().await.unwrap();
 }
+
+/// The binary over stdio with raw pipes: lines go in as written, answers come out parsed (stdout must carry
+/// JSON only), stderr is collected.
+struct RawStdio {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    answers: std::sync::mpsc::Receiver<Value>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl RawStdio {
+    fn start(db_url: &str) -> Self {
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .env("MBM_DATABASE_URL", db_url)
+            .env("MBM_CONFIG", "/dev/null")
+            .env("MBM_LOG", "info")
+            .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
+            .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY)
+            .envs(NO_RATE_LIMITS)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, answers) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let line = line.expect("stdout is UTF-8");
+                let v: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("non-JSON on stdout ({e}): {line:?}"));
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr_pipe = BufReader::new(child.stderr.take().unwrap());
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in stderr_pipe.lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let stdin = child.stdin.take();
+        RawStdio { child, stdin, answers, stderr }
+    }
+
+    fn send(&mut self, line: &[u8]) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(line).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next line the server writes; a server that drops the input never writes one.
+    fn next(&self, what: &str) -> Value {
+        self.answers
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no answer to {what} (the client would hang)"))
+    }
+
+    fn finish(mut self) -> String {
+        drop(self.stdin.take());
+        self.child.wait().unwrap();
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+/// Input that is not JSON, JSON that is not JSON-RPC, and wrong params of known methods each get their
+/// JSON-RPC error (-32700 with id null, -32600 with the id when it can be read, -32602 naming the field)
+/// instead of silence or "method not found"; refused notifications get none; a line over 16 MiB is
+/// answered without being buffered; the server keeps serving throughout and logs why at WARN, without
+/// the content.
+#[test]
+fn unusable_lines_are_answered_and_the_server_keeps_serving() {
+    let db = sqlite_db();
+    let mut s = RawStdio::start(&db.url);
+    s.send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+               "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(s.next("initialize")["id"], 1);
+    s.send(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+
+    let deep = "[".repeat(10_000);
+    let long_secret = format!("{MAKE_TOKEN}{}", "z".repeat(1000));
+    let wrong_args = json!({"jsonrpc": "2.0", "id": 10, "method": "tools/call",
+                            "params": {"name": "connect_make", "arguments": long_secret}})
+    .to_string();
+    let cases: Vec<(&[u8], i64, Value, &str)> = vec![
+        (
+            b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\",\"x\":\"\xff\xfe\"}",
+            -32700,
+            Value::Null,
+            "Parse error: ",
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"\ud800"}}"#,
+            -32700,
+            Value::Null,
+            "hex escape",
+        ),
+        (deep.as_bytes(), -32700, Value::Null, "recursion limit"),
+        (br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"whoami""#, -32700, Value::Null, "EOF"),
+        (b"NaN", -32700, Value::Null, "Parse error: "),
+        (br#"{"jsonrpc":"2.0","id":5,"method":"ping","params":{"n":1e400}}"#, -32700, Value::Null, "out of range"),
+        (br#"{"foo":"bar"}"#, -32600, Value::Null, "Invalid Request: "),
+        (br#"[{"jsonrpc":"2.0","id":6,"method":"ping"}]"#, -32600, Value::Null, "batches"),
+        (br#"{"jsonrpc":"1.0","id":7,"method":"ping"}"#, -32600, json!(7), "`jsonrpc`"),
+        (
+            br#"{"jsonrpc":"2.0","id":"eight","method":"tools/call","params":{"name":42}}"#,
+            -32602,
+            json!("eight"),
+            "Invalid params: params.name: invalid type: integer `42`, expected a string",
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"whoami","arguments":[1,2]}}"#,
+            -32602,
+            json!(9),
+            "params.arguments: invalid type: sequence",
+        ),
+        (wrong_args.as_bytes(), -32602, json!(10), "params.arguments: invalid type: string"),
+        (br#"{"jsonrpc":"2.0","id":11,"method":"resources/read","params":{"uri":5}}"#, -32602, json!(11), "params.uri"),
+        (br#"{"jsonrpc":"2.0","id":12,"method":"prompts/get","params":{"name":[]}}"#, -32602, json!(12), "params.name"),
+        (
+            br#"{"jsonrpc":"2.0","id":13,"method":"tools/call","params":"whoami"}"#,
+            -32602,
+            json!(13),
+            "params: invalid type",
+        ),
+    ];
+    for (line, code, id, needle) in &cases {
+        s.send(line);
+        let what = String::from_utf8_lossy(&line[..line.len().min(60)]).into_owned();
+        let a = s.next(&what);
+        assert_eq!((&a["jsonrpc"], &a["id"], &a["error"]["code"]), (&json!("2.0"), id, &json!(code)), "{what}: {a}");
+        let message = a["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{what}: {message}");
+        assert!(message.len() < 250, "no long echo: {message}");
+    }
+
+    // A refused notification is not answered: the next line out is the ping's answer.
+    s.send(br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":[]}}"#);
+    s.send(br#"{"jsonrpc":"2.0","id":20,"method":"ping"}"#);
+    let a = s.next("ping");
+    assert_eq!((&a["id"], a.get("error")), (&json!(20), None), "{a}");
+
+    // 16 MiB and more on one line: answered with its id, skipped, and the next line is served.
+    let mut big =
+        br#"{"jsonrpc":"2.0","id":30,"method":"tools/call","params":{"name":"whoami","arguments":{"pad":""#.to_vec();
+    big.resize(big.len() + 16 * 1024 * 1024, b'x');
+    big.extend_from_slice(br#""}}}"#);
+    s.send(&big);
+    let a = s.next("the 16 MiB line");
+    assert_eq!((&a["id"], &a["error"]["code"]), (&json!(30), &json!(-32600)), "{a}");
+    assert!(a["error"]["message"].as_str().unwrap().contains("longer than 16777216 bytes"), "{a}");
+
+    s.send(br#"{"jsonrpc":"2.0","id":31,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#);
+    let a = s.next("whoami");
+    assert_eq!((&a["id"], &a["result"]["isError"]), (&json!(31), &json!(false)), "still serving: {a}");
+
+    let stderr = s.finish();
+    let warnings = stderr.lines().filter(|l| l.contains("WARN") && l.contains("refused a malformed MCP message"));
+    assert!(warnings.count() >= cases.len() + 2, "each refusal is logged at WARN:\n{stderr}");
+    assert!(stderr.contains("recursion limit") && stderr.contains("params.name"), "with its reason:\n{stderr}");
+    assert!(!stderr.contains(&MAKE_TOKEN[..12]), "no argument values in the log:\n{stderr}");
+    assert!(!stderr.contains("xxxxxxxxxxxxxxxxxxxx"), "no content of the long line in the log");
+}

@@ -5,16 +5,23 @@
 //! 1. request id: `x-request-id` from the client (if sane) or a new UUIDv7, in every log line of the
 //!    request (a tracing span), in audit records, and echoed in the response;
 //! 2. in-flight tracking for graceful shutdown (POSTs, until their response body is sent);
-//! 3. failed-authentication limit per client IP (429 with `Retry-After`);
+//! 3. failed-authentication limit per client IP ([`client_ip`]: the peer, or behind a trusted proxy the
+//!    forwarded client): a failed authentication over the limit gets 429 with `Retry-After`; valid
+//!    credentials always pass;
 //! 4. authentication: a request without a valid token gets `401` with `WWW-Authenticate: Bearer`; a
 //!    valid token becomes a [`Principal`] in the request extensions, which rmcp hands to the tool call
 //!    inside `http::request::Parts`. With `[oauth]` configured, JWT access tokens from the configured
 //!    issuer are accepted too ([`crate::auth::oauth`]), the RFC 9728 metadata is served under
 //!    `/.well-known/oauth-protected-resource`, and every 401 points at it;
-//! 5. the body: declared or actual size over the limit gets 413, a body not received in time 408.
+//! 5. the body: declared or actual size over the limit gets 413, a body not received in time 408, and a
+//!    body that is not a usable JSON-RPC message a JSON-RPC error ([`crate::mcp::jsonrpc`], shared with
+//!    stdio; see `refuse_malformed` for the status codes).
 //!
-//! HTTPS (rustls, certificate reload on SIGHUP, HSTS) is in [`tls`].
+//! Connections are served by [`conn`] (header-read and idle timeouts, a connection bound, graceful
+//! shutdown); HTTPS (rustls, certificate reload on SIGHUP, HSTS) is in [`tls`].
 
+pub mod client_ip;
+pub mod conn;
 pub mod sessions;
 pub mod tls;
 
@@ -53,45 +60,11 @@ pub mod no_auth;
 /// a larger declared `Content-Length` before reading anything.
 pub const MAX_REQUEST_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// The client's address, for the failed-authentication limit: from the TCP connection, over plain HTTP
-/// and over TLS alike.
+/// The TCP peer's address, over plain HTTP and over TLS alike (in every request as `ConnectInfo<PeerAddr>`).
+/// The failed-authentication limit counts per client address, which [`client_ip::ClientIp`] derives from
+/// it and, behind a trusted proxy, from the forwarding header.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
-
-/// The plain-HTTP listener: TCP, with Nagle's algorithm off on every accepted connection. A streamed
-/// response is written in several small pieces (headers, the SSE event, the end of the stream); with Nagle
-/// on, each later piece waited for the client's delayed ACK, and every call took 40 ms longer
-/// (benches/mutations.rs, docs/performance.md). The TLS listener does the same.
-struct PlainListener(tokio::net::TcpListener);
-
-impl axum::serve::Listener for PlainListener {
-    type Io = tokio::net::TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        if let Err(e) = io.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-        (io, addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, PlainListener>> for PeerAddr {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, PlainListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>> for PeerAddr {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
 
 /// A request's correlation id (see the module docs).
 #[derive(Debug, Clone)]
@@ -109,7 +82,13 @@ pub fn app(
 ) -> Router {
     let tools = Arc::new(BudgetServer::router_for(shared.policy.read_only));
     let store = shared.store.clone();
-    let auth_failures = shared.clone();
+    let auth_failures = FailedAuthLimit {
+        app: shared.clone(),
+        client_ip: Arc::new(client_ip::ClientIp::new(
+            settings.trusted_proxies.clone(),
+            settings.client_ip_header.clone(),
+        )),
+    };
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(settings.allowed_hosts.clone())
         .with_allowed_origins(settings.allowed_origins.clone())
@@ -207,8 +186,9 @@ pub async fn serve(
     if settings.metrics {
         tokio::spawn(crate::monitoring::upkeep(crate::monitoring::install(), shutdown.clone()));
     }
-    let stop_accepting = shutdown.clone();
-    let graceful = async move { stop_accepting.cancelled().await };
+    let limits =
+        conn::ConnLimits { header_read_timeout: settings.header_read_timeout, idle_timeout: settings.idle_timeout };
+    let slots = conn::Slots::new(settings.max_connections);
     let mut server: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> = match settings
         .tls
         .clone()
@@ -219,20 +199,18 @@ pub async fn serve(
                                            clear text unless a proxy in front terminates TLS; see --tls-cert/--tls-key");
             }
             eprintln!("make-budget-mcp listening on http://{addr}/mcp");
-            let app = app.into_make_service_with_connect_info::<PeerAddr>();
-            let listener = PlainListener(listener);
-            Box::pin(axum::serve(listener, app).with_graceful_shutdown(graceful).into_future())
+            let listener = conn::PlainListener::new(listener, slots.clone());
+            Box::pin(conn::serve(listener, app, limits, slots, shutdown.clone()))
         }
         Some(files) => {
             let certs = tls::CertStore::load(files).map_err(std::io::Error::other)?;
             let config = tls::server_config(certs.clone()).map_err(std::io::Error::other)?;
             tls::reload_on_sighup(certs, shutdown.clone())?;
-            let listener = tls::TlsListener::bind(listener, config, shutdown.clone())?;
+            let listener = tls::TlsListener::bind(listener, config, slots.clone(), shutdown.clone())?;
             tracing::info!(%addr, "TLS on: TLS 1.2 and 1.3, certificate reloaded on SIGHUP");
             eprintln!("make-budget-mcp listening on https://{addr}/mcp");
             let app = app.layer(axum::middleware::map_response(add_hsts));
-            let app = app.into_make_service_with_connect_info::<PeerAddr>();
-            Box::pin(axum::serve(listener, app).with_graceful_shutdown(graceful).into_future())
+            Box::pin(conn::serve(listener, app, limits, slots, shutdown.clone()))
         }
     };
     tokio::select! {
@@ -342,24 +320,39 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// Refuse addresses with too many failed authentications (see [`AuthFailures`]).
-async fn limit_failed_auth(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let failures = &app.policy.auth_failures;
-    let Some(ip) = req.extensions().get::<ConnectInfo<PeerAddr>>().map(|c| c.0.0.ip()) else {
+/// What the failed-authentication limit needs: the counters and how to find the client's address.
+#[derive(Clone)]
+struct FailedAuthLimit {
+    app: Arc<App>,
+    client_ip: Arc<client_ip::ClientIp>,
+}
+
+/// Limit failed authentications per client address (see [`crate::limits::AuthFailures`]). Only failures
+/// are limited: a request whose credentials are valid passes even while its address is refused (behind a
+/// proxy without `http.trusted_proxies`, every client shares one address). A failure from a refused
+/// address, or the one that goes over the limit, gets 429 instead of 401. Credentials are still checked
+/// while an address is refused, which costs one indexed lookup; guessing a 256-bit token is hopeless at any
+/// rate, so the limit is there to bound noise, not to make guessing slower.
+async fn limit_failed_auth(State(limit): State<FailedAuthLimit>, req: Request, next: Next) -> Response {
+    let failures = &limit.app.policy.auth_failures;
+    let Some(peer) = req.extensions().get::<ConnectInfo<PeerAddr>>().map(|c| c.0.0.ip()) else {
         return next.run(req).await;
     };
+    let ip = limit.client_ip.resolve(peer, req.headers());
+    let resp = next.run(req).await;
+    if resp.status() != StatusCode::UNAUTHORIZED {
+        return resp;
+    }
+    crate::monitoring::auth_failure();
     if let Some(wait) = failures.blocked(ip) {
         crate::monitoring::rate_limited("failed_auth");
         return too_many_failures(failures.limit(), wait);
     }
-    let resp = next.run(req).await;
-    if resp.status() == StatusCode::UNAUTHORIZED {
-        crate::monitoring::auth_failure();
-        if let Some(wait) = failures.failed(ip) {
-            tracing::warn!(%ip, limit_per_minute = failures.limit(), "too many failed authentications; address refused");
-            crate::monitoring::rate_limited("failed_auth");
-            return too_many_failures(failures.limit(), wait);
-        }
+    if let Some(wait) = failures.failed(ip) {
+        tracing::warn!(%ip, %peer, limit_per_minute = failures.limit(),
+                       "too many failed authentications; further failures from this address are refused");
+        crate::monitoring::rate_limited("failed_auth");
+        return too_many_failures(failures.limit(), wait);
     }
     resp
 }
@@ -429,7 +422,10 @@ async fn read_body(State(timeout): State<Duration>, req: Request, next: Next) ->
         Ok(())
     };
     match tokio::time::timeout(timeout, read).await {
-        Ok(Ok(())) => next.run(Request::from_parts(parts, Body::from(buf))).await,
+        Ok(Ok(())) => match refuse_malformed(&parts.headers, &buf) {
+            Some(refused) => refused,
+            None => next.run(Request::from_parts(parts, Body::from(buf))).await,
+        },
         Ok(Err(StatusCode::PAYLOAD_TOO_LARGE)) => too_large(),
         Ok(Err(status)) => {
             (status, Json(json!({"error": "bad_request", "message": "the request body could not be read"})))
@@ -442,6 +438,51 @@ async fn read_body(State(timeout): State<Duration>, req: Request, next: Next) ->
         )
             .into_response(),
     }
+}
+
+/// Answer a POST body that is not a usable JSON-RPC message ([`crate::mcp::jsonrpc::classify`], shared
+/// with stdio) with a JSON-RPC error as `application/json`, instead of rmcp's `415` with a text body or
+/// `-32601` for wrong params. The status follows the MCP 2025-11-25 transport: input the server cannot
+/// accept as a request, notification or response (not JSON, not JSON-RPC, or a notification with wrong
+/// params) gets `400 Bad Request`, its body the error with id `null` (or the request's id, if readable); a
+/// request that is valid JSON-RPC but has wrong params is a request, answered with one JSON object, so
+/// `200` with the `-32602` error and its id, as rmcp answers its own JSON-RPC errors on this path.
+/// Bodies rmcp refuses before reading them (a wrong `Accept` or `Content-Type`) are left to rmcp.
+fn refuse_malformed(headers: &axum::http::HeaderMap, body: &[u8]) -> Option<Response> {
+    if !rmcp_reads_body(headers) {
+        return None;
+    }
+    let rejection = crate::mcp::jsonrpc::classify(body).err()?;
+    rejection.log("http", body);
+    let status = if rejection.code == crate::mcp::jsonrpc::INVALID_PARAMS && rejection.answer {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Some((status, Json(rejection.to_json())).into_response())
+}
+
+/// rmcp's checks before it reads a POST body: `Accept` lists `application/json` and `text/event-stream`
+/// (entries weighted `q=0` do not count), and `Content-Type` is `application/json`.
+fn rmcp_reads_body(headers: &axum::http::HeaderMap) -> bool {
+    let (mut json, mut sse) = (false, false);
+    for entry in headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')) {
+        let mut parts = entry.split(';');
+        let essence = parts.next().unwrap_or_default().trim();
+        let zero = |q: &str| {
+            let (whole, fraction) = q.split_once('.').unwrap_or((q, ""));
+            whole == "0" && fraction.bytes().all(|b| b == b'0')
+        };
+        let refused =
+            parts.any(|p| p.split_once('=').is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("q") && zero(v.trim())));
+        if !refused {
+            json |= essence.eq_ignore_ascii_case("application/json");
+            sse |= essence.eq_ignore_ascii_case("text/event-stream");
+        }
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    json && sse && essence.eq_ignore_ascii_case("application/json")
 }
 
 /// What the bearer middleware needs: the store (API tokens, tenants) and, if configured, the OAuth verifier.

@@ -4,8 +4,10 @@
 //! Three things shape this file:
 //! - **A slow client must not stall everyone else.** [`TlsListener::bind`] runs its own accept loop that
 //!   hands every TCP connection to a task of its own for the handshake (bounded by
-//!   [`HANDSHAKE_TIMEOUT`] and [`MAX_CONCURRENT_HANDSHAKES`]); only finished handshakes reach axum, through
-//!   a channel, via axum's [`Listener`] trait. axum's graceful shutdown works unchanged.
+//!   [`HANDSHAKE_TIMEOUT`] and [`MAX_CONCURRENT_HANDSHAKES`]); only finished handshakes reach the server
+//!   (`super::conn`), through a channel. Each connection holds one of the server's connection slots from
+//!   before it is accepted until it closes, handshake included, so `http.max_connections` bounds TLS and
+//!   plain connections alike.
 //! - **Certificates are renewed without a restart.** The server config resolves its certificate through
 //!   [`CertStore`], whose [`CertifiedKey`] is swapped whole on `SIGHUP`. Established connections keep the
 //!   session they negotiated; new handshakes see the new certificate. A new pair that fails to load is
@@ -18,7 +20,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::serve::Listener;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -31,6 +32,7 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use super::conn::{Accepted, Incoming, Slots};
 use crate::config::TlsFiles;
 
 /// A client that has not finished its handshake by then is disconnected.
@@ -150,7 +152,7 @@ pub fn server_config(certs: Arc<CertStore>) -> Result<ServerConfig, TlsError> {
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(certs);
-    // axum serves HTTP/1.1 only; offering h2 would break clients that pick it.
+    // The server speaks HTTP/1.1 only (super::conn); offering h2 would break clients that pick it.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -181,56 +183,59 @@ pub fn reload_on_sighup(_certs: Arc<CertStore>, _shutdown: CancellationToken) ->
     Ok(())
 }
 
-/// A [`Listener`] yielding connections whose TLS handshake has completed.
+/// Connections whose TLS handshake has completed.
 pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
+    ready: mpsc::Receiver<Accepted<TlsStream<TcpStream>>>,
 }
 
 impl TlsListener {
-    /// Start accepting on `tcp`: each connection handshakes in its own task; the accept loop ends with
-    /// `shutdown`.
-    pub fn bind(tcp: TcpListener, config: ServerConfig, shutdown: CancellationToken) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
+    /// Start accepting on `tcp`: each connection takes one of `slots`, then handshakes in its own task; the
+    /// accept loop and unfinished handshakes end with `shutdown`.
+    pub fn bind(
+        tcp: TcpListener,
+        config: ServerConfig,
+        slots: Slots,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Self> {
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let (tx, ready) = mpsc::channel(64);
-        tokio::spawn(accept_loop(tcp, acceptor, tx, shutdown));
-        Ok(TlsListener { ready, local })
+        tokio::spawn(accept_loop(tcp, acceptor, slots, tx, shutdown));
+        Ok(TlsListener { ready })
     }
 }
 
 async fn accept_loop(
     tcp: TcpListener,
     acceptor: TlsAcceptor,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    slots: Slots,
+    ready: mpsc::Sender<Accepted<TlsStream<TcpStream>>>,
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
     loop {
-        let (stream, peer) = tokio::select! {
+        let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
-            accepted = tcp.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Mostly EMFILE/ENFILE: back off briefly instead of spinning (as axum does).
-                    tracing::warn!(error = %e, "accepting a TCP connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = accept_with_slot(&tcp, &slots) => accepted,
         };
+        let Some((stream, peer, slot)) = accepted else { return };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "too many TLS handshakes in progress; closing the connection");
             continue;
         };
         let acceptor = acceptor.clone();
         let ready = ready.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    let _ = ready.send((tls, peer)).await;
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            let outcome = tokio::select! {
+                () = shutdown.cancelled() => return,
+                outcome = handshake => outcome,
+            };
+            match outcome {
+                Ok(Ok(io)) => {
+                    let _ = ready.send(Accepted { io, peer, slot }).await;
                 }
                 // Port scanners, plain-HTTP clients and clients distrusting the certificate end up here:
                 // routine, so not above debug.
@@ -241,21 +246,30 @@ async fn accept_loop(
     }
 }
 
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accept loop ended (shutdown): nothing more will come; axum's graceful shutdown is
-            // already under way, so wait for it.
-            None => std::future::pending().await,
+/// A connection slot, then a TCP connection. `None` once the slots are closed.
+async fn accept_with_slot(
+    tcp: &TcpListener,
+    slots: &Slots,
+) -> Option<(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
+    let slot = slots.take().await?;
+    loop {
+        match tcp.accept().await {
+            Ok((stream, peer)) => return Some((stream, peer, slot)),
+            Err(e) => {
+                // Mostly EMFILE/ENFILE: back off briefly instead of spinning (as axum does).
+                tracing::warn!(error = %e, "accepting a TCP connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
+}
 
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
+impl Incoming for TlsListener {
+    type Io = TlsStream<TcpStream>;
+
+    async fn accept(&mut self) -> Option<Accepted<Self::Io>> {
+        // `None` when the accept loop has ended (shutdown) and every finished handshake was taken.
+        self.ready.recv().await
     }
 }
 

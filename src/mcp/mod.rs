@@ -14,6 +14,7 @@ mod audit;
 mod budgets;
 pub mod error;
 mod identity;
+pub mod jsonrpc;
 mod logging;
 mod make;
 pub mod params;
@@ -21,6 +22,7 @@ mod prompts;
 mod resources;
 pub mod schema;
 mod status;
+pub mod stdio;
 
 use std::sync::Arc;
 use std::time::Instant;
