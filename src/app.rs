@@ -51,6 +51,49 @@ pub enum SecretError {
 }
 
 impl App {
+    /// Everything a server shares, from the configuration. Fails with a clear message when stored Make
+    /// credentials cannot be decrypted with the configured master key.
+    pub async fn build(store: Store, config: &crate::config::Config) -> anyhow::Result<App> {
+        let keys = config.keys.load()?;
+        let outbound = config.outbound;
+        if outbound.allow_loopback || outbound.allow_private {
+            tracing::warn!(
+                allow_loopback = outbound.allow_loopback,
+                allow_private = outbound.allow_private,
+                "outbound requests (webhooks, Make) may reach {}; \
+                 link-local and cloud metadata addresses stay refused",
+                match (outbound.allow_loopback, outbound.allow_private) {
+                    (true, true) => "loopback and private network addresses",
+                    (true, false) => "loopback addresses (for local development and tests only)",
+                    _ => "private network addresses",
+                }
+            );
+        }
+        // The API budget is shared through the database by every caller of every instance, on the store's clock.
+        let pacer = crate::make::pacer::Pacer::new(
+            std::sync::Arc::new(store.clone()),
+            store.clock().clone(),
+            config.make.api_share,
+        );
+        let make = crate::make::MakeClient::new(config.make.clone(), outbound)?.with_pacer(std::sync::Arc::new(pacer));
+        let sync = crate::engine::sync::SyncSettings {
+            interval_secs: if config.evaluate_interval_secs > 0 { config.evaluate_interval_secs } else { 300 },
+        };
+        let app = App {
+            store,
+            make,
+            keys,
+            outbound,
+            actions: config.actions.clone(),
+            webhooks: crate::notify::WebhookClient::new(config.webhook_timeout, outbound),
+            instance: crate::app::instance_name(),
+            policy: crate::limits::CallPolicy::new(&config.limits, config.read_tool_timeout, config.read_only),
+            sync,
+        };
+        app.check_secret_keys().await?;
+        Ok(app)
+    }
+
     pub fn keyring(&self) -> Result<&Keyring, SecretError> {
         self.keys.as_ref().ok_or(SecretError::NoKey(KeyError::Missing))
     }

@@ -17,7 +17,6 @@ use crate::audit::Actor;
 use crate::auth::{Principal, Role, Transport};
 use crate::config::{self, Config, FileConfig, LogFormat, Overrides};
 use crate::domain::{SystemClock, TenantId};
-use crate::make::MakeClient;
 use crate::mcp::BudgetServer;
 use crate::store::{Store, StoreOptions};
 
@@ -497,47 +496,9 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// Everything a server shares. Fails with a clear message when stored Make credentials cannot be
-/// decrypted with the configured master key.
+/// Everything a server shares (see [`App::build`]).
 async fn build_app(store: Store, config: &Config) -> anyhow::Result<Arc<App>> {
-    let keys = config.keys.load()?;
-    let outbound = config.outbound;
-    if outbound.allow_loopback || outbound.allow_private {
-        tracing::warn!(
-            allow_loopback = outbound.allow_loopback,
-            allow_private = outbound.allow_private,
-            "outbound requests (webhooks, Make) may reach {}; \
-             link-local and cloud metadata addresses stay refused",
-            match (outbound.allow_loopback, outbound.allow_private) {
-                (true, true) => "loopback and private network addresses",
-                (true, false) => "loopback addresses (for local development and tests only)",
-                _ => "private network addresses",
-            }
-        );
-    }
-    // The API budget is shared through the database by every caller of every instance.
-    let pacer = crate::make::pacer::Pacer::new(
-        Arc::new(store.clone()),
-        Arc::new(crate::domain::SystemClock),
-        config.make.api_share,
-    );
-    let make = MakeClient::new(config.make.clone(), outbound)?.with_pacer(Arc::new(pacer));
-    let sync = crate::engine::sync::SyncSettings {
-        interval_secs: if config.evaluate_interval_secs > 0 { config.evaluate_interval_secs } else { 300 },
-    };
-    let app = App {
-        store,
-        make,
-        keys,
-        outbound,
-        actions: config.actions.clone(),
-        webhooks: crate::notify::WebhookClient::new(config.webhook_timeout, outbound),
-        instance: crate::app::instance_name(),
-        policy: crate::limits::CallPolicy::new(&config.limits, config.read_tool_timeout, config.read_only),
-        sync,
-    };
-    app.check_secret_keys().await?;
-    Ok(Arc::new(app))
+    Ok(Arc::new(App::build(store, config).await?))
 }
 
 fn cli_actor() -> Actor {

@@ -17,8 +17,8 @@
 //! reset period (`domain::usage`), spread over the days of the organization's time zone it fell in, and
 //! stored as an estimate (`snapshot_*` columns). Make's own daily figures, read for a bounded number of
 //! scenarios per pass (new ones first to backfill their history, then the least recently read consuming ones,
-//! so each is reconciled about once a day), replace the estimates for the days they cover. For today, which
-//! Make may report with a lag, the higher of the two figures stays.
+//! so each is reconciled about once a day), replace the estimates for the days they cover, today's included
+//! (Make documents no lag for its daily figures; if it has one, today is short by it until the next read).
 //!
 //! **Yearly plans.** Make reports consumptions there as running 60-day totals [DOC scenarios/consumptions],
 //! whose difference is not the consumption in between, so no estimates are derived: per-scenario days come

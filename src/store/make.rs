@@ -173,8 +173,7 @@ pub struct OrgSync {
     pub read_teams: Vec<i64>,
     /// Per-scenario consumption since the last readings, by day: added to the stored days as estimates.
     pub deltas: Vec<UsageRow>,
-    /// Scenarios whose daily figures were read from Make: their days are replaced, today kept at the
-    /// higher of the two figures.
+    /// Scenarios whose daily figures were read from Make: their days are replaced.
     pub series: Vec<ScenarioSeries>,
     /// Today in the organization's time zone (YYYY-MM-DD).
     pub today: String,
@@ -396,9 +395,9 @@ impl MutationTx {
     /// 1. the organization's plan facts, its teams and scenarios;
     /// 2. `usage`: Make's daily figures replace the stored days;
     /// 3. `deltas`: consumption since the last readings is added to the stored days, as estimates;
-    /// 4. `series`: Make's daily figures of single scenarios replace their days; for today the higher of
-    ///    the two stays (Make may report today late), and the scenario's baseline moves to the time of the
-    ///    read, so consumption that Make's figure already holds is not counted again by the next reading;
+    /// 4. `series`: Make's daily figures of single scenarios replace their days (today's too), and the
+    ///    scenario's baseline moves to the time of the read, so consumption that Make's figure already holds
+    ///    is not counted again by the next reading;
     /// 5. the consumption readings of the teams read (the readings of skipped teams stay).
     pub async fn apply_org_sync(&mut self, s: &OrgSync, synced_at: &str) -> Result<(), StoreError> {
         self.usage_written = true;
@@ -562,20 +561,11 @@ impl MutationTx {
                 None => (0, 0),
             };
             let mut make_today = (0, 0);
-            for day in &series.days {
+            for day in series.days.iter().filter(|d| d.day <= s.today) {
                 if day.day == s.today {
                     make_today = (day.centicredits, day.operations);
-                    let (cc, ops) = (day.centicredits.max(stored_cc), day.operations.max(stored_ops));
-                    let kept = UsageRow {
-                        centicredits: cc,
-                        operations: ops,
-                        snapshot_centicredits: cc - day.centicredits,
-                        ..day.clone()
-                    };
-                    rows.push(day_args(&kept, ops - day.operations));
-                } else if day.day < s.today {
-                    rows.push(day_args(day, 0));
                 }
+                rows.push(day_args(day, 0));
             }
             // What Make's figure for today holds beyond the stored one was consumed after the last reading:
             // the next reading is compared with the reading plus that.
