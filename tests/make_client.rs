@@ -62,8 +62,19 @@ async fn scenarios_are_read_across_pages() {
     let pages: Vec<String> =
         fake.requests().into_iter().filter(|r| r.path == "/api/v2/scenarios").map(|r| r.query).collect();
     assert_eq!(pages.len(), 3, "27 scenarios at 10 per page: {pages:?}");
-    assert!(pages[2].contains("pg%5Boffset%5D=20") && pages[2].contains("pg%5Blimit%5D=10"), "{}", pages[2]);
+    // Each page asks for one more than it keeps, so a full last page needs no extra call.
+    assert!(pages[2].contains("pg%5Boffset%5D=20") && pages[2].contains("pg%5Blimit%5D=11"), "{}", pages[2]);
     assert!(fake.requests().iter().all(|r| r.authorization.as_deref() == Some(&format!("Token {TOKEN}") as &str)));
+}
+
+#[tokio::test]
+async fn a_list_of_whole_pages_costs_no_extra_call() {
+    let fake = fake_with_scenarios(30).await;
+    let scenarios = client(Duration::from_secs(5)).scenarios(&target(&fake), ORG).await.unwrap();
+    assert_eq!(scenarios.len(), 30);
+    let ids: std::collections::HashSet<i64> = scenarios.iter().map(|s| s.id).collect();
+    assert_eq!(ids.len(), 30, "no scenario twice");
+    assert_eq!(fake.requests().iter().filter(|r| r.path == "/api/v2/scenarios").count(), 3, "30 at 10 a page: 3 calls");
 }
 
 #[tokio::test]

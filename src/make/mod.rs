@@ -570,7 +570,10 @@ impl MakeClient {
         }
     }
 
-    /// Every item of a paged list endpoint (`pg[offset]`/`pg[limit]`); stops at the first short page.
+    /// Every item of a paged list endpoint (`pg[offset]`/`pg[limit]` [DOC pagination-and-sorting]). Make
+    /// returns no total by default, so each page asks for one item more than it keeps: a page that brings
+    /// the extra item is not the last, and a list of exactly N pages costs N calls, not N + 1 (the extra
+    /// item is read again as the first of the next page).
     async fn all_pages<P: DeserializeOwned, T>(
         &self,
         target: &MakeTarget,
@@ -584,11 +587,12 @@ impl MakeClient {
         for page in 0u32.. {
             let mut q = query.to_vec();
             q.push(("pg[offset]", (page * limit).to_string()));
-            q.push(("pg[limit]", limit.to_string()));
-            let got = items(self.call::<P>(target, org, Method::GET, path, &q).await?);
-            let n = got.len();
+            q.push(("pg[limit]", (limit + 1).to_string()));
+            let mut got = items(self.call::<P>(target, org, Method::GET, path, &q).await?);
+            let more = got.len() > limit as usize;
+            got.truncate(limit as usize);
             out.extend(got);
-            if n < limit as usize || page >= 100_000 {
+            if !more || page >= 100_000 {
                 break;
             }
         }
