@@ -20,16 +20,14 @@
 //! consumptions, and one usage read per active or consuming scenario) and its pacer (90 % of `apiLimit`, a
 //! tenth as burst). It cannot be run here in virtual time: its pacer waited in real time.
 
-#[path = "../tests/support/fake_make.rs"]
-mod fake_make;
-#[path = "../tests/support/in_process.rs"]
-mod in_process;
 #[path = "common/mod.rs"]
 mod common;
+#[path = "../tests/support/in_process.rs"]
+mod in_process;
 
 use std::sync::Arc;
 
-use common::{Error, answer_list, env_or, table};
+use common::{Error, answer_list, env_or, fake_make, table};
 use jiff::{SignedDuration, Timestamp};
 use make_budget_mcp::domain::Clock;
 use make_budget_mcp::domain::clock::VirtualClock;
@@ -127,7 +125,8 @@ async fn main() -> Result<(), Error> {
     let reconcile_allowance = make_budget_mcp::domain::usage::reconcile_quota(active, interval);
     // The sync before this work, from its rule and its pacer, on the same organization: it read the usage
     // of every active or consuming scenario each pass, which are the ones this sync backfills.
-    let consuming_or_active = (passes[0].backfilled as usize + passes[0].backfill_pending).max(population.active_ids.len());
+    let consuming_or_active =
+        (passes[0].backfilled as usize + passes[0].backfill_pending).max(population.active_ids.len());
     let old_calls = 1 + pages(teams) + pages(scenarios) + 1 + 2 * teams + consuming_or_active;
     let old_rate = f64::from(api_limit) * 0.9;
     let old_burst = (f64::from(api_limit) / 10.0).floor();
@@ -179,7 +178,10 @@ async fn main() -> Result<(), Error> {
             format!("{:.0}", old_minutes * 60.0),
             format!("{}", api_limit),
             "—".into(),
-            format!("90 % of apiLimit; longer than the {interval} s interval: {}", old_minutes * 60.0 > interval as f64),
+            format!(
+                "90 % of apiLimit; longer than the {interval} s interval: {}",
+                old_minutes * 60.0 > interval as f64
+            ),
         ],
     ];
     table(&["", "calls", "pass seconds", "peak calls / 60 s", "429s", "notes"], &rows);

@@ -548,8 +548,7 @@ async fn serve(app: Arc<App>, config: &Config, transport: TransportArg) -> anyho
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     tokio::spawn(crate::limits::CallPolicy::forget_idle_forever(app.clone(), shutdown.clone()));
-    let denial_summaries =
-        tokio::spawn(crate::mcp::record_suppressed_denials_forever(app.clone(), shutdown.clone()));
+    let denial_summaries = tokio::spawn(crate::mcp::record_suppressed_denials_forever(app.clone(), shutdown.clone()));
     if config.read_only {
         tracing::info!("read-only mode: only read tools are served; no evaluator and no checkpoint timer run");
     }

@@ -20,6 +20,10 @@ on_both_stores!(
     a_response_without_its_key_fails_the_organization_and_writes_nothing,
     private_spaces_are_synced,
     yearly_plans_are_not_differenced,
+    make_errors_keep_their_detail,
+    extra_operations_count_in_the_allowance,
+    a_token_without_the_write_scope_cannot_pause,
+    an_organization_of_another_zone_is_refused,
 );
 
 /// Make's one-minute window, shortened for tests.
@@ -38,7 +42,10 @@ fn org_report(r: &Value) -> &Value {
 }
 
 fn warnings(r: &Value) -> String {
-    org_report(r)["warnings"].as_array().map(|w| w.iter().map(|x| x.as_str().unwrap_or("")).collect::<Vec<_>>().join("\n")).unwrap_or_default()
+    org_report(r)["warnings"]
+        .as_array()
+        .map(|w| w.iter().map(|x| x.as_str().unwrap_or("")).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default()
 }
 
 mod cases {
@@ -157,7 +164,9 @@ mod cases {
         assert_eq!(org_report(&r)["teams"], 3, "{r}");
         let store = open_store(&db.url).await;
         assert!(count(&store, "usage_daily", "subject_kind = 'team' AND subject_id = 18").await > 0);
-        assert!(fake.requests().iter().any(|q| q.path == "/api/v2/teams" && q.query.contains("includePrivateSpaces=true")));
+        assert!(
+            fake.requests().iter().any(|q| q.path == "/api/v2/teams" && q.query.contains("includePrivateSpaces=true"))
+        );
         let scenarios = call_ok(&client, "list_scenarios", json!({"team_id": 18})).await;
         assert_eq!(scenarios["scenarios"][0]["scenario_id"], 506, "{scenarios}");
     }
@@ -184,73 +193,74 @@ mod cases {
         let store = open_store(&db.url).await;
         assert_eq!(count(&store, "usage_daily", "snapshot_centicredits > 0").await, 0, "no estimates on a yearly plan");
     }
-}
 
-/// Errors keep Make's detail: suberrors, and the start of a body that is not JSON.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn make_errors_keep_their_detail() {
-    let db = sqlite_db();
-    let fake = seeded_fake_at(utc_today()).await;
-    let (_server, client) = admin(&db, &[("MBM_MAKE_MAX_ATTEMPTS", "2"), ("MBM_MAKE_RETRY_BASE_DELAY_MS", "10")]).await;
-    call_ok(&client, "connect_make", connect_args(&fake, &[ORG])).await;
-    fake.inject("/api/v2/teams", Fault::WithSuberrors { status: 400, suberrors: vec!["teamId is invalid".into()] }, 1);
-    let e = call_err(&client, "sync_usage", json!({"organization_id": ORG})).await;
-    assert!(e.contains("suberrors: teamId is invalid"), "{e}");
-    fake.inject("/api/v2/teams", Fault::PlainText { status: 502, body: "<html>Bad gateway from the proxy</html>".into() }, 2);
-    let e = call_err(&client, "sync_usage", json!({"organization_id": ORG})).await;
-    assert!(e.contains("Bad gateway from the proxy"), "{e}");
-    assert!(!e.contains(MAKE_TOKEN), "no secret in errors");
-}
+    /// Errors keep Make's detail: suberrors, and the start of a body that is not JSON.
+    pub async fn make_errors_keep_their_detail(db: TestDb) {
+        let fake = seeded_fake_at(utc_today()).await;
+        let (_server, client) =
+            admin(&db, &[("MBM_MAKE_MAX_ATTEMPTS", "2"), ("MBM_MAKE_RETRY_BASE_DELAY_MS", "10")]).await;
+        call_ok(&client, "connect_make", connect_args(&fake, &[ORG])).await;
+        fake.inject(
+            "/api/v2/teams",
+            Fault::WithSuberrors { status: 400, suberrors: vec!["teamId is invalid".into()] },
+            1,
+        );
+        let e = call_err(&client, "sync_usage", json!({"organization_id": ORG})).await;
+        assert!(e.contains("suberrors: teamId is invalid"), "{e}");
+        fake.inject(
+            "/api/v2/teams",
+            Fault::PlainText { status: 502, body: "<html>Bad gateway from the proxy</html>".into() },
+            2,
+        );
+        let e = call_err(&client, "sync_usage", json!({"organization_id": ORG})).await;
+        assert!(e.contains("Bad gateway from the proxy"), "{e}");
+        assert!(!e.contains(MAKE_TOKEN), "no secret in errors");
+    }
 
-/// Extra operations bought count in the allowance.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn extra_operations_count_in_the_allowance() {
-    let db = sqlite_db();
-    let fake = seeded_fake_at(utc_today()).await;
-    let month = utc_today().first_of_month().to_zoned_datetime(jiff::tz::TimeZone::UTC).unwrap().timestamp();
-    fake.add_organization(OrgSpec {
-        operations_ext: 5_000,
-        last_reset: month,
-        next_reset: Some(month.checked_add(jiff::SignedDuration::from_hours(31 * 24)).unwrap()),
-        api_limit: 60_000,
-        zone: String::new(),
-        ..OrgSpec::new(ORG, "Acme")
-    });
-    let (_server, client) = admin(&db, &[]).await;
-    let c = call_ok(&client, "connect_make", connect_args(&fake, &[ORG])).await;
-    let org = &c["organizations"][0];
-    assert_eq!((org["allowance"].as_i64(), org["allowance_extra"].as_i64()), (Some(45_000), Some(5_000)), "{c}");
-}
+    /// Extra operations bought count in the allowance.
+    pub async fn extra_operations_count_in_the_allowance(db: TestDb) {
+        let fake = seeded_fake_at(utc_today()).await;
+        let month = utc_today().first_of_month().to_zoned_datetime(jiff::tz::TimeZone::UTC).unwrap().timestamp();
+        fake.add_organization(OrgSpec {
+            operations_ext: 5_000,
+            last_reset: month,
+            next_reset: Some(month.checked_add(jiff::SignedDuration::from_hours(31 * 24)).unwrap()),
+            api_limit: 60_000,
+            zone: String::new(),
+            ..OrgSpec::new(ORG, "Acme")
+        });
+        let (_server, client) = admin(&db, &[]).await;
+        let c = call_ok(&client, "connect_make", connect_args(&fake, &[ORG])).await;
+        let org = &c["organizations"][0];
+        assert_eq!((org["allowance"].as_i64(), org["allowance_extra"].as_i64()), (Some(45_000), Some(5_000)), "{c}");
+    }
 
-/// A token without scenarios:write connects with a warning; pausing on it refuses with that reason and
-/// sends nothing to Make.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_without_the_write_scope_cannot_pause() {
-    let db = sqlite_db();
-    let fake = seeded_fake_at(utc_today()).await;
-    fake.set_scopes(MAKE_TOKEN, &["organizations:read", "teams:read", "scenarios:read"]);
-    let (_server, client) = admin(&db, &[]).await;
-    let c = call_ok(&client, "connect_make", connect_args(&fake, &[ORG])).await;
-    assert_eq!(c["can_control_scenarios"], false, "{c}");
-    assert!(c["warnings"][0].as_str().unwrap().contains("lacks scenarios:write"), "{c}");
-    call_ok(&client, "sync_usage", json!({})).await;
-    let r = call_ok(&client, "pause_scenarios", json!({"scenario_ids": [501], "reason": "runaway"})).await;
-    assert_eq!(r["failed"], 1, "{r}");
-    let err = r["results"][0]["error"]["message"].as_str().unwrap_or_default().to_owned()
-        + r["results"][0]["error"].to_string().as_str();
-    assert!(err.contains("scenarios:write"), "{r}");
-    assert!(!fake.requests().iter().any(|q| q.path.ends_with("/stop")), "nothing was sent to Make");
-    let listed = call_ok(&client, "list_make_connections", json!({})).await;
-    assert_eq!(listed["connections"][0]["can_control_scenarios"], false);
-}
+    /// A token without scenarios:write connects with a warning; pausing on it refuses with that reason and
+    /// sends nothing to Make.
+    pub async fn a_token_without_the_write_scope_cannot_pause(db: TestDb) {
+        let fake = seeded_fake_at(utc_today()).await;
+        fake.set_scopes(MAKE_TOKEN, &["organizations:read", "teams:read", "scenarios:read"]);
+        let (_server, client) = admin(&db, &[]).await;
+        let c = call_ok(&client, "connect_make", connect_args(&fake, &[ORG])).await;
+        assert_eq!(c["can_control_scenarios"], false, "{c}");
+        assert!(c["warnings"][0].as_str().unwrap().contains("lacks scenarios:write"), "{c}");
+        call_ok(&client, "sync_usage", json!({})).await;
+        let r = call_ok(&client, "pause_scenarios", json!({"scenario_ids": [501], "reason": "runaway"})).await;
+        assert_eq!(r["failed"], 1, "{r}");
+        let err = r["results"][0]["error"]["message"].as_str().unwrap_or_default().to_owned()
+            + r["results"][0]["error"].to_string().as_str();
+        assert!(err.contains("scenarios:write"), "{r}");
+        assert!(!fake.requests().iter().any(|q| q.path.ends_with("/stop")), "nothing was sent to Make");
+        let listed = call_ok(&client, "list_make_connections", json!({})).await;
+        assert_eq!(listed["connections"][0]["can_control_scenarios"], false);
+    }
 
-/// An organization of another zone is refused with the zone to use.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_organization_of_another_zone_is_refused() {
-    let db = sqlite_db();
-    let fake = seeded_fake_at(utc_today()).await;
-    fake.add_organization(OrgSpec { zone: "eu2.make.com".into(), ..OrgSpec::new(ORG, "Acme") });
-    let (_server, client) = admin(&db, &[]).await;
-    let e = call_err(&client, "connect_make", connect_args(&fake, &[ORG])).await;
-    assert!(e.contains("invalid argument `zone`") && e.contains("connect it with zone \"eu2.make.com\""), "{e}");
+    /// An organization of another zone is refused with the zone to use.
+    pub async fn an_organization_of_another_zone_is_refused(db: TestDb) {
+        let fake = seeded_fake_at(utc_today()).await;
+        fake.add_organization(OrgSpec { zone: "eu2.make.com".into(), ..OrgSpec::new(ORG, "Acme") });
+        let (_server, client) = admin(&db, &[]).await;
+        let e = call_err(&client, "connect_make", connect_args(&fake, &[ORG])).await;
+        assert!(e.contains("invalid argument `zone`") && e.contains("connect it with zone \"eu2.make.com\""), "{e}");
+    }
 }

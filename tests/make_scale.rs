@@ -156,12 +156,13 @@ mod cases {
         let today = clock.now().to_zoned_datetime(jiff::tz::TimeZone::get("Europe/Prague").unwrap()).date().to_string();
         let (org_today, scenarios_today, estimated_today): (i64, i64, i64) = {
             use sqlx::Row;
-            let org: i64 = sqlx::query("SELECT centicredits FROM usage_daily WHERE subject_kind = 'organization' AND day = $1")
-                .bind(&today)
-                .fetch_one(i.store().pool())
-                .await
-                .unwrap()
-                .get("centicredits");
+            let org: i64 =
+                sqlx::query("SELECT centicredits FROM usage_daily WHERE subject_kind = 'organization' AND day = $1")
+                    .bind(&today)
+                    .fetch_one(i.store().pool())
+                    .await
+                    .unwrap()
+                    .get("centicredits");
             let row = sqlx::query(
                 "SELECT CAST(COALESCE(SUM(centicredits), 0) AS BIGINT) AS c,
                         CAST(COALESCE(SUM(snapshot_centicredits), 0) AS BIGINT) AS e

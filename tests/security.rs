@@ -268,8 +268,10 @@ mod cases {
         let (budget, threshold) = budget_with_threshold(&t.manager, "Manager's budget", 1).await;
         let e = call_err(&t.manager, "add_threshold_action", pause(&threshold, "automatic")).await;
         assert!(
-            e.starts_with("permission_denied: this call needs permission `budget:execute_automated_actions`, which role \
-                           `manager` does not have"),
+            e.starts_with(
+                "permission_denied: this call needs permission `budget:execute_automated_actions`, which role \
+                           `manager` does not have"
+            ),
             "{e}"
         );
         let store = open_store(&db.url).await;
@@ -331,12 +333,18 @@ mod cases {
         let denied = count(&store, "audit_log", "outcome = 'denied'").await;
         for (tool, args) in [
             ("update_budget", json!({"id": budget["id"], "version": 1, "limit": 1})),
-            ("update_budget", json!({"id": budget["id"], "version": 1, "scope": {"organization_id": ORG, "team_ids": [16]}})),
+            (
+                "update_budget",
+                json!({"id": budget["id"], "version": 1, "scope": {"organization_id": ORG, "team_ids": [16]}}),
+            ),
             ("update_threshold", json!({"id": threshold["id"], "version": 1, "value": 1})),
             ("set_scenario_critical", json!({"scenario_id": 501, "critical": false})),
         ] {
             let e = call_err(&t.manager, tool, args).await;
-            assert!(e.contains("`budget:execute_automated_actions`, which role `manager` does not have"), "{tool}: {e}");
+            assert!(
+                e.contains("`budget:execute_automated_actions`, which role `manager` does not have"),
+                "{tool}: {e}"
+            );
         }
         assert_eq!(count(&store, "audit_log", "outcome = 'denied'").await, denied + 4, "each refusal audited");
         let b = call_ok(&t.manager, "get_budget", json!({"id": budget["id"]})).await;
@@ -364,10 +372,16 @@ async fn huge_inputs_are_refused_without_echo() {
     let huge = "x".repeat(1 << 20);
     for (tool, args) in [
         ("remove_make_connection", json!({"id": huge})),
-        ("connect_make", json!({"zone": huge, "auth_kind": "api_token", "token": MAKE_TOKEN, "organization_ids": [ORG]})),
+        (
+            "connect_make",
+            json!({"zone": huge, "auth_kind": "api_token", "token": MAKE_TOKEN, "organization_ids": [ORG]}),
+        ),
         ("get_budget", json!({"id": huge})),
-        ("create_budget", json!({"name": huge, "unit": "credits", "limit": 1, "period": {"kind": "daily"},
-                                "scope": {"organization_id": 1}})),
+        (
+            "create_budget",
+            json!({"name": huge, "unit": "credits", "limit": 1, "period": {"kind": "daily"},
+                                "scope": {"organization_id": 1}}),
+        ),
         ("add_webhook", json!({"url": format!("https://{huge}.example.com/"), "secret": "0123456789abcdef"})),
         ("query_audit_log", json!({"actor": huge})),
         ("get_budget", json!({huge.clone(): 1})),

@@ -165,7 +165,12 @@ mod tests {
         let d = delta(Some(&prev), ts("2026-03-10T10:05:00Z"), Some(ts("2026-03-01T00:00:00Z")), 5_700, 57, false);
         assert_eq!(
             d,
-            Some(Delta { from: ts("2026-03-10T10:00:00Z"), to: ts("2026-03-10T10:05:00Z"), centicredits: 700, operations: 7 })
+            Some(Delta {
+                from: ts("2026-03-10T10:00:00Z"),
+                to: ts("2026-03-10T10:05:00Z"),
+                centicredits: 700,
+                operations: 7
+            })
         );
         // Nothing new, a fall, no baseline, a yearly plan, a reading not after the baseline: nothing derived.
         let period = Some(ts("2026-03-01T00:00:00Z"));
@@ -179,7 +184,8 @@ mod tests {
     #[test]
     fn a_new_period_counts_everything_since_it_began() {
         let prev = base("2026-03-31T23:58:00Z", "2026-03-01T00:00:00Z", 90_000);
-        let d = delta(Some(&prev), ts("2026-04-01T00:03:00Z"), Some(ts("2026-04-01T00:00:00Z")), 300, 3, false).unwrap();
+        let d =
+            delta(Some(&prev), ts("2026-04-01T00:03:00Z"), Some(ts("2026-04-01T00:00:00Z")), 300, 3, false).unwrap();
         assert_eq!((d.from, d.centicredits), (ts("2026-04-01T00:00:00Z"), 300));
     }
 
@@ -216,11 +222,14 @@ mod tests {
         let start = jiff::civil::date(2026, 3, 29).to_zoned_datetime(prague.clone()).unwrap().timestamp();
         let end = start.checked_add(SignedDuration::from_hours(48)).unwrap();
         let parts = split_over_days(start, end, 48_000, &prague);
-        assert_eq!(parts, vec![
-            (jiff::civil::date(2026, 3, 29), 23_000),
-            (jiff::civil::date(2026, 3, 30), 24_000),
-            (jiff::civil::date(2026, 3, 31), 1_000)
-        ]);
+        assert_eq!(
+            parts,
+            vec![
+                (jiff::civil::date(2026, 3, 29), 23_000),
+                (jiff::civil::date(2026, 3, 30), 24_000),
+                (jiff::civil::date(2026, 3, 31), 1_000)
+            ]
+        );
     }
 
     #[test]

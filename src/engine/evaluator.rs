@@ -157,7 +157,12 @@ async fn sync_all(app: &App, tenants: &[TenantId], request_id: &str, report: &mu
     }
 }
 
-async fn evaluate_tenant(app: &App, tenant: TenantId, request_id: &str, report: &mut PassReport) -> Result<(), ActionError> {
+async fn evaluate_tenant(
+    app: &App,
+    tenant: TenantId,
+    request_id: &str,
+    report: &mut PassReport,
+) -> Result<(), ActionError> {
     let ts = app.store.tenant(tenant);
     let actor = system_actor();
     let holder = actions::holder(app);

@@ -641,7 +641,8 @@ pub async fn compute_spend_in(
     let missing: Vec<String> =
         elapsed_days.iter().map(|d| d.to_string()).filter(|d| !usage.covered.contains(d)).collect();
     let estimated = usage.days.values().any(|u| u.estimated);
-    let unreconciled_days = elapsed_days.iter().filter(|d| usage.days.get(&d.to_string()).is_some_and(|u| u.unreconciled)).count();
+    let unreconciled_days =
+        elapsed_days.iter().filter(|d| usage.days.get(&d.to_string()).is_some_and(|u| u.unreconciled)).count();
     let without_history = usage.scenarios_without_history;
     let message = match (&synced_at, stale, missing.is_empty()) {
         (None, _, _) if org.is_none() => format!(

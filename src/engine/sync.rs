@@ -50,8 +50,7 @@ use crate::domain::clock::{format_timestamp, parse_timestamp};
 use crate::domain::usage;
 use crate::make::{self, CallLog, MakeError, MakeTarget, OnRateLimit, UsageDay, UsageOf};
 use crate::store::{
-    ConsumptionRow, OrgRecord, OrgSync, ScenarioRecord, ScenarioSeries, StoreError, SyncState, UsageRow,
-    UsageSubject,
+    ConsumptionRow, OrgRecord, OrgSync, ScenarioRecord, ScenarioSeries, StoreError, SyncState, UsageRow, UsageSubject,
 };
 
 /// The share of a pass's allowance the sync plans to use (the rest is headroom for pacing and retries).
@@ -235,7 +234,12 @@ impl From<MakeError> for Failure {
 
 /// A team-level read that may be skipped: 403/404 skip the team with a warning, anything else fails
 /// the organization.
-fn team_read<T>(r: Result<T, MakeError>, team: i64, what: &str, warnings: &mut Vec<String>) -> Result<Option<T>, Failure> {
+fn team_read<T>(
+    r: Result<T, MakeError>,
+    team: i64,
+    what: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Option<T>, Failure> {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.is_forbidden_or_missing() => {
@@ -265,7 +269,8 @@ async fn time_zone(
         Some(id) => match app.make.timezone_name(target, o.id, id).await {
             Ok(Some(n)) => Some(n),
             Ok(None) => {
-                warnings.push(format!("Make's timezone id {id} is not in GET /enums/timezones; days are counted in UTC"));
+                warnings
+                    .push(format!("Make's timezone id {id} is not in GET /enums/timezones; days are counted in UTC"));
                 None
             }
             Err(e) => {
@@ -332,10 +337,14 @@ async fn fetch(
     let mut read_teams = Vec::new();
     let mut observed_at: HashMap<i64, Timestamp> = HashMap::new();
     for team in &teams {
-        if let Some(days) = team_read(c.usage(target, org_id, UsageOf::Team(team.id)).await, team.id, "usage", &mut warnings)? {
+        if let Some(days) =
+            team_read(c.usage(target, org_id, UsageOf::Team(team.id)).await, team.id, "usage", &mut warnings)?
+        {
             usage.extend(usage_rows(org_id, UsageSubject::Team, team.id, &days)?);
         }
-        if let Some(cons) = team_read(c.consumptions(target, org_id, team.id).await, team.id, "consumptions", &mut warnings)? {
+        if let Some(cons) =
+            team_read(c.consumptions(target, org_id, team.id).await, team.id, "consumptions", &mut warnings)?
+        {
             let at = clock.now();
             read_teams.push(team.id);
             for sc in cons.scenario_consumptions {
@@ -387,7 +396,8 @@ async fn fetch(
         for (scenario, at) in &observed_at {
             let (cc, ops) = current.get(scenario).map_or((0, 0), |c| (c.centicredits, c.operations));
             let Some(d) = usage::delta(state.baselines.get(scenario), *at, period_ts, cc, ops, false) else { continue };
-            let split_ops: HashMap<_, _> = usage::split_over_days(d.from, d.to, d.operations, &tz).into_iter().collect();
+            let split_ops: HashMap<_, _> =
+                usage::split_over_days(d.from, d.to, d.operations, &tz).into_iter().collect();
             for (day, part) in usage::split_over_days(d.from, d.to, d.centicredits, &tz) {
                 deltas.push(UsageRow {
                     subject: UsageSubject::Scenario,
@@ -447,7 +457,9 @@ async fn fetch(
                 if kind == "backfill" { backfilled += 1 } else { reconciled += 1 }
             }
             Err(e) if e.is_forbidden_or_missing() => {
-                warnings.push(format!("scenario {id} skipped: its usage could not be read ({e}); it may have been deleted"));
+                warnings.push(format!(
+                    "scenario {id} skipped: its usage could not be read ({e}); it may have been deleted"
+                ));
             }
             Err(e) if e.is_rate_limited() => {
                 warnings.push(format!("backfill and reconciliation deferred to the next sync: {e}"));
@@ -456,7 +468,11 @@ async fn fetch(
             Err(e) => return Err(e.into()),
         }
         done += 1;
-        step(done, total, format!("organization {org_id}: scenario usage {}/{}", series.len(), reconcile.len() + backfill.len()));
+        step(
+            done,
+            total,
+            format!("organization {org_id}: scenario usage {}/{}", series.len(), reconcile.len() + backfill.len()),
+        );
     }
     let read_now: HashSet<i64> = series.iter().map(|s| s.scenario_id).collect();
     let backfill_pending = never_read.iter().filter(|id| !read_now.contains(id)).count();

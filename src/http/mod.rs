@@ -111,8 +111,7 @@ pub fn app(
             tokio::spawn(guard.clone().prune_forever(sessions_ct.clone()));
         }
         // Behind authentication (layers run outermost first): every session is bound to its principal.
-        mcp_router(factory, manager, config)
-            .layer(axum::middleware::from_fn_with_state(guard, sessions::bind_sessions))
+        mcp_router(factory, manager, config).layer(axum::middleware::from_fn_with_state(guard, sessions::bind_sessions))
     };
     let oauth = settings
         .oauth

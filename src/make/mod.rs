@@ -250,12 +250,12 @@ impl Default for MakeClientConfig {
 pub enum MakeError {
     /// Make answered with an error status. `body` is Make's error body when it sent one.
     #[error("Make answered {status}{}", describe(.body))]
-    Api { status: u16, body: MakeErrorBody },
+    Api { status: u16, body: Box<MakeErrorBody> },
     /// Make's allowance for the organization is spent (429): its calls wait `wait` (Make's window), and a
     /// caller that can defer its work does so.
     #[error("Make's API limit for organization {organization} is spent (429{}); calls resume in {} s",
             describe(.body), .wait.as_secs())]
-    RateLimited { organization: i64, wait: Duration, body: MakeErrorBody },
+    RateLimited { organization: i64, wait: Duration, body: Box<MakeErrorBody> },
     #[error("Make did not answer within {0:?}")]
     Timeout(Duration),
     #[error("cannot reach Make: {0}")]
@@ -312,8 +312,8 @@ impl MakeError {
     /// The final HTTP status and Make's error body, looking through a give-up.
     pub fn api_error(&self) -> Option<(u16, &MakeErrorBody)> {
         match self {
-            MakeError::Api { status, body } => Some((*status, body)),
-            MakeError::RateLimited { body, .. } => Some((429, body)),
+            MakeError::Api { status, body } => Some((*status, body.as_ref())),
+            MakeError::RateLimited { body, .. } => Some((429, body.as_ref())),
             MakeError::GaveUp { last, .. } => last.api_error(),
             _ => None,
         }
@@ -511,8 +511,13 @@ impl MakeClient {
                 log.record(class);
             }
             let started = std::time::Instant::now();
-            let sent =
-                self.http.request(method.clone(), url.clone()).query(query).header(AUTHORIZATION, auth.clone()).send().await;
+            let sent = self
+                .http
+                .request(method.clone(), url.clone())
+                .query(query)
+                .header(AUTHORIZATION, auth.clone())
+                .send()
+                .await;
             crate::monitoring::make_request(class, request_outcome(&sent), started.elapsed());
             let (err, retry_after) = match sent {
                 Ok(resp) if resp.status().is_success() => {
@@ -524,7 +529,7 @@ impl MakeClient {
                     let status = resp.status();
                     let retry_after = retry_after(resp.headers().get(RETRY_AFTER), clock.now());
                     let bytes = resp.bytes().await.unwrap_or_default();
-                    let body = error_body(&bytes, target.token.expose());
+                    let body = Box::new(error_body(&bytes, target.token.expose()));
                     if status == StatusCode::TOO_MANY_REQUESTS {
                         // Make's window is spent for the whole organization: every caller waits it out.
                         if let Some(log) = &target.calls {
@@ -757,7 +762,7 @@ fn error_chain(e: &reqwest::Error) -> String {
 
 impl From<StatusCode> for MakeError {
     fn from(s: StatusCode) -> Self {
-        MakeError::Api { status: s.as_u16(), body: MakeErrorBody::default() }
+        MakeError::Api { status: s.as_u16(), body: Box::default() }
     }
 }
 
@@ -826,7 +831,11 @@ mod tests {
             assert!(!e.to_string().contains("secret-token-value"));
         }
         // A stored connection to a loopback name is refused by the resolver at call time.
-        let t = MakeTarget::new("http://localhost:9/api/v2".into(), AuthKind::ApiToken, SecretString::new("secret-token-value"));
+        let t = MakeTarget::new(
+            "http://localhost:9/api/v2".into(),
+            AuthKind::ApiToken,
+            SecretString::new("secret-token-value"),
+        );
         let e = c.organization(&t, 1).await.unwrap_err();
         assert!(e.to_string().starts_with("refused: localhost resolves only to loopback"), "{e}");
     }
@@ -859,8 +868,14 @@ mod tests {
             assert!((nominal * 8 / 10..=nominal * 12 / 10).contains(&d), "attempt {attempt}: {d} ms");
         }
         assert_eq!(c.backoff(1, Some(Duration::from_secs(7))), Duration::from_secs(7));
-        assert_eq!(retry_after(Some(&HeaderValue::from_static("3")), jiff::Timestamp::now()), Some(Duration::from_secs(3)));
-        assert_eq!(retry_after(Some(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")), jiff::Timestamp::now()), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(Some(&HeaderValue::from_static("3")), jiff::Timestamp::now()),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            retry_after(Some(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")), jiff::Timestamp::now()),
+            Some(Duration::ZERO)
+        );
         assert_eq!(retry_after(Some(&HeaderValue::from_static("soon")), jiff::Timestamp::now()), None);
     }
 
@@ -868,12 +883,12 @@ mod tests {
     fn errors_carry_makes_body() {
         let e = MakeError::Api {
             status: 403,
-            body: MakeErrorBody {
+            body: Box::new(MakeErrorBody {
                 message: Some("Permission denied".into()),
                 detail: Some("Access denied.".into()),
                 code: Some("SC403".into()),
                 ..Default::default()
-            },
+            }),
         };
         assert_eq!(e.to_string(), "Make answered 403: SC403 — Permission denied — Access denied.");
         let g = MakeError::GaveUp { attempts: 5, last: Box::new(e) };

@@ -303,10 +303,7 @@ mod tests {
 
     #[test]
     fn a_missing_envelope_key_is_an_error_not_an_empty_list() {
-        for (json, key) in [
-            (r#"{"pg":{}}"#, "teams"),
-            (r#"{}"#, "data"),
-        ] {
+        for (json, key) in [(r#"{"pg":{}}"#, "teams"), (r#"{}"#, "data")] {
             let e = match key {
                 "teams" => serde_json::from_str::<TeamsPage>(json).unwrap_err().to_string(),
                 _ => serde_json::from_str::<UsageEnvelope>(json).unwrap_err().to_string(),

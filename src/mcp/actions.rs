@@ -449,12 +449,15 @@ impl BudgetServer {
         let mut tx = self.tenant(&call).begin().await.map_err(call.internal())?;
         let was =
             tx.set_scenario_critical(args.scenario_id, args.critical).await.map_err(call.store_err("scenario", &id))?;
-        if was && !args.critical
+        if was
+            && !args.critical
             && let Some(denied) = missing(&call, &[Permission::ExecuteAutomatedActions])
         {
             // Clearing a mark exposes the scenario to automatic pauses that others configured.
             drop(tx);
-            return Err(self.refuse(&call, denied, "clearing a critical mark lets automated actions pause the scenario").await);
+            return Err(self
+                .refuse(&call, denied, "clearing a critical mark lets automated actions pause the scenario")
+                .await);
         }
         let result = CriticalResult { scenario_id: args.scenario_id, critical: args.critical, was_critical: was };
         tx.commit(call.audit(

@@ -81,10 +81,8 @@ pub struct ConnectionView {
 
 impl From<ConnectionRecord> for ConnectionView {
     fn from(c: ConnectionRecord) -> Self {
-        let can_control_scenarios = c
-            .token_scopes
-            .as_ref()
-            .is_none_or(|s| s.iter().any(|x| x == crate::engine::connect::WRITE_SCOPE));
+        let can_control_scenarios =
+            c.token_scopes.as_ref().is_none_or(|s| s.iter().any(|x| x == crate::engine::connect::WRITE_SCOPE));
         Self {
             id: c.id,
             label: c.label,

@@ -418,7 +418,8 @@ impl ServerHandler for BudgetServer {
         request: GetPromptRequestParams,
         mut context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let call = self.guard(&context, &format!("prompts/get:{}", params::echo(&request.name)), "get_budget_status").await?;
+        let call =
+            self.guard(&context, &format!("prompts/get:{}", params::echo(&request.name)), "get_budget_status").await?;
         context.extensions.insert(call);
         self.prompt_router.get_prompt(PromptContext::new(self, request.name, request.arguments, context)).await
     }

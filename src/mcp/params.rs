@@ -194,7 +194,8 @@ fn sizes(value: &serde_json::Value, schemas: &[&serde_json::Value], path: &str) 
 impl<S, T: DeserializeOwned + JsonSchema + 'static> FromContextPart<ToolCallContext<'_, S>> for Parameters<T> {
     fn from_context_part(context: &mut ToolCallContext<'_, S>) -> Result<Self, rmcp::ErrorData> {
         let args = context.arguments.take().unwrap_or_default();
-        let fail = |msg: String| rmcp::ErrorData::invalid_params(format!("failed to deserialize parameters: {msg}"), None);
+        let fail =
+            |msg: String| rmcp::ErrorData::invalid_params(format!("failed to deserialize parameters: {msg}"), None);
         let value = serde_json::Value::Object(args);
         check_sizes(&value, &schema_of::<T>()).map_err(fail)?;
         let serde_json::Value::Object(args) = value else { unreachable!("arguments are an object") };

@@ -284,7 +284,10 @@ fn connection_from_row(row: &AnyRow) -> Result<ConnectionRecord, StoreError> {
             .try_get::<Option<String>, _>("token_scopes")?
             .map(|s| serde_json::from_str(&s))
             .transpose()
-            .map_err(|e| StoreError::Corrupt { table: "make_connections", detail: format!("token_scopes: {e}") })?,
+            .map_err(|e| StoreError::Corrupt {
+            table: "make_connections",
+            detail: format!("token_scopes: {e}"),
+        })?,
     })
 }
 
@@ -570,8 +573,7 @@ impl MutationTx {
             // What Make's figure for today holds beyond the stored one was consumed after the last reading:
             // the next reading is compared with the reading plus that.
             if let Some((cc, ops)) = series.consumption {
-                let (extra_cc, extra_ops) =
-                    ((make_today.0 - stored_cc).max(0), (make_today.1 - stored_ops).max(0));
+                let (extra_cc, extra_ops) = ((make_today.0 - stored_cc).max(0), (make_today.1 - stored_ops).max(0));
                 baseline_moves.insert(series.scenario_id, (series.read_at.clone(), cc + extra_cc, ops + extra_ops));
             }
         }

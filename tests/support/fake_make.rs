@@ -100,6 +100,9 @@ pub enum CounterStyle {
     Strings,
 }
 
+/// Which scenarios a `GET /scenarios` request selects.
+type ScenarioFilterFn = Box<dyn Fn(&ScenarioSpec) -> bool>;
+
 /// A failure injected with [`FakeMake::inject`].
 #[derive(Clone, Debug)]
 pub enum Fault {
@@ -1676,7 +1679,7 @@ impl FakeState {
         let active = q.bool("isActive")?;
         let (offset, limit) = q.page(10)?;
         let cols = q.cols();
-        let (keep, view_org): (Box<dyn Fn(&ScenarioSpec) -> bool>, i64) = match (team, org) {
+        let (keep, view_org): (ScenarioFilterFn, i64) = match (team, org) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::bad_request("teamId and organizationId cannot be used together"));
             }
