@@ -3,7 +3,7 @@
 
 use crate::crypto::{Binding, CryptoError, KeyError, Keyring, SecretString};
 use crate::domain::TenantId;
-use crate::engine::actions::ActionSettings;
+use crate::config::settings::{ActionSettings, SyncSettings};
 use crate::make::{MakeClient, MakeTarget};
 use crate::notify::WebhookClient;
 use crate::store::{ConnectionRecord, Store, StoreError};
@@ -39,7 +39,7 @@ pub struct App {
     /// Rate limits, the read timeout and read-only mode.
     pub policy: crate::limits::CallPolicy,
     /// How a usage sync spends its Make API calls.
-    pub sync: crate::engine::sync::SyncSettings,
+    pub sync: SyncSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +76,7 @@ impl App {
             config.make.api_share,
         );
         let make = crate::make::MakeClient::new(config.make.clone(), outbound)?.with_pacer(std::sync::Arc::new(pacer));
-        let sync = crate::engine::sync::SyncSettings {
+        let sync = SyncSettings {
             interval_secs: if config.evaluate_interval_secs > 0 { config.evaluate_interval_secs } else { 300 },
         };
         let app = App {

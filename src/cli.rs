@@ -547,7 +547,7 @@ async fn local_principal(app: &App, config: &Config, transport: Transport) -> an
 async fn serve(app: Arc<App>, config: &Config, transport: TransportArg) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    tokio::spawn(crate::limits::CallPolicy::forget_idle_forever(app.clone(), shutdown.clone()));
+    tokio::spawn(forget_idle_forever(app.clone(), shutdown.clone()));
     let denial_summaries = tokio::spawn(crate::mcp::record_suppressed_denials_forever(app.clone(), shutdown.clone()));
     if config.read_only {
         tracing::info!("read-only mode: only read tools are served; no evaluator and no checkpoint timer run");
@@ -598,6 +598,18 @@ async fn serve(app: Arc<App>, config: &Config, transport: TransportArg) -> anyho
     }
     let _ = denial_summaries.await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every few minutes, forget the rate-limit state of tenants, addresses and principals whose allowances
+/// are whole again.
+async fn forget_idle_forever(app: Arc<App>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => app.policy.forget_idle(),
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Every `every`, sign a checkpoint of each audit chain that grew since its last one. Several instances

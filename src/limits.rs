@@ -50,31 +50,7 @@ impl ToolClass {
     }
 }
 
-/// Configured allowances; 0 turns a limit off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitSettings {
-    pub reads_per_hour: u32,
-    pub modifications_per_hour: u32,
-    pub automated_actions_per_hour: u32,
-    pub failed_auths_per_minute: u32,
-    /// Denied calls written to the audit log per principal per hour (the rest are summarised).
-    pub denied_audits_per_hour: u32,
-    /// How often the summaries of unrecorded denials are written.
-    pub denial_summary: Duration,
-}
-
-impl Default for LimitSettings {
-    fn default() -> Self {
-        Self {
-            reads_per_hour: 1000,
-            modifications_per_hour: 100,
-            automated_actions_per_hour: 50,
-            failed_auths_per_minute: 10,
-            denied_audits_per_hour: 20,
-            denial_summary: Duration::from_secs(300),
-        }
-    }
-}
+pub use crate::config::settings::LimitSettings;
 
 /// A refused call: which limit, and when the next call of this class will be admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,23 +112,12 @@ impl CallPolicy {
         }
     }
 
-    /// Every few minutes, forget tenants and addresses whose allowances are whole again, so memory stays
-    /// bounded however many tenants and addresses come and go.
-    pub async fn forget_idle_forever(
-        app: std::sync::Arc<crate::app::App>,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) {
-        let mut tick = tokio::time::interval(Duration::from_secs(300));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    app.policy.limits.forget_idle();
-                    app.policy.auth_failures.forget_idle();
-                    app.policy.denials.forget_idle();
-                }
-                () = shutdown.cancelled() => return,
-            }
-        }
+    /// Forget tenants, addresses and principals whose allowances are whole again, so memory stays bounded
+    /// however many come and go (`serve` calls it every few minutes).
+    pub fn forget_idle(&self) {
+        self.limits.forget_idle();
+        self.auth_failures.forget_idle();
+        self.denials.forget_idle();
     }
 }
 

@@ -212,6 +212,11 @@ impl Transport {
     }
 }
 
+/// A request's correlation id: in every log line of the request, in audit records and in internal error
+/// messages. Set by the HTTP layer (`x-request-id` or a new UUIDv7) and read by the MCP layer.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 /// An authenticated caller, bound to exactly one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {

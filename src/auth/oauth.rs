@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{Mutex, RwLock};
 
 use crate::auth::{Principal, Role, Transport};
-use crate::config::ConfigError;
+use crate::config::error::ConfigError;
 use crate::domain::TenantId;
 use crate::store::{Store, StoreError};
 

@@ -33,40 +33,7 @@ use crate::domain::clock::{format_timestamp, parse_timestamp};
 use crate::make::MakeTarget;
 use crate::store::{ItemRecord, MutationTx, PlanRecord, ScenarioFilter, Store, StoreError};
 
-/// Tunables of automated actions.
-#[derive(Debug, Clone)]
-pub struct ActionSettings {
-    /// How long an approval request stays open.
-    pub approval_ttl_minutes: i64,
-    /// How long a lease (on a budget's evaluation, a plan's execution, a notification) lasts without renewal.
-    pub lease: Duration,
-    /// Rounds per scenario (read state, stop if needed) before it counts as failed.
-    pub item_rounds: u32,
-    /// Pause between rounds for one scenario.
-    pub round_delay: Duration,
-    /// Webhook delivery attempts before a notification counts as failed.
-    pub webhook_max_attempts: u32,
-    pub webhook_retry_base: Duration,
-    pub webhook_retry_max: Duration,
-    /// `pause_scenarios` asks the human to confirm (where the client supports elicitation) when pausing
-    /// more scenarios than this at once.
-    pub confirm_pause_over: usize,
-}
-
-impl Default for ActionSettings {
-    fn default() -> Self {
-        Self {
-            approval_ttl_minutes: 24 * 60,
-            lease: Duration::from_secs(60),
-            item_rounds: 3,
-            round_delay: Duration::from_secs(2),
-            webhook_max_attempts: 8,
-            webhook_retry_base: Duration::from_secs(5),
-            webhook_retry_max: Duration::from_secs(3600),
-            confirm_pause_over: 5,
-        }
-    }
-}
+pub use crate::config::settings::ActionSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {

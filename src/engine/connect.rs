@@ -14,8 +14,7 @@ use crate::domain::clock::format_timestamp;
 use crate::make::{MakeError, MakeTarget};
 use crate::store::OrgRecord;
 
-/// The scope that starting and stopping scenarios needs.
-pub const WRITE_SCOPE: &str = "scenarios:write";
+pub use crate::make::WRITE_SCOPE;
 /// The scopes a usage sync reads with.
 pub const READ_SCOPES: [&str; 3] = ["organizations:read", "teams:read", "scenarios:read"];
 

@@ -56,18 +56,7 @@ use crate::store::{
 /// The share of a pass's allowance the sync plans to use (the rest is headroom for pacing and retries).
 const PASS_FRACTION: f64 = 0.8;
 
-/// How a sync spends its calls.
-#[derive(Debug, Clone, Copy)]
-pub struct SyncSettings {
-    /// Seconds between passes (the evaluator's interval; 300 when the evaluator is off).
-    pub interval_secs: u64,
-}
-
-impl Default for SyncSettings {
-    fn default() -> Self {
-        Self { interval_secs: 300 }
-    }
-}
+pub use crate::config::settings::SyncSettings;
 
 /// A progress step: `done` of `total`, with a human message.
 #[derive(Debug, Clone)]

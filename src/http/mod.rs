@@ -66,9 +66,7 @@ pub const MAX_REQUEST_BODY_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// A request's correlation id (see the module docs).
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub use crate::auth::RequestId;
 
 /// Build the application router. `sessions` ends every MCP session (and its SSE streams) when
 /// cancelled; `inflight` counts MCP requests still being answered. With `local` (`--no-auth`), /mcp acts

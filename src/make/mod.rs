@@ -38,6 +38,9 @@ use crate::domain::ValidationError;
 use crate::outbound::{self, OutboundPolicy, Refused};
 pub use types::*;
 
+/// The token scope that starting and stopping scenarios needs [DOC api-scopes-overview].
+pub const WRITE_SCOPE: &str = "scenarios:write";
+
 /// Make's documented default when the plan's limit is not yet known (the Free plan is not documented).
 pub const DEFAULT_API_LIMIT: u32 = 60;
 
@@ -697,8 +700,8 @@ impl MakeClient {
         scenario: i64,
         active: bool,
     ) -> Result<bool, MakeError> {
-        if t.lacks_scope(crate::engine::connect::WRITE_SCOPE) {
-            return Err(MakeError::MissingScope(crate::engine::connect::WRITE_SCOPE));
+        if t.lacks_scope(WRITE_SCOPE) {
+            return Err(MakeError::MissingScope(WRITE_SCOPE));
         }
         let verb = if active { "start" } else { "stop" };
         let path = format!("/scenarios/{scenario}/{verb}");

@@ -191,7 +191,7 @@ impl BudgetServer {
         context
             .extensions
             .get::<http::request::Parts>()
-            .and_then(|p| p.extensions.get::<crate::http::RequestId>())
+            .and_then(|p| p.extensions.get::<crate::auth::RequestId>())
             .map_or_else(|| uuid::Uuid::now_v7().to_string(), |id| id.0.clone())
     }
 

@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod error;
+pub mod settings;
+
+pub use error::ConfigError;
+
 use crate::audit::checkpoint::SigningKeySources;
 use crate::auth::Role;
 use crate::auth::oauth::{OAuthFile, OAuthSettings};
@@ -223,12 +228,12 @@ pub struct Config {
     pub make: MakeClientConfig,
     /// Seconds between background evaluator passes in `serve`; 0 switches it off.
     pub evaluate_interval_secs: u64,
-    pub actions: crate::engine::actions::ActionSettings,
+    pub actions: settings::ActionSettings,
     pub webhook_timeout: std::time::Duration,
     pub audit: AuditSettings,
     /// Only read tools are served, and `serve` runs no evaluator and no checkpoint timer.
     pub read_only: bool,
-    pub limits: crate::limits::LimitSettings,
+    pub limits: settings::LimitSettings,
     /// A read tool running longer than this is cut off (mutations always run to completion).
     pub read_tool_timeout: std::time::Duration,
     /// Where webhook deliveries and Make calls may connect (`[outbound]`).
@@ -301,17 +306,6 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid setting `{key}`: {rule}")]
-    Invalid { key: &'static str, rule: String },
-    #[error("no database URL given and no data directory could be determined; set MBM_DATABASE_URL")]
-    NoDataDir,
-}
 
 pub const DEFAULT_LOG: &str = "info,sqlx=warn";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -547,9 +541,9 @@ fn within<T: PartialOrd + std::fmt::Display + Copy>(
 fn action_settings(
     o: &Overrides,
     f: &ActionsFile,
-) -> Result<(u64, crate::engine::actions::ActionSettings, std::time::Duration), ConfigError> {
+) -> Result<(u64, settings::ActionSettings, std::time::Duration), ConfigError> {
     use std::time::Duration;
-    let d = crate::engine::actions::ActionSettings::default();
+    let d = settings::ActionSettings::default();
     let interval = o.evaluate_interval_secs.or(f.evaluate_interval_secs).unwrap_or(300);
     let interval = within("actions.evaluate_interval_secs", interval, 0, 86_400)?;
     let ttl = o.approval_ttl_minutes.or(f.approval_ttl_minutes).unwrap_or(d.approval_ttl_minutes);
@@ -571,7 +565,7 @@ fn action_settings(
     let confirm = within("actions.confirm_pause_over", confirm, 0, 1000)?;
     Ok((
         interval,
-        crate::engine::actions::ActionSettings {
+        settings::ActionSettings {
             approval_ttl_minutes: ttl,
             lease: Duration::from_secs(lease),
             round_delay: Duration::from_millis(round),
@@ -587,10 +581,10 @@ fn action_settings(
 fn limit_settings(
     o: &Overrides,
     f: &LimitsFile,
-) -> Result<(crate::limits::LimitSettings, std::time::Duration), ConfigError> {
-    let d = crate::limits::LimitSettings::default();
+) -> Result<(settings::LimitSettings, std::time::Duration), ConfigError> {
+    let d = settings::LimitSettings::default();
     let per_hour = 1_000_000;
-    let limits = crate::limits::LimitSettings {
+    let limits = settings::LimitSettings {
         reads_per_hour: within(
             "limits.reads_per_hour",
             o.reads_per_hour.or(f.reads_per_hour).unwrap_or(d.reads_per_hour),
