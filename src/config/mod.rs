@@ -766,7 +766,7 @@ mod tests {
 
     #[test]
     fn the_example_config_parses_and_covers_every_key() {
-        let text = include_str!("../config/example.toml");
+        let text = include_str!("../../config/example.toml");
         let uncommented: String = text
             .lines()
             .map(|l| l.strip_prefix("# ").filter(|r| r.contains(" = ") || r.starts_with('[')).unwrap_or(l))
