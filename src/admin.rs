@@ -94,8 +94,6 @@ pub async fn issue_token(
     let id = TokenId::new();
     let minted = token::mint();
     let created_at = format_timestamp(now);
-    let mut tx = store.tenant(tenant_id).begin().await?;
-    tx.insert_token(id, &subject, role, &minted.hash, &created_at, &actor.subject, expires_at.as_deref()).await?;
     let record = TokenRecord {
         id: id.to_string(),
         tenant_id: tenant.id.clone(),
@@ -106,6 +104,8 @@ pub async fn issue_token(
         expires_at,
         revoked_at: None,
     };
+    let mut tx = store.tenant(tenant_id).begin().await?;
+    tx.insert_token(&record, &minted.hash, &actor.subject).await?;
     tx.commit(entry(actor, "token_issue", format!("token:{id}"), json!(record))).await?;
     Ok((record, minted.secret))
 }

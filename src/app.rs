@@ -1,9 +1,9 @@
 //! What every request shares: the store, the process-wide Make client and the keyring that seals Make
 //! credentials. Built once at start-up (see `cli.rs`).
 
-use crate::crypto::{Binding, CryptoError, KeyError, Keyring, SecretString};
-use crate::domain::TenantId;
 use crate::config::settings::{ActionSettings, SyncSettings};
+use crate::crypto::{Binding, CryptoError, KeyError, Keyring};
+use crate::domain::TenantId;
 use crate::make::{MakeClient, MakeTarget};
 use crate::notify::WebhookClient;
 use crate::store::{ConnectionRecord, Store, StoreError};
@@ -108,16 +108,6 @@ impl App {
         let tenant = tenant.to_string();
         let token = self.keyring()?.open_secret(&c.sealed, Self::binding(&tenant, &c.id))?;
         Ok(MakeTarget::new(c.base_url.clone(), c.auth_kind, token).with_scopes(c.token_scopes.clone()))
-    }
-
-    pub fn seal_token(
-        &self,
-        tenant: TenantId,
-        connection_id: &str,
-        token: &SecretString,
-    ) -> Result<crate::crypto::Sealed, SecretError> {
-        let tenant = tenant.to_string();
-        Ok(self.keyring()?.seal_secret(token, Self::binding(&tenant, connection_id)))
     }
 
     /// The AAD binding of a webhook's signing secret.

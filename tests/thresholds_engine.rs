@@ -14,7 +14,8 @@ use make_budget_mcp::crypto::Sealed;
 use make_budget_mcp::domain::clock::{ManualClock, format_timestamp};
 use make_budget_mcp::domain::threshold::{Basis, Severity, Threshold, ThresholdDraft, ThresholdKind, ThresholdSpec};
 use make_budget_mcp::domain::{Budget, BudgetId, BudgetSpec, Clock, TenantId};
-use make_budget_mcp::engine::evaluate::evaluate_budget;
+use make_budget_mcp::engine::caller::Attribution;
+use make_budget_mcp::engine::crossings::evaluate_budget;
 use make_budget_mcp::make::AuthKind;
 use make_budget_mcp::store::{
     ConnectionRecord, OrgRecord, OrgSync, ScenarioRecord, Store, StoreOptions, UsageRow, UsageSubject,
@@ -161,8 +162,7 @@ impl World {
             self.tenant,
             &self.budget,
             self.clock.now(),
-            &test_actor(),
-            "req",
+            Attribution { actor: &test_actor(), request_id: "req" },
         )
         .await
         .unwrap()

@@ -20,8 +20,10 @@ use crate::auth::Principal;
 
 pub mod checkpoint;
 pub mod export;
+pub mod target;
 
 pub use checkpoint::{AuditKeys, Checkpoint, TrustedKeys};
+pub use target::Target;
 
 /// `prev_hash` of a chain's first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -32,7 +34,7 @@ pub struct AuditEntry {
     pub actor: Actor,
     /// The tool or CLI command, e.g. `create_budget` or `cli:token issue`.
     pub action: String,
-    /// What was acted on, e.g. `budget:0193…`.
+    /// What was acted on, e.g. `budget:0193…`; written from a [`Target`].
     pub target: String,
     pub outcome: Outcome,
     /// Why, when there is something to say (a denial's missing permission, a reason given by the caller).

@@ -142,6 +142,52 @@ pub const TOOL_PERMISSIONS: &[(&str, Option<Permission>)] = &[
     ("create_audit_checkpoint", Some(P::AuditRead)),
 ];
 
+/// A permission a call needs because of one of its arguments, beyond its tool's own: when the argument
+/// at `pointer` (a JSON pointer into the call's arguments) equals `equals`, the caller needs `needs`.
+/// `why` is told to the caller and written in the denial's audit record.
+#[derive(Debug, Clone, Copy)]
+pub struct ArgumentRule {
+    pub tool: &'static str,
+    pub pointer: &'static str,
+    pub equals: &'static str,
+    pub needs: Permission,
+    pub why: &'static str,
+}
+
+/// The argument rules, checked by the guard in this order after the tool's permission. Checks that depend
+/// on stored data rather than arguments (a plan's selector, the automatic actions a budget has) are made
+/// by the use case that reads the data (`engine::Caller::require`).
+pub const ARGUMENT_RULES: &[ArgumentRule] = &[
+    ArgumentRule {
+        tool: "add_threshold_action",
+        pointer: "/selector/kind",
+        equals: "all",
+        needs: P::EmergencyControls,
+        why: "selector `all` pauses critical scenarios too",
+    },
+    // Whoever sets up an automatic pause exercises it later: they must hold what it does.
+    ArgumentRule {
+        tool: "add_threshold_action",
+        pointer: "/mode",
+        equals: "automatic",
+        needs: P::ExecuteAutomatedActions,
+        why: "an automatic pause action pauses scenarios without approval",
+    },
+];
+
+/// The first argument rule of `tool` that `arguments` trigger and `principal` does not satisfy.
+pub fn argument_denial(
+    principal: &Principal,
+    tool: &str,
+    arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Option<(Denied, &'static str)> {
+    let arguments = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
+    ARGUMENT_RULES
+        .iter()
+        .filter(|r| r.tool == tool && arguments.pointer(r.pointer).and_then(|v| v.as_str()) == Some(r.equals))
+        .find_map(|r| authorize(principal, Some(r.needs)).err().map(|d| (d, r.why)))
+}
+
 /// The permission a tool needs, or `Err` if the tool is not in the table (unknown tools are refused).
 pub fn tool_permission(tool: &str) -> Result<Option<Permission>, UnknownTool> {
     TOOL_PERMISSIONS.iter().find(|(name, _)| *name == tool).map(|(_, p)| *p).ok_or_else(|| UnknownTool(tool.to_owned()))
@@ -292,6 +338,33 @@ mod tests {
             assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
         }
         assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn argument_rules_name_real_tools_and_trigger_on_their_value() {
+        for r in ARGUMENT_RULES {
+            assert!(tool_permission(r.tool).is_ok(), "{} is no tool", r.tool);
+        }
+        let manager = Principal {
+            tenant_id: TenantId::new(),
+            tenant_name: "t".into(),
+            subject: "m".into(),
+            role: Role::Manager,
+            transport: Transport::Http,
+            token_id: None,
+        };
+        let args = |v: serde_json::Value| v.as_object().cloned().unwrap();
+        let approval = args(serde_json::json!({"mode": "requires_approval", "selector": {"kind": "top_n"}}));
+        assert!(argument_denial(&manager, "add_threshold_action", Some(&approval)).is_none());
+        let all = args(serde_json::json!({"mode": "automatic", "selector": {"kind": "all"}}));
+        let (denied, why) = argument_denial(&manager, "add_threshold_action", Some(&all)).unwrap();
+        assert_eq!((denied.permission, why), (Permission::EmergencyControls, ARGUMENT_RULES[0].why));
+        let automatic = args(serde_json::json!({"mode": "automatic"}));
+        let (denied, _) = argument_denial(&manager, "add_threshold_action", Some(&automatic)).unwrap();
+        assert_eq!(denied.permission, Permission::ExecuteAutomatedActions);
+        assert!(argument_denial(&manager, "preview_action", Some(&all)).is_none(), "rules are per tool");
+        let admin = Principal { role: Role::Admin, ..manager };
+        assert!(argument_denial(&admin, "add_threshold_action", Some(&all)).is_none());
     }
 
     #[test]

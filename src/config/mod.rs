@@ -306,7 +306,6 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-
 pub const DEFAULT_LOG: &str = "info,sqlx=warn";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Browser origins accepted on /mcp by default: pages served from this machine, any port.

@@ -222,10 +222,6 @@ pub struct KeySources {
 }
 
 impl KeySources {
-    pub fn is_configured(&self) -> bool {
-        self.master_key.is_some() || self.key_file.is_some()
-    }
-
     /// Load the keyring. `Ok(None)` when no key is configured and there is no default file to use.
     pub fn load(&self) -> Result<Option<Keyring>, KeyError> {
         let mut previous = Vec::new();

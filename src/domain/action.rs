@@ -207,6 +207,45 @@ impl ThresholdAction {
     }
 }
 
+/// An action as asked for, before it is checked: what `add_threshold_action` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionDraft {
+    pub kind: ActionKind,
+    pub selector: Option<Selector>,
+    pub mode: Option<Mode>,
+    pub reverse_at_period_end: bool,
+}
+
+impl ActionDraft {
+    /// The selector and mode of a valid action: a pause needs both (and a valid selector), a notification
+    /// takes neither, nor a reversal at the period's end.
+    pub fn check(self) -> Result<(Option<Selector>, Option<Mode>), ValidationError> {
+        match self.kind {
+            ActionKind::Notify => {
+                let only_for_pause = "is only allowed with kind pause_scenarios";
+                if self.selector.is_some() {
+                    return Err(ValidationError::new("selector", only_for_pause));
+                }
+                if self.mode.is_some() {
+                    return Err(ValidationError::new("mode", only_for_pause));
+                }
+                if self.reverse_at_period_end {
+                    return Err(ValidationError::new("reverse_at_period_end", only_for_pause));
+                }
+                Ok((None, None))
+            }
+            ActionKind::PauseScenarios => {
+                let selector = self
+                    .selector
+                    .ok_or_else(|| ValidationError::new("selector", "is required for pause_scenarios"))?
+                    .check("selector")?;
+                let mode = self.mode.ok_or_else(|| ValidationError::new("mode", "is required for pause_scenarios"))?;
+                Ok((Some(selector), Some(mode)))
+            }
+        }
+    }
+}
+
 /// A scenario in scope as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -302,6 +341,27 @@ pub fn outcome(items: &[ItemStatus]) -> PlanState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn action_drafts_pair_kind_selector_and_mode() {
+        let top = Selector { kind: SelectorKind::TopN, top_n: Some(3) };
+        let draft =
+            |kind, selector, mode, reverse| ActionDraft { kind, selector, mode, reverse_at_period_end: reverse };
+        assert_eq!(draft(ActionKind::Notify, None, None, false).check().unwrap(), (None, None));
+        let pause = draft(ActionKind::PauseScenarios, Some(top), Some(Mode::Automatic), true).check().unwrap();
+        assert_eq!(pause, (Some(top), Some(Mode::Automatic)));
+        let field = |d: ActionDraft| d.check().unwrap_err().field;
+        assert_eq!(field(draft(ActionKind::Notify, Some(top), None, false)), "selector");
+        assert_eq!(field(draft(ActionKind::Notify, None, Some(Mode::Automatic), false)), "mode");
+        assert_eq!(field(draft(ActionKind::Notify, None, None, true)), "reverse_at_period_end");
+        assert_eq!(field(draft(ActionKind::PauseScenarios, None, Some(Mode::Automatic), false)), "selector");
+        assert_eq!(field(draft(ActionKind::PauseScenarios, Some(top), None, false)), "mode");
+        let no_n = Selector { kind: SelectorKind::TopN, top_n: None };
+        assert_eq!(
+            field(draft(ActionKind::PauseScenarios, Some(no_n), Some(Mode::Automatic), false)),
+            "selector.top_n"
+        );
+    }
 
     fn c(id: i64, critical: bool, active: bool, consumption: i64) -> Candidate {
         Candidate {

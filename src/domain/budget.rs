@@ -366,10 +366,6 @@ impl BudgetSpec {
         Self::new(d)
     }
 
-    pub fn into_draft(self) -> BudgetDraft {
-        self.0
-    }
-
     /// Rebuild a spec read back from the store. Rows were checked when written; checking them again
     /// on read would make budgets unreadable whenever a bound is tightened in a later release.
     pub(crate) fn from_stored(draft: BudgetDraft) -> Self {

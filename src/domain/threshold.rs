@@ -150,6 +150,72 @@ pub struct Threshold {
     pub updated_by: String,
 }
 
+impl Threshold {
+    /// A new threshold of `budget_id`, at version 1.
+    pub fn new(budget_id: String, spec: ThresholdSpec, at: jiff::Timestamp, by: &str) -> Self {
+        let at = super::clock::format_timestamp(at);
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            budget_id,
+            spec,
+            version: 1,
+            created_at: at.clone(),
+            created_by: by.to_owned(),
+            updated_at: at,
+            updated_by: by.to_owned(),
+        }
+    }
+
+    /// This threshold with `patch` applied and checked, at the next version.
+    pub fn patched(&self, patch: ThresholdPatch, at: jiff::Timestamp, by: &str) -> Result<Self, ValidationError> {
+        if patch.is_empty() {
+            return Err(ValidationError::new(
+                "(arguments)",
+                "nothing to update: give at least one field besides id and version",
+            ));
+        }
+        let d = &self.spec;
+        let spec = ThresholdSpec::new(ThresholdDraft {
+            kind: patch.kind.unwrap_or(d.kind),
+            value: patch.value.unwrap_or(d.value),
+            basis: patch.basis.unwrap_or(d.basis),
+            severity: patch.severity.unwrap_or(d.severity),
+            cooldown_minutes: patch.cooldown_minutes.unwrap_or(d.cooldown_minutes),
+            label: patch.label.unwrap_or_else(|| d.label.clone()),
+        })?;
+        Ok(Self {
+            spec,
+            version: self.version + 1,
+            updated_at: super::clock::format_timestamp(at),
+            updated_by: by.to_owned(),
+            ..self.clone()
+        })
+    }
+}
+
+/// Fields to change on a threshold; `None` leaves a field as it is. For `label`, `Some(None)` removes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThresholdPatch {
+    pub kind: Option<ThresholdKind>,
+    pub value: Option<i64>,
+    pub basis: Option<Basis>,
+    pub severity: Option<Severity>,
+    pub cooldown_minutes: Option<i64>,
+    pub label: Option<Option<String>>,
+}
+
+impl ThresholdPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether the patch changes when the threshold crosses (kind, value, basis, cooldown), which is what
+    /// its automatic actions depend on; severity and label do not.
+    pub fn changes_crossing(&self) -> bool {
+        self.kind.is_some() || self.value.is_some() || self.basis.is_some() || self.cooldown_minutes.is_some()
+    }
+}
+
 /// A recorded crossing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct CrossingEvent {
@@ -233,6 +299,50 @@ pub fn next_state(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stored(value: i64) -> Threshold {
+        let spec = ThresholdSpec::new(ThresholdDraft {
+            kind: ThresholdKind::Percent,
+            value,
+            basis: Basis::Actual,
+            severity: Severity::Warning,
+            cooldown_minutes: 60,
+            label: Some("early".into()),
+        })
+        .unwrap();
+        Threshold::new("b1".into(), spec, jiff::Timestamp::UNIX_EPOCH, "alice")
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names_and_bumps_the_version() {
+        let t = stored(80);
+        let at = jiff::Timestamp::from_second(60).unwrap();
+        let p = t.patched(ThresholdPatch { value: Some(90), ..Default::default() }, at, "bob").unwrap();
+        assert_eq!((p.spec.value, p.spec.label.as_deref(), p.version), (90, Some("early"), 2));
+        assert_eq!((p.updated_by.as_str(), p.created_by.as_str(), &p.id), ("bob", "alice", &t.id));
+        let unlabelled = t.patched(ThresholdPatch { label: Some(None), ..Default::default() }, at, "bob").unwrap();
+        assert_eq!(unlabelled.spec.label, None);
+        let e = t.patched(ThresholdPatch::default(), at, "bob").unwrap_err();
+        assert_eq!(e.field, "(arguments)");
+        let e = t.patched(ThresholdPatch { value: Some(201), ..Default::default() }, at, "bob").unwrap_err();
+        assert_eq!(e.field, "value", "the patched threshold is checked like a new one");
+    }
+
+    #[test]
+    fn only_crossing_fields_change_the_crossing() {
+        assert!(
+            !ThresholdPatch { severity: Some(Severity::Critical), label: Some(None), ..Default::default() }
+                .changes_crossing()
+        );
+        for p in [
+            ThresholdPatch { kind: Some(ThresholdKind::Absolute), ..Default::default() },
+            ThresholdPatch { value: Some(1), ..Default::default() },
+            ThresholdPatch { basis: Some(Basis::Forecast), ..Default::default() },
+            ThresholdPatch { cooldown_minutes: Some(0), ..Default::default() },
+        ] {
+            assert!(p.changes_crossing(), "{p:?}");
+        }
+    }
 
     fn t(mins: i64) -> Timestamp {
         Timestamp::UNIX_EPOCH + SignedDuration::from_mins(mins)

@@ -62,9 +62,32 @@ pub fn int_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, Val
     Ok(value)
 }
 
+/// Check a list of 1 to `max` ids, each in `1..=id_max`, none twice.
+pub fn unique_ids(field: &str, ids: &[i64], max: usize, id_max: i64) -> Result<Vec<i64>, ValidationError> {
+    if ids.is_empty() || ids.len() > max {
+        return Err(ValidationError::new(field, format!("must list 1 to {max} ids (got {})", ids.len())));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        int_range(&format!("[{i}]"), *id, 1, id_max).map_err(|e| e.within(field))?;
+        if !seen.insert(*id) {
+            return Err(ValidationError::new(field, format!("lists {id} twice")));
+        }
+    }
+    Ok(ids.to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_lists_are_bounded_and_unique() {
+        assert_eq!(unique_ids("ids", &[3, 1], 5, 10).unwrap(), vec![3, 1]);
+        assert!(unique_ids("ids", &[], 5, 10).unwrap_err().rule.contains("1 to 5"));
+        assert_eq!(unique_ids("ids", &[1, 11], 5, 10).unwrap_err().field, "ids[1]");
+        assert!(unique_ids("ids", &[2, 2], 5, 10).unwrap_err().rule.contains("lists 2 twice"));
+    }
 
     #[test]
     fn text_trims_and_bounds() {

@@ -20,10 +20,13 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 
-use super::control::{self, ControlError};
+use super::caller::{Attribution, Caller};
+use super::control;
+use super::error::{About, Error, Result};
 use super::status::{self, StatusError};
 use crate::app::App;
-use crate::audit::{Actor, AuditEntry, Outcome};
+use crate::audit::{AuditEntry, Outcome, Target};
+use crate::auth::Permission;
 use crate::domain::Budget;
 use crate::domain::TenantId;
 use crate::domain::action::{
@@ -33,43 +36,46 @@ use crate::domain::clock::{format_timestamp, parse_timestamp};
 use crate::make::MakeTarget;
 use crate::store::{ItemRecord, MutationTx, PlanRecord, ScenarioFilter, Store, StoreError};
 
+pub use super::caller::system_actor;
 pub use crate::config::settings::ActionSettings;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ActionError {
-    #[error("not found")]
-    NotFound,
-    /// The plan is not in a state that allows this; the message says which state it is in.
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Refused(String),
-    /// Another instance is working on this plan right now.
-    #[error("another server instance is executing or reversing this plan right now; try get_action shortly")]
-    Busy,
-    #[error(transparent)]
-    Status(#[from] StatusError),
-    #[error(transparent)]
-    Control(#[from] ControlError),
-    #[error(transparent)]
-    Store(StoreError),
+/// Another instance is executing or reversing the plan right now.
+fn busy() -> Error {
+    Error::Conflict(
+        "another server instance is executing or reversing this plan right now; try get_action shortly".into(),
+    )
 }
 
-impl From<StoreError> for ActionError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => ActionError::NotFound,
-            StoreError::VersionConflict { .. } => {
-                ActionError::Conflict("the plan changed meanwhile (another instance?); read it again".into())
-            }
-            other => ActionError::Store(other),
-        }
+/// Whether `e` is [`busy`]: the plan is in another instance's hands, which is no failure of this pass.
+pub fn is_busy(e: &Error) -> bool {
+    matches!(e, Error::Conflict(m) if m.starts_with("another server instance is executing"))
+}
+
+/// Move `plan` to `to` if its state machine allows it (`PlanState::can_become`), stamping the change.
+/// Every plan state change goes through here.
+fn transition(plan: &mut PlanRecord, to: PlanState, now: Timestamp) -> Result<()> {
+    if !plan.state.can_become(to) {
+        return Err(Error::Conflict(format!(
+            "plan {} is {}; it cannot become {}",
+            plan.id,
+            plan.state.as_str(),
+            to.as_str()
+        )));
     }
+    plan.state = to;
+    plan.updated_at = format_timestamp(now);
+    plan.version += 1;
+    Ok(())
 }
 
-/// The actor of what the engine does on its own (evaluator, automatic plans, expiry).
-pub fn system_actor() -> Actor {
-    Actor { subject: "system:evaluator".into(), role: "system".into(), transport: "internal".into() }
+/// A plan changed by another instance between our read and our write.
+fn plan_write(r: std::result::Result<(), StoreError>) -> Result<()> {
+    r.map_err(|e| match e {
+        StoreError::VersionConflict { .. } => {
+            Error::Conflict("the plan changed meanwhile (another instance?); read it again".into())
+        }
+        other => other.into(),
+    })
 }
 
 /// A plan with its items, as tools show it.
@@ -168,7 +174,7 @@ pub async fn preview(
     budget: &Budget,
     selector: Selector,
     now: Timestamp,
-) -> Result<Preview, ActionError> {
+) -> Result<Preview> {
     let p = planning(&app.store, tenant, budget, now).await?;
     let picks = action::select(&p.candidates, selector, p.elapsed_days, p.remaining_days);
     let picked: std::collections::HashSet<i64> = picks.iter().map(|p| p.scenario_id).collect();
@@ -216,11 +222,24 @@ pub struct NewPlan {
 }
 
 /// The permissions a pause with `selector` exercises.
-pub fn permissions_exercised(selector: Option<crate::domain::action::Selector>) -> Vec<crate::auth::Permission> {
-    use crate::auth::Permission;
+pub fn permissions_exercised(selector: Option<Selector>) -> Vec<Permission> {
     let mut needed = vec![Permission::ExecuteAutomatedActions];
     if selector.is_some_and(|s| s.needs_emergency_controls()) {
         needed.push(Permission::EmergencyControls);
+    }
+    needed
+}
+
+/// What a principal must hold to change what `automatic` actions depend on: what they exercise (as
+/// whoever attached them had to).
+pub fn automation_rights(automatic: &[ThresholdAction]) -> Vec<Permission> {
+    let mut needed = Vec::new();
+    for a in automatic {
+        for p in permissions_exercised(a.selector) {
+            if !needed.contains(&p) {
+                needed.push(p);
+            }
+        }
     }
     needed
 }
@@ -234,7 +253,7 @@ pub async fn automation_refusal(
     tenant: TenantId,
     action: &ThresholdAction,
     now: Timestamp,
-) -> Result<Option<String>, StoreError> {
+) -> std::result::Result<Option<String>, StoreError> {
     if !action.acts_automatically() {
         return Ok(None);
     }
@@ -264,21 +283,27 @@ pub async fn automation_refusal(
     Ok(None)
 }
 
-/// A plan for a crossing of `action`'s threshold. With `suspended` (see [`automation_refusal`]) an
-/// automatic action's plan waits for approval instead of running, and says why.
-#[allow(clippy::too_many_arguments)]
+/// What made a plan: the crossing that triggers it, why, by whom and when.
+pub struct Trigger<'a> {
+    pub crossing_id: &'a str,
+    pub why: String,
+    pub requested_by: &'a str,
+    pub now: Timestamp,
+    pub approval_ttl_minutes: i64,
+    /// Set (see [`automation_refusal`]) when an automatic action may not run on its own: its plan then
+    /// waits for approval instead of running, and says why.
+    pub suspended: Option<&'a str>,
+}
+
+/// A plan for a crossing of `action`'s threshold.
 pub fn plan_for_crossing(
     planning: &Planning,
     budget: &Budget,
     action: &ThresholdAction,
-    crossing_id: &str,
-    why: String,
-    requested_by: &str,
-    now: Timestamp,
-    approval_ttl_minutes: i64,
-    suspended: Option<&str>,
+    trigger: Trigger<'_>,
 ) -> Option<NewPlan> {
     let selector = action.selector?;
+    let Trigger { crossing_id, why, requested_by, now, approval_ttl_minutes, suspended } = trigger;
     let (mode, why) = match (action.mode?, suspended) {
         (Mode::Automatic, Some(reason)) => (
             Mode::RequiresApproval,
@@ -342,22 +367,13 @@ pub fn plan_for_crossing(
 pub async fn insert_plan(
     tx: &mut MutationTx,
     new: &NewPlan,
-    actor: &Actor,
-    request_id: &str,
-) -> Result<(), StoreError> {
+    by: Attribution<'_>,
+) -> std::result::Result<(), StoreError> {
     tx.insert_plan(&new.plan, &new.items).await?;
     let view = PlanView::new(new.plan.clone(), new.items.clone());
-    tx.record_also(AuditEntry {
-        actor: actor.clone(),
-        action: "action_planned".into(),
-        target: format!("action_plan:{}", new.plan.id),
-        outcome: Outcome::Success,
-        reason: Some(new.plan.why.clone()),
-        request_id: request_id.to_owned(),
-        before: None,
-        after: Some(serde_json::to_value(&view).expect("plan serialises")),
-    })
-    .await?;
+    let mut entry = by.entry("action_planned", Target::ActionPlan(new.plan.id.clone()), Some(to_json(&view)));
+    entry.reason = Some(new.plan.why.clone());
+    tx.record_also(entry).await?;
     let event = if new.plan.state == PlanState::AwaitingApproval { "approval_needed" } else { "plan_created" };
     let names: Vec<&str> = new.items.iter().map(|i| i.name.as_str()).collect();
     let text = format!(
@@ -368,8 +384,12 @@ pub async fn insert_plan(
         names.join(", "),
         new.plan.why
     );
-    enqueue(tx, event, &text, serde_json::to_value(&view).expect("plan serialises")).await?;
+    enqueue(tx, event, &text, to_json(&view)).await?;
     Ok(())
+}
+
+fn to_json(view: &PlanView) -> serde_json::Value {
+    serde_json::to_value(view).expect("plan serialises")
 }
 
 /// Queue an event for the tenant's webhooks (outbox) in the caller's transaction.
@@ -378,7 +398,7 @@ pub async fn enqueue(
     event_type: &str,
     text: &str,
     data: serde_json::Value,
-) -> Result<u64, StoreError> {
+) -> std::result::Result<u64, StoreError> {
     let id = uuid::Uuid::now_v7().to_string();
     let now = format_timestamp(tx.now());
     let body = crate::notify::event_body(&id, event_type, &now, text, &data);
@@ -396,121 +416,99 @@ pub fn holder(app: &App) -> String {
 }
 
 /// Take or renew the lease `name` for `holder`.
-pub async fn take_lease(app: &App, name: &str, holder: &str) -> Result<bool, StoreError> {
+pub async fn take_lease(app: &App, name: &str, holder: &str) -> std::result::Result<bool, StoreError> {
     take_lease_for(app, name, holder, app.actions.lease).await
 }
 
 /// [`take_lease`] for `duration` instead of the configured lease.
-pub async fn take_lease_for(app: &App, name: &str, holder: &str, duration: Duration) -> Result<bool, StoreError> {
+pub async fn take_lease_for(
+    app: &App,
+    name: &str,
+    holder: &str,
+    duration: Duration,
+) -> std::result::Result<bool, StoreError> {
     let now = app.store.clock().now();
     let until = now.checked_add(duration).unwrap_or(now);
     app.store.try_lease(name, holder, &format_timestamp(now), &format_timestamp(until)).await
 }
 
-fn plan_entry(actor: &Actor, action: &str, plan: &PlanRecord, request_id: &str, reason: Option<String>) -> AuditEntry {
-    AuditEntry {
-        actor: actor.clone(),
-        action: action.into(),
-        target: format!("action_plan:{}", plan.id),
-        outcome: Outcome::Success,
-        reason,
-        request_id: request_id.to_owned(),
-        before: None,
-        after: Some(json!({"state": plan.state.as_str(), "budget_id": plan.budget_id, "version": plan.version})),
-    }
+/// The audit record of a plan's state change.
+fn plan_entry(c: &Caller<'_>, action: &str, plan: &PlanRecord, reason: Option<String>) -> AuditEntry {
+    let state = json!({"state": plan.state.as_str(), "budget_id": plan.budget_id, "version": plan.version});
+    let mut entry = c.entry_as(action, Target::ActionPlan(plan.id.clone()), None::<&()>, Some(&state));
+    entry.reason = reason;
+    entry
 }
 
-/// Approve (then execute) or reject a plan awaiting approval. `approver` must differ from the requester,
-/// and the approval window must still be open (an expired plan is marked expired).
-#[allow(clippy::too_many_arguments)]
-pub async fn decide(
-    app: &App,
-    tenant: TenantId,
-    plan_id: &str,
-    actor: &Actor,
-    approve: bool,
-    reason: Option<String>,
-    request_id: &str,
-) -> Result<PlanView, ActionError> {
-    let now = app.store.clock().now();
+/// Approve (then execute) or reject a plan awaiting approval. The approver must differ from the
+/// requester, and the approval window must still be open (an expired plan is marked expired). Approving a
+/// plan that pauses critical scenarios too needs emergency controls.
+pub async fn decide(c: &Caller<'_>, plan_id: &str, approve: bool, reason: Option<String>) -> Result<PlanView> {
+    let now = c.now();
     let at = format_timestamp(now);
-    let ts = app.store.tenant(tenant);
-    let mut tx = ts.begin().await?;
-    let mut plan = tx.plan_for_update(plan_id).await?;
+    let mut tx = c.store().begin().await?;
+    let mut plan = tx.plan_for_update(plan_id).await.about("plan", plan_id)?;
+    if approve && plan.selector.needs_emergency_controls() {
+        c.require(&[Permission::EmergencyControls], "the plan pauses critical scenarios too")?;
+    }
     if plan.state != PlanState::AwaitingApproval {
-        return Err(ActionError::Conflict(format!("plan {plan_id} is {}, not awaiting approval", plan.state.as_str())));
+        return Err(Error::Conflict(format!("plan {plan_id} is {}, not awaiting approval", plan.state.as_str())));
     }
     let deadline = plan.expires_at.as_deref().and_then(|s| parse_timestamp(s).ok());
-    let refusal = approval_refusal(&plan.requested_by, &actor.subject, deadline, now);
+    let refusal = approval_refusal(&plan.requested_by, c.subject(), deadline, now);
     if let Some(r) = &refusal
         && deadline.is_some_and(|d| now >= d)
     {
-        plan.state = PlanState::Expired;
-        plan.updated_at = at.clone();
-        plan.version += 1;
-        tx.update_plan(&plan).await?;
-        tx.commit(plan_entry(&system_actor(), "action_expired", &plan, request_id, Some(r.clone()))).await?;
-        return Err(ActionError::Conflict(r.clone()));
+        transition(&mut plan, PlanState::Expired, now)?;
+        plan_write(tx.update_plan(&plan).await)?;
+        let system = Caller::system(c.app, c.tenant, c.request_id, c.action);
+        tx.commit(plan_entry(&system, "action_expired", &plan, Some(r.clone()))).await?;
+        return Err(Error::Conflict(r.clone()));
     }
     if approve && let Some(r) = refusal {
         // The refusal is recorded: a requester trying to approve its own plan is worth knowing about.
-        let mut entry = plan_entry(actor, "approve_action", &plan, request_id, Some(r.clone()));
+        let mut entry = plan_entry(c, "approve_action", &plan, Some(r.clone()));
         entry.outcome = Outcome::Denied;
         tx.commit(entry).await?;
-        return Err(ActionError::Refused(r));
+        return Err(Error::Refused(r));
     }
-    plan.state = if approve { PlanState::Approved } else { PlanState::Rejected };
-    plan.decided_by = Some(actor.subject.clone());
-    plan.decided_at = Some(at.clone());
+    transition(&mut plan, if approve { PlanState::Approved } else { PlanState::Rejected }, now)?;
+    plan.decided_by = Some(c.subject().to_owned());
+    plan.decided_at = Some(at);
     plan.decision_reason = reason.clone();
-    plan.updated_at = at;
-    plan.version += 1;
-    tx.update_plan(&plan).await?;
+    plan_write(tx.update_plan(&plan).await)?;
     let event = if approve { "plan_approved" } else { "plan_rejected" };
     enqueue(
         &mut tx,
         event,
-        &format!("Plan {plan_id} {} by {}", if approve { "approved" } else { "rejected" }, actor.subject),
-        json!({"plan_id": plan_id, "budget_id": plan.budget_id, "by": actor.subject, "reason": reason}),
+        &format!("Plan {plan_id} {} by {}", if approve { "approved" } else { "rejected" }, c.subject()),
+        json!({"plan_id": plan_id, "budget_id": plan.budget_id, "by": c.subject(), "reason": reason}),
     )
     .await?;
-    tx.commit(plan_entry(
-        actor,
-        if approve { "action_approved" } else { "action_rejected" },
-        &plan,
-        request_id,
-        reason,
-    ))
-    .await?;
+    tx.commit(plan_entry(c, if approve { "action_approved" } else { "action_rejected" }, &plan, reason)).await?;
     if approve {
-        return execute(app, tenant, plan_id, actor, request_id).await;
+        return execute(c, plan_id).await;
     }
-    let (plan, items) = ts.plan(plan_id).await?;
+    let (plan, items) = c.store().plan(plan_id).await.about("plan", plan_id)?;
     Ok(PlanView::new(plan, items))
 }
 
-/// Execute a plan that is planned (automatic), approved, or was interrupted while executing. Returns
-/// [`ActionError::Busy`] if another instance holds it. Safe to call again at any time.
-pub async fn execute(
-    app: &App,
-    tenant: TenantId,
-    plan_id: &str,
-    actor: &Actor,
-    request_id: &str,
-) -> Result<PlanView, ActionError> {
-    let (lease, holder) = (lease_name(tenant, plan_id), holder(app));
-    with_lease(app, &lease, &holder, execute_leased(app, tenant, plan_id, actor, request_id, (&lease, &holder))).await
+/// Execute a plan that is planned (automatic), approved, or was interrupted while executing. Fails with a
+/// conflict ([`is_busy`]) if another instance holds it. Safe to call again at any time.
+pub async fn execute(c: &Caller<'_>, plan_id: &str) -> Result<PlanView> {
+    let (lease, holder) = (lease_name(c.tenant, plan_id), holder(c.app));
+    with_lease(c.app, &lease, &holder, execute_leased(c, plan_id, (&lease, &holder))).await
 }
 
-/// Run `work` holding the lease `name` (or fail with [`ActionError::Busy`]), and give the lease back after.
+/// Run `work` holding the lease `name` (or fail with [`busy`]), and give the lease back after.
 async fn with_lease(
     app: &App,
     name: &str,
     holder: &str,
-    work: impl Future<Output = Result<PlanView, ActionError>>,
-) -> Result<PlanView, ActionError> {
+    work: impl Future<Output = Result<PlanView>>,
+) -> Result<PlanView> {
     if !take_lease(app, name, holder).await? {
-        return Err(ActionError::Busy);
+        return Err(busy());
     }
     let result = work.await;
     if let Err(e) = app.store.release_lease(name, holder).await {
@@ -519,57 +517,46 @@ async fn with_lease(
     result
 }
 
-async fn execute_leased(
-    app: &App,
-    tenant: TenantId,
-    plan_id: &str,
-    actor: &Actor,
-    request_id: &str,
-    (lease, holder): (&str, &str),
-) -> Result<PlanView, ActionError> {
-    let ts = app.store.tenant(tenant);
+async fn execute_leased(c: &Caller<'_>, plan_id: &str, (lease, holder): (&str, &str)) -> Result<PlanView> {
+    let ts = c.store();
     // Start (or resume) execution.
     let mut tx = ts.begin().await?;
-    let mut plan = tx.plan_for_update(plan_id).await?;
+    let mut plan = tx.plan_for_update(plan_id).await.about("plan", plan_id)?;
     if !plan.state.is_runnable() {
         drop(tx);
         if plan.state == PlanState::AwaitingApproval {
-            return Err(ActionError::Conflict(format!("plan {plan_id} is awaiting approval")));
+            return Err(Error::Conflict(format!("plan {plan_id} is awaiting approval")));
         }
-        let (plan, items) = ts.plan(plan_id).await?;
+        let (plan, items) = ts.plan(plan_id).await.about("plan", plan_id)?;
         return Ok(PlanView::new(plan, items));
     }
     let resumed = plan.state == PlanState::Executing;
-    plan.state = PlanState::Executing;
-    plan.updated_at = format_timestamp(app.store.clock().now());
-    plan.version += 1;
-    tx.update_plan(&plan).await?;
+    transition(&mut plan, PlanState::Executing, c.now())?;
+    plan_write(tx.update_plan(&plan).await)?;
     let started = if resumed { "action_execution_resumed" } else { "action_execution_started" };
-    tx.commit(plan_entry(actor, started, &plan, request_id, None)).await?;
+    tx.commit(plan_entry(c, started, &plan, None)).await?;
 
-    let targets = control::targets(app, tenant).await?;
-    let items = ts.plan(plan_id).await?.1;
+    let targets = control::targets(c.app, c.tenant).await?;
+    let items = ts.plan(plan_id).await.about("plan", plan_id)?.1;
     let mut statuses = Vec::with_capacity(items.len());
     for mut item in items {
         if matches!(item.status, ItemStatus::Pending | ItemStatus::StopSent) {
             // Keep the lease while working through a long plan.
-            if !take_lease(app, lease, holder).await? {
-                return Err(ActionError::Busy);
+            if !take_lease(c.app, lease, holder).await? {
+                return Err(busy());
             }
             let target = targets.get(&item.organization_id);
-            stop_item(app, tenant, &plan, &mut item, target, actor, request_id).await?;
+            stop_item(c, &plan, &mut item, target).await?;
         }
         statuses.push(item.status);
     }
 
     let mut tx = ts.begin().await?;
-    let mut plan = tx.plan_for_update(plan_id).await?;
-    plan.state = action::outcome(&statuses);
-    let at = format_timestamp(app.store.clock().now());
-    plan.executed_at = Some(at.clone());
-    plan.updated_at = at;
-    plan.version += 1;
-    tx.update_plan(&plan).await?;
+    let mut plan = tx.plan_for_update(plan_id).await.about("plan", plan_id)?;
+    let now = c.now();
+    transition(&mut plan, action::outcome(&statuses), now)?;
+    plan.executed_at = Some(format_timestamp(now));
+    plan_write(tx.update_plan(&plan).await)?;
     let items = tx.plan_items(plan_id).await?;
     let count = |s: ItemStatus| items.iter().filter(|i| i.status == s).count();
     let text = format!(
@@ -580,28 +567,25 @@ async fn execute_leased(
         count(ItemStatus::Failed)
     );
     let view = PlanView::new(plan.clone(), items);
-    enqueue(&mut tx, "plan_executed", &text, serde_json::to_value(&view).expect("plan serialises")).await?;
-    let mut entry = plan_entry(actor, "action_executed", &plan, request_id, None);
-    entry.after = Some(serde_json::to_value(&view).expect("plan serialises"));
+    enqueue(&mut tx, "plan_executed", &text, to_json(&view)).await?;
+    let mut entry = plan_entry(c, "action_executed", &plan, None);
+    entry.after = Some(to_json(&view));
     tx.commit(entry).await?;
     Ok(view)
 }
 
 /// Stop one scenario of a plan, at most once: read its state, and only send a stop while it is active.
-#[allow(clippy::too_many_arguments)]
 async fn stop_item(
-    app: &App,
-    tenant: TenantId,
+    c: &Caller<'_>,
     plan: &PlanRecord,
     item: &mut ItemRecord,
     target: Option<&MakeTarget>,
-    actor: &Actor,
-    request_id: &str,
-) -> Result<(), ActionError> {
+) -> Result<()> {
+    let app = c.app;
     let Some(target) = target else {
         item.status = ItemStatus::Failed;
         item.last_error = Some(format!("organization {} is no longer connected", item.organization_id));
-        return save_item(app, tenant, plan, item, actor, request_id, "action_item_failed").await;
+        return save_item(c, plan, item, "action_item_failed").await;
     };
     for round in 1..=app.actions.item_rounds {
         if round > 1 {
@@ -623,91 +607,62 @@ async fn stop_item(
             };
             item.status = status;
             item.last_error = None;
-            return save_item(app, tenant, plan, item, actor, request_id, action).await;
+            return save_item(c, plan, item, action).await;
         }
         if item.status == ItemStatus::Pending {
             item.status = ItemStatus::StopSent;
-            save_item(app, tenant, plan, item, actor, request_id, "action_item_stop_sent").await?;
+            save_item(c, plan, item, "action_item_stop_sent").await?;
         }
         item.attempts += 1;
         match app.make.set_scenario_active(target, item.organization_id, item.scenario_id, false).await {
             Ok(false) => {
                 item.status = ItemStatus::Stopped;
                 item.last_error = None;
-                return save_item(app, tenant, plan, item, actor, request_id, "action_item_stopped").await;
+                return save_item(c, plan, item, "action_item_stopped").await;
             }
             Ok(true) => item.last_error = Some("Make answered the stop but reports the scenario active".into()),
             Err(e) => item.last_error = Some(e.to_string()),
         }
     }
     item.status = ItemStatus::Failed;
-    save_item(app, tenant, plan, item, actor, request_id, "action_item_failed").await
+    save_item(c, plan, item, "action_item_failed").await
 }
 
-async fn save_item(
-    app: &App,
-    tenant: TenantId,
-    plan: &PlanRecord,
-    item: &mut ItemRecord,
-    actor: &Actor,
-    request_id: &str,
-    action: &str,
-) -> Result<(), ActionError> {
-    item.updated_at = format_timestamp(app.store.clock().now());
-    let mut tx = app.store.tenant(tenant).begin().await?;
+async fn save_item(c: &Caller<'_>, plan: &PlanRecord, item: &mut ItemRecord, action: &str) -> Result<()> {
+    item.updated_at = format_timestamp(c.now());
+    let mut tx = c.store().begin().await?;
     tx.update_item(&plan.id, item).await?;
     match item.status {
         ItemStatus::Stopped | ItemStatus::AlreadyInactive => tx.set_scenario_active(item.scenario_id, false).await?,
         ItemStatus::Resumed => tx.set_scenario_active(item.scenario_id, true).await?,
         _ => {}
     }
-    tx.commit(AuditEntry {
-        actor: actor.clone(),
-        action: action.into(),
-        target: format!("make_scenario:{}", item.scenario_id),
-        outcome: Outcome::Success,
-        reason: Some(format!("action plan {}", plan.id)),
-        request_id: request_id.to_owned(),
-        before: None,
-        after: Some(json!({
-            "plan_id": plan.id, "status": item.status.as_str(), "attempts": item.attempts, "error": item.last_error,
-        })),
-    })
-    .await?;
+    let after = json!({
+        "plan_id": plan.id, "status": item.status.as_str(), "attempts": item.attempts, "error": item.last_error,
+    });
+    let mut entry = c.entry_as(action, Target::MakeScenario(item.scenario_id), None::<&()>, Some(&after));
+    entry.reason = Some(format!("action plan {}", plan.id));
+    tx.commit(entry).await?;
     Ok(())
 }
 
 /// Resume exactly the scenarios this plan stopped that are still inactive. Scenarios that were inactive
 /// before the plan, or that someone started since, are left alone.
-pub async fn reverse(
-    app: &App,
-    tenant: TenantId,
-    plan_id: &str,
-    actor: &Actor,
-    reason: &str,
-    request_id: &str,
-) -> Result<PlanView, ActionError> {
-    let (lease, holder) = (lease_name(tenant, plan_id), holder(app));
-    with_lease(app, &lease, &holder, reverse_leased(app, tenant, plan_id, actor, reason, request_id)).await
+pub async fn reverse(c: &Caller<'_>, plan_id: &str, reason: &str) -> Result<PlanView> {
+    let (lease, holder) = (lease_name(c.tenant, plan_id), holder(c.app));
+    with_lease(c.app, &lease, &holder, reverse_leased(c, plan_id, reason)).await
 }
 
-async fn reverse_leased(
-    app: &App,
-    tenant: TenantId,
-    plan_id: &str,
-    actor: &Actor,
-    reason: &str,
-    request_id: &str,
-) -> Result<PlanView, ActionError> {
-    let ts = app.store.tenant(tenant);
-    let (plan, items) = ts.plan(plan_id).await?;
+async fn reverse_leased(c: &Caller<'_>, plan_id: &str, reason: &str) -> Result<PlanView> {
+    let ts = c.store();
+    let (plan, items) = ts.plan(plan_id).await.about("plan", plan_id)?;
     if !plan.state.can_become(PlanState::Reversed) {
-        return Err(ActionError::Conflict(format!(
+        return Err(Error::Conflict(format!(
             "plan {plan_id} is {}; only executed or partially failed plans can be reversed",
             plan.state.as_str()
         )));
     }
-    let targets = control::targets(app, tenant).await?;
+    let targets = control::targets(c.app, c.tenant).await?;
     let held = ts.scenarios_held_by_other_plans(plan_id).await?;
     let stopped: Vec<ItemRecord> = items.into_iter().filter(|i| i.status == ItemStatus::Stopped).collect();
     let ids: Vec<i64> = stopped.iter().map(|i| i.scenario_id).collect();
@@ -716,7 +671,7 @@ async fn reverse_leased(
     for mut item in stopped {
         if held.contains(&item.scenario_id) {
             item.status = ItemStatus::HeldByOtherPlan;
-            save_item(app, tenant, &plan, &mut item, actor, request_id, "action_item_held_by_other_plan").await?;
+            save_item(c, &plan, &mut item, "action_item_held_by_other_plan").await?;
             continue;
         }
         let (Some(target), Some(scenario)) = (targets.get(&item.organization_id), synced.get(&item.scenario_id)) else {
@@ -725,11 +680,11 @@ async fn reverse_leased(
                 "scenario {} is no longer in a connected organization (as of the last sync)",
                 item.scenario_id
             ));
-            save_item(app, tenant, &plan, &mut item, actor, request_id, "action_item_resume_failed").await?;
+            save_item(c, &plan, &mut item, "action_item_resume_failed").await?;
             continue;
         };
         item.attempts += 1;
-        let change = control::change_one(app, target, scenario, true).await;
+        let change = control::change_one(c.app, target, scenario, true).await;
         let action = match change.outcome {
             control::ChangeOutcome::Changed => {
                 item.status = ItemStatus::Resumed;
@@ -747,51 +702,48 @@ async fn reverse_leased(
                 "action_item_resume_failed"
             }
         };
-        save_item(app, tenant, &plan, &mut item, actor, request_id, action).await?;
+        save_item(c, &plan, &mut item, action).await?;
     }
     let mut tx = ts.begin().await?;
-    let mut plan = tx.plan_for_update(plan_id).await?;
+    let mut plan = tx.plan_for_update(plan_id).await.about("plan", plan_id)?;
     if !plan.state.can_become(PlanState::Reversed) {
-        return Err(ActionError::Conflict(format!("plan {plan_id} became {} meanwhile", plan.state.as_str())));
+        return Err(Error::Conflict(format!("plan {plan_id} became {} meanwhile", plan.state.as_str())));
     }
-    let at = format_timestamp(app.store.clock().now());
-    plan.state = PlanState::Reversed;
-    plan.reversed_by = Some(actor.subject.clone());
-    plan.reversed_at = Some(at.clone());
-    plan.updated_at = at;
-    plan.version += 1;
-    tx.update_plan(&plan).await?;
+    let now = c.now();
+    transition(&mut plan, PlanState::Reversed, now)?;
+    plan.reversed_by = Some(c.subject().to_owned());
+    plan.reversed_at = Some(format_timestamp(now));
+    plan_write(tx.update_plan(&plan).await)?;
     let items = tx.plan_items(plan_id).await?;
     let resumed = items.iter().filter(|i| i.status == ItemStatus::Resumed).count();
     let view = PlanView::new(plan.clone(), items);
     enqueue(
         &mut tx,
         "plan_reversed",
-        &format!("Plan {plan_id} reversed by {}: {resumed} scenario(s) resumed ({reason})", actor.subject),
-        serde_json::to_value(&view).expect("plan serialises"),
+        &format!("Plan {plan_id} reversed by {}: {resumed} scenario(s) resumed ({reason})", c.subject()),
+        to_json(&view),
     )
     .await?;
-    let mut entry = plan_entry(actor, "action_reversed", &plan, request_id, Some(reason.to_owned()));
-    entry.after = Some(serde_json::to_value(&view).expect("plan serialises"));
+    let mut entry = plan_entry(c, "action_reversed", &plan, Some(reason.to_owned()));
+    entry.after = Some(to_json(&view));
     tx.commit(entry).await?;
     Ok(view)
 }
 
 /// Mark plans whose approval window has closed as expired. Returns how many.
-pub async fn expire_overdue(app: &App, request_id: &str) -> Result<usize, ActionError> {
+pub async fn expire_overdue(app: &App, request_id: &str) -> Result<usize> {
     let now = app.store.clock().now();
     let mut expired = 0;
     for (tenant, id) in app.store.plans_in_states(&[PlanState::AwaitingApproval]).await? {
-        let mut tx = app.store.tenant(tenant).begin().await?;
-        let mut plan = tx.plan_for_update(&id).await?;
+        let c = Caller::system(app, tenant, request_id, "action_expired");
+        let mut tx = c.store().begin().await?;
+        let mut plan = tx.plan_for_update(&id).await.about("plan", &id)?;
         let overdue = plan.expires_at.as_deref().and_then(|s| parse_timestamp(s).ok()).is_some_and(|d| now >= d);
         if plan.state != PlanState::AwaitingApproval || !overdue {
             continue;
         }
-        plan.state = PlanState::Expired;
-        plan.updated_at = format_timestamp(now);
-        plan.version += 1;
-        tx.update_plan(&plan).await?;
+        transition(&mut plan, PlanState::Expired, now)?;
+        plan_write(tx.update_plan(&plan).await)?;
         enqueue(
             &mut tx,
             "plan_expired",
@@ -800,8 +752,63 @@ pub async fn expire_overdue(app: &App, request_id: &str) -> Result<usize, Action
         )
         .await?;
         let reason = Some("the approval window closed".to_owned());
-        tx.commit(plan_entry(&system_actor(), "action_expired", &plan, request_id, reason)).await?;
+        tx.commit(plan_entry(&c, "action_expired", &plan, reason)).await?;
         expired += 1;
     }
     Ok(expired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(state: PlanState) -> PlanRecord {
+        PlanRecord {
+            id: "p1".into(),
+            budget_id: "b1".into(),
+            threshold_id: None,
+            action_id: None,
+            crossing_id: None,
+            period_key: "2026-12".into(),
+            selector: Selector { kind: action::SelectorKind::NonCritical, top_n: None },
+            mode: Mode::RequiresApproval,
+            state,
+            why: String::new(),
+            expected_saving_centi: 0,
+            reverse_at_period_end: false,
+            requested_by: "a".into(),
+            requested_at: String::new(),
+            expires_at: None,
+            decided_by: None,
+            decided_at: None,
+            decision_reason: None,
+            executed_at: None,
+            reversed_by: None,
+            reversed_at: None,
+            updated_at: String::new(),
+            version: 3,
+        }
+    }
+
+    #[test]
+    fn plan_states_change_only_along_the_state_machine() {
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut p = plan(PlanState::AwaitingApproval);
+        transition(&mut p, PlanState::Approved, now).unwrap();
+        assert_eq!(
+            (p.state, p.version, p.updated_at.as_str()),
+            (PlanState::Approved, 4, "2027-01-15T08:00:00.000000Z")
+        );
+        let e = transition(&mut p, PlanState::Reversed, now).unwrap_err();
+        assert!(matches!(&e, Error::Conflict(m) if m.contains("is approved") && m.contains("reversed")), "{e}");
+        assert_eq!((p.state, p.version), (PlanState::Approved, 4), "a refused change leaves the plan alone");
+        let mut done = plan(PlanState::Rejected);
+        assert!(transition(&mut done, PlanState::Executing, now).is_err(), "a rejected plan never runs");
+    }
+
+    #[test]
+    fn busy_is_recognised() {
+        assert!(is_busy(&busy()));
+        assert!(!is_busy(&Error::Conflict("plan p is rejected".into())));
+    }
 }

@@ -9,10 +9,19 @@
 //!   organization only in its own zone (tokens are per zone [DOC create-authentication-token]); an
 //!   organization whose `zone` is not the host called is refused with a message naming the zone to use.
 
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::caller::Caller;
+use super::error::{About, Error, Result};
 use crate::app::App;
+use crate::audit::Target;
+use crate::crypto::SecretString;
+use crate::domain::budget::MAKE_ID_MAX;
 use crate::domain::clock::format_timestamp;
-use crate::make::{MakeError, MakeTarget};
-use crate::store::OrgRecord;
+use crate::domain::{ValidationError, validation};
+use crate::make::{self, AuthKind, MakeError, MakeTarget};
+use crate::store::{ConnectionRecord, OrgRecord};
 
 pub use crate::make::WRITE_SCOPE;
 /// The scopes a usage sync reads with.
@@ -37,6 +46,134 @@ pub enum ConnectError {
          (and a token made in that zone)"
     )]
     WrongZone { organization: i64, zone: String, called: String },
+}
+
+pub const MAX_ORGS_PER_CONNECTION: usize = 20;
+pub const TOKEN_MAX_CHARS: usize = 4096;
+pub const LABEL_MAX_CHARS: usize = 120;
+
+/// A Make connection as shown to clients and in the audit log: never the token.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ConnectionView {
+    pub id: String,
+    pub label: String,
+    /// Make API base URL.
+    pub base_url: String,
+    pub auth_kind: AuthKind,
+    pub organizations: Vec<OrgRecord>,
+    pub created_at: String,
+    pub created_by: String,
+    /// The token's scopes as Make reported them when connecting; absent when the zone did not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_scopes: Option<Vec<String>>,
+    /// Whether scenarios can be paused and resumed through this connection (false when the token is
+    /// known to lack scenarios:write).
+    pub can_control_scenarios: bool,
+    /// What will not work with this token (only when connecting).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl From<ConnectionRecord> for ConnectionView {
+    fn from(c: ConnectionRecord) -> Self {
+        let can_control_scenarios = c.token_scopes.as_ref().is_none_or(|s| s.iter().any(|x| x == WRITE_SCOPE));
+        Self {
+            id: c.id,
+            label: c.label,
+            base_url: c.base_url,
+            auth_kind: c.auth_kind,
+            organizations: c.organizations,
+            created_at: c.created_at,
+            created_by: c.created_by,
+            token_scopes: c.token_scopes,
+            can_control_scenarios,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// A connection as asked for.
+pub struct NewConnection<'a> {
+    pub zone: &'a str,
+    pub auth_kind: AuthKind,
+    pub token: &'a str,
+    pub organization_ids: &'a [i64],
+    pub label: Option<&'a str>,
+}
+
+/// Connect Make organizations to the caller's tenant: check the token and each organization with Make,
+/// seal the token, and store the connection with its audit record.
+pub async fn connect(c: &Caller<'_>, new: NewConnection<'_>) -> Result<ConnectionView> {
+    let base_url = make::api_base_url(new.zone, &c.app.outbound)?;
+    let token = new.token.trim();
+    if token.len() < 8 || token.len() > TOKEN_MAX_CHARS || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ValidationError::new("token", "must be 8 to 4096 characters without spaces").into());
+    }
+    let token = SecretString::new(token);
+    let orgs = validation::unique_ids("organization_ids", new.organization_ids, MAX_ORGS_PER_CONNECTION, MAKE_ID_MAX)?;
+    let label = match new.label {
+        Some(l) => validation::text("label", l, 1, LABEL_MAX_CHARS)?,
+        None => new.zone.trim().to_owned(),
+    };
+    let keys = c.app.keyring()?;
+    let existing = c.store().organizations().await?;
+    if let Some(o) = existing.iter().find(|o| orgs.contains(&o.organization_id)) {
+        return Err(Error::Conflict(format!(
+            "organization {} is already connected (connection {}); remove that connection first to replace it",
+            o.organization_id, o.connection_id
+        )));
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let target = MakeTarget::new(base_url.clone(), new.auth_kind, token.clone());
+    let created_at = format_timestamp(c.now());
+    let checked = check(c.app, &target, &orgs, &id).await.map_err(|e| match e {
+        ConnectError::Make { organization, error } => {
+            Error::Make(format!("Make did not confirm access to organization {organization}: {error}"))
+        }
+        wrong @ ConnectError::WrongZone { .. } => ValidationError::new("zone", wrong.to_string()).into(),
+    })?;
+    let tenant = c.tenant.to_string();
+    let record = ConnectionRecord {
+        id: id.clone(),
+        label,
+        base_url,
+        auth_kind: new.auth_kind,
+        sealed: keys.seal_secret(&token, App::binding(&tenant, &id)),
+        created_at,
+        created_by: c.subject().to_owned(),
+        organizations: checked.organizations,
+        token_scopes: checked.scopes,
+    };
+    let mut tx = c.store().begin().await?;
+    tx.insert_connection(&record).await.about("connection", &id)?;
+    let mut view = ConnectionView::from(record);
+    view.warnings = checked.warnings;
+    tx.commit(c.entry(Target::MakeConnection(id), None::<&ConnectionView>, Some(&view))).await?;
+    Ok(view)
+}
+
+/// What removing a connection did.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Removed {
+    pub id: String,
+    pub removed: bool,
+    /// Organizations that are no longer connected. Their synced usage history is kept.
+    pub organization_ids: Vec<i64>,
+}
+
+/// Remove connection `id`: its token is deleted and its organizations are no longer synced or controlled.
+pub async fn remove(c: &Caller<'_>, id: &str) -> Result<Removed> {
+    let existing = c.store().connection(id).await.about("connection", id)?;
+    let mut tx = c.store().begin().await?;
+    tx.delete_connection(id).await.about("connection", id)?;
+    let removed = Removed {
+        id: id.to_owned(),
+        removed: true,
+        organization_ids: existing.organizations.iter().map(|o| o.organization_id).collect(),
+    };
+    let before = ConnectionView::from(existing);
+    tx.commit(c.entry(Target::MakeConnection(id.to_owned()), Some(&before), Some(&removed))).await?;
+    Ok(removed)
 }
 
 /// The host (and port) of a Make API base URL, e.g. `eu1.make.com`.

@@ -12,11 +12,13 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 
+use super::caller::Caller;
+use super::error::{Error, Result};
 use crate::app::App;
-use crate::audit::{Actor, AuditEntry, Outcome};
-use crate::domain::TenantId;
+use crate::audit::Target;
+use crate::domain::{TenantId, ValidationError};
 use crate::make::{MakeError, MakeErrorBody, MakeTarget};
-use crate::store::{ScenarioRecord, StoreError};
+use crate::store::ScenarioRecord;
 
 /// What happened to one scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
@@ -66,18 +68,6 @@ pub struct ScenarioChange {
     pub error: Option<MakeFailure>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error(
-        "scenario(s) {0} are not in any Make organization connected to this tenant (as of the last sync); nothing was changed. Run sync_usage if they were created recently"
-    )]
-    NotConnected(String),
-    #[error("{0}")]
-    Secret(#[from] crate::app::SecretError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// The warning for activating an interval-scheduled scenario: Make runs it at once, and that run costs.
@@ -138,7 +128,7 @@ pub(crate) async fn change_one(app: &App, target: &MakeTarget, s: &ScenarioRecor
 
 /// Where to call Make for each connected organization of the tenant (tokens decrypted), with each
 /// organization's API rate limit registered with the client's pacing.
-pub async fn targets(app: &App, tenant: TenantId) -> Result<HashMap<i64, MakeTarget>, ControlError> {
+pub async fn targets(app: &App, tenant: TenantId) -> Result<HashMap<i64, MakeTarget>> {
     let mut targets: HashMap<i64, MakeTarget> = HashMap::new();
     for c in &app.store.tenant(tenant).connections().await? {
         let target = app.target(tenant, c)?;
@@ -153,49 +143,47 @@ pub async fn targets(app: &App, tenant: TenantId) -> Result<HashMap<i64, MakeTar
 }
 
 /// Activate (`active = true`) or deactivate scenarios; see the module docs.
-#[allow(clippy::too_many_arguments)]
 pub async fn set_scenarios_active(
-    app: &App,
-    tenant: TenantId,
-    actor: &Actor,
-    action: &str,
-    request_id: &str,
+    c: &Caller<'_>,
     ids: &[i64],
     active: bool,
     reason: &str,
-) -> Result<Vec<ScenarioChange>, ControlError> {
-    let ts = app.store.tenant(tenant);
+) -> Result<Vec<ScenarioChange>> {
+    let ts = c.store();
     let known = ts.connected_scenarios(ids).await?;
     let unknown: Vec<String> =
         ids.iter().filter(|id| !known.iter().any(|s| s.scenario_id == **id)).map(i64::to_string).collect();
     if !unknown.is_empty() {
-        return Err(ControlError::NotConnected(unknown.join(", ")));
+        return Err(Error::Invalid(ValidationError::new(
+            "scenario_ids",
+            format!(
+                "scenario(s) {} are not in any Make organization connected to this tenant (as of the last sync); \
+                 nothing was changed. Run sync_usage if they were created recently",
+                unknown.join(", ")
+            ),
+        )));
     }
-    let targets = targets(app, tenant).await?;
+    let targets = targets(c.app, c.tenant).await?;
     let mut changes = Vec::with_capacity(known.len());
     for s in &known {
         let target = targets.get(&s.organization_id).expect("connected_scenarios only returns connected organizations");
-        changes.push(change_one(app, target, s, active).await);
+        changes.push(change_one(c.app, target, s, active).await);
     }
 
     let mut tx = ts.begin().await?;
-    for c in &changes {
-        if let Some(now) = c.is_active {
-            tx.set_scenario_active(c.scenario_id, now).await?;
+    for change in &changes {
+        if let Some(now) = change.is_active {
+            tx.set_scenario_active(change.scenario_id, now).await?;
         }
     }
     let before: Vec<_> =
         known.iter().map(|s| json!({"scenario_id": s.scenario_id, "is_active": s.is_active})).collect();
-    tx.commit(AuditEntry {
-        actor: actor.clone(),
-        action: action.to_owned(),
-        target: format!("make_scenarios:{}", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")),
-        outcome: Outcome::Success,
-        reason: Some(reason.to_owned()),
-        request_id: request_id.to_owned(),
-        before: Some(json!({"scenarios": before, "note": "states as of the last sync"})),
-        after: Some(json!({"requested_active": active, "results": changes})),
-    })
-    .await?;
+    let mut entry = c.entry(
+        Target::MakeScenarios(ids.to_vec()),
+        Some(&json!({"scenarios": before, "note": "states as of the last sync"})),
+        Some(&json!({"requested_active": active, "results": changes})),
+    );
+    entry.reason = Some(reason.to_owned());
+    tx.commit(entry).await?;
     Ok(changes)
 }

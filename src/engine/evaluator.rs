@@ -6,7 +6,7 @@
 //! Several instances may run it against one PostgreSQL database. Each unit of work is taken under a lease
 //! (`store::Store::try_lease`): syncing an organization, evaluating a budget, executing a plan, delivering a
 //! notification. A lease expires if its holder dies, and the next pass of any instance takes the work over.
-//! Crossings are additionally decided under a row lock (see `engine::evaluate`), so even an expired lease
+//! Crossings are additionally decided under a row lock (see `engine::crossings`), so even an expired lease
 //! cannot produce a second crossing, plan or notification.
 
 use std::time::Duration;
@@ -15,10 +15,12 @@ use jiff::Timestamp;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::actions::{self, ActionError, system_actor, take_lease};
-use super::{evaluate, status, sync};
+use super::actions::{self, take_lease};
+use super::caller::Caller;
+use super::error::Error;
+use super::{crossings, status, sync};
 use crate::app::App;
-use crate::audit::{AuditEntry, Outcome};
+use crate::audit::Target;
 use crate::domain::TenantId;
 use crate::domain::action::PlanState;
 use crate::domain::clock::format_timestamp;
@@ -119,8 +121,8 @@ async fn sync_all(app: &App, tenants: &[TenantId], request_id: &str, report: &mu
                     Ok(false) => return Ok(Vec::new()),
                     Err(e) => return Err(format!("sync of organization {org}: {e}")),
                 }
-                let actor = system_actor();
-                let result = sync::sync_tenant(app, tenant, &actor, "usage_synced", request_id, Some(org), &|_| {})
+                let c = Caller::system(app, tenant, request_id, "usage_synced");
+                let result = sync::sync_tenant(&c, Some(org), &|_| {})
                     .await
                     .map_err(|e| format!("sync of organization {org}: {e}"));
                 if let Err(e) = app.store.release_lease(&lease, &holder).await {
@@ -157,19 +159,14 @@ async fn sync_all(app: &App, tenants: &[TenantId], request_id: &str, report: &mu
     }
 }
 
-async fn evaluate_tenant(
-    app: &App,
-    tenant: TenantId,
-    request_id: &str,
-    report: &mut PassReport,
-) -> Result<(), ActionError> {
-    let ts = app.store.tenant(tenant);
-    let actor = system_actor();
+async fn evaluate_tenant(app: &App, tenant: TenantId, request_id: &str, report: &mut PassReport) -> Result<(), Error> {
+    let c = Caller::system(app, tenant, request_id, "threshold_evaluation");
+    let ts = c.store();
     let holder = actions::holder(app);
     // Budgets are leased a chunk at a time: one lease write and one release per chunk rather than per
     // budget. Instances that list the same budgets name the same chunks; if the lists differ (a budget was
     // created meanwhile), two instances may evaluate a budget twice, which the row lock in
-    // `evaluate::evaluate_with` makes harmless. Thresholds and their states are read once for the tenant,
+    // `crossings::evaluate_with` makes harmless. Thresholds and their states are read once for the tenant,
     // not per budget.
     let budgets = ts.active_budgets().await?;
     let book = ts.threshold_book().await?;
@@ -180,10 +177,8 @@ async fn evaluate_tenant(
             continue;
         }
         for b in chunk {
-            let now = app.store.clock().now();
-            let (thresholds, states) = (book.thresholds(&b.id), book.states());
-            match evaluate::evaluate_with(&mut snap, &app.actions, b, thresholds, states, now, &actor, request_id).await
-            {
+            let run = crossings::Run { settings: &app.actions, now: c.now(), by: c.attribution() };
+            match crossings::evaluate_with(&mut snap, b, book.thresholds(&b.id), book.states(), &run).await {
                 Ok(c) => {
                     report.budgets_evaluated += 1;
                     report.crossings += c.len();
@@ -211,9 +206,9 @@ pub async fn run_plans(app: &App, only: Option<TenantId>, request_id: &str, repo
         }
     };
     for (tenant, id) in plans.into_iter().filter(|(t, _)| only.is_none_or(|o| o == *t)) {
-        match actions::execute(app, tenant, &id, &system_actor(), request_id).await {
+        match actions::execute(&Caller::system(app, tenant, request_id, "execute_action"), &id).await {
             Ok(_) => report.plans_executed += 1,
-            Err(ActionError::Busy) => {}
+            Err(e) if actions::is_busy(&e) => {}
             Err(e) => {
                 tracing::warn!(plan = id, error = %e, "plan execution failed");
                 report.errors.push(format!("plan {id}: {e}"));
@@ -241,9 +236,9 @@ async fn reverse_due(app: &App, request_id: &str, report: &mut PassReport) {
             continue;
         }
         let reason = format!("a new budget period began ({})", window.key());
-        match actions::reverse(app, tenant, id, &system_actor(), &reason, request_id).await {
+        match actions::reverse(&Caller::system(app, tenant, request_id, "reverse_action"), id, &reason).await {
             Ok(_) => report.plans_reversed += 1,
-            Err(ActionError::Busy) => {}
+            Err(e) if actions::is_busy(&e) => {}
             Err(e) => report.errors.push(format!("reversing plan {id}: {e}")),
         }
     }
@@ -346,19 +341,14 @@ async fn deliver_one(app: &App, tenant: TenantId, n: &NotificationRecord) -> Res
     let mut tx = ts.begin().await?;
     let state = if result.delivered { "delivered" } else { "failed" };
     tx.finish_notification(&n.id, state, result.delivered.then_some(at.as_str())).await?;
-    tx.commit(AuditEntry {
-        actor: system_actor(),
-        action: if result.delivered { "webhook_delivered" } else { "webhook_delivery_failed" }.into(),
-        target: format!("webhook:{}", hook.id),
-        outcome: Outcome::Success,
-        reason: result.error.clone(),
-        request_id: n.event_id.clone(),
-        before: None,
-        after: Some(serde_json::json!({
-            "notification_id": n.id, "event_type": n.event_type, "attempts": attempt, "status": result.status,
-        })),
-    })
-    .await?;
+    let c = Caller::system(app, tenant, &n.event_id, "");
+    let action = if result.delivered { "webhook_delivered" } else { "webhook_delivery_failed" };
+    let after = serde_json::json!({
+        "notification_id": n.id, "event_type": n.event_type, "attempts": attempt, "status": result.status,
+    });
+    let mut entry = c.entry_as(action, Target::Webhook(hook.id.clone()), None::<&()>, Some(&after));
+    entry.reason = result.error.clone();
+    tx.commit(entry).await?;
     Ok(Some(result.delivered))
 }
 

@@ -1,5 +1,5 @@
 //! Budget status: spend so far in the current period, where the period will end, and where each
-//! threshold stands, computed from synced usage. Read-only; `engine::evaluate` records crossings.
+//! threshold stands, computed from synced usage. Read-only; `engine::crossings` records crossings.
 //!
 //! Arithmetic is in centi-units (centicredits, or operations × 100) as integers; the forecast works in
 //! floats and is rounded here, at the boundary. Today's usage is partial: the forecast covers today in
@@ -17,7 +17,7 @@ use crate::domain::clock::{format_timestamp, parse_timestamp};
 use crate::domain::forecast::{self, BacktestScore, Method, SpendForecast};
 use crate::domain::period::{BillingCycle, PeriodError, PeriodWindow, WindowView};
 use crate::domain::threshold::{Basis, CrossingEvent, Severity, Threshold, ThresholdKind};
-use crate::domain::{Budget, MoneyView, TenantId};
+use crate::domain::{Budget, MoneyView, TenantId, ValidationError};
 use crate::store::{DayUsage, OrgRecord, OrgUsage, ScopeUsage, Store, StoreError};
 
 /// Usage older than this is flagged as stale.
@@ -262,8 +262,85 @@ pub fn units(centi: i64) -> i64 {
     centi.div_euclid(100)
 }
 
-fn f_units(centi: f64) -> i64 {
+/// Whole units from centi-units computed in floats (forecasts), rounded to the nearest; 0 when not finite.
+pub fn units_rounded(centi: f64) -> i64 {
     if centi.is_finite() { (centi / 100.0).round() as i64 } else { 0 }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HistoryDay {
+    pub day: String,
+    /// Whole units (rounded down); `spent_centi` is exact.
+    pub spent: i64,
+    pub spent_centi: i64,
+    /// False when no usage was synced for that day (the figures are then 0 but unknown).
+    pub has_data: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct History {
+    pub budget_id: String,
+    pub unit: Unit,
+    pub from: String,
+    pub to: String,
+    pub days: Vec<HistoryDay>,
+    pub total: i64,
+    pub total_centi: i64,
+    pub days_without_data: usize,
+}
+
+/// The longest history one call may ask for.
+pub const HISTORY_MAX_DAYS: i32 = 400;
+
+/// Daily spend within `budget`'s scope from `from` (default: the current period's first day) to `to`
+/// (default: today in the budget's time zone), with the days that have no synced data marked.
+pub async fn history(
+    store: &Store,
+    tenant: TenantId,
+    budget: &Budget,
+    from: Option<jiff::civil::Date>,
+    to: Option<jiff::civil::Date>,
+    now: Timestamp,
+) -> Result<History, super::Error> {
+    let spec = &budget.spec;
+    let today = now.to_zoned_datetime(jiff::tz::db().get(&spec.timezone).unwrap_or(jiff::tz::TimeZone::UTC)).date();
+    let from = match from {
+        Some(d) => d,
+        None => current_window(store, tenant, budget, now).await?.first_day,
+    };
+    let to = to.unwrap_or(today);
+    if to < from {
+        return Err(ValidationError::new("to", format!("must not be before from ({from})")).into());
+    }
+    if from.until(to).map(|s| s.get_days()).unwrap_or(i32::MAX) >= HISTORY_MAX_DAYS {
+        return Err(ValidationError::new("from", format!("the range may span at most {HISTORY_MAX_DAYS} days")).into());
+    }
+    let usage = store.tenant(tenant).scope_usage(&spec.scope, &from.to_string(), &to.to_string()).await?;
+    let mut days = Vec::new();
+    let mut d = from;
+    while d <= to {
+        let key = d.to_string();
+        let centi = usage.days.get(&key).map_or(0, |u| centi_of(spec.unit, u));
+        days.push(HistoryDay {
+            spent: units(centi),
+            spent_centi: centi,
+            has_data: usage.covered.contains(&key),
+            day: key,
+        });
+        let Ok(next) = d.tomorrow() else { break };
+        d = next;
+    }
+    let total_centi: i64 = days.iter().map(|d| d.spent_centi).sum();
+    Ok(History {
+        budget_id: budget.id.clone(),
+        unit: spec.unit,
+        from: from.to_string(),
+        to: to.to_string(),
+        days_without_data: days.iter().filter(|d| !d.has_data).count(),
+        total: units(total_centi),
+        total_centi,
+        days,
+    })
 }
 
 /// A day's spend in centi-units of the budget's unit.
@@ -625,7 +702,7 @@ pub async fn compute_spend_in(
     let note = if period_over { "the period has ended: the total is final".to_owned() } else { fc.note.clone() };
     let forecast_view = ForecastView {
         method: fc.method,
-        period_end_total: f_units(point as f64),
+        period_end_total: units_rounded(point as f64),
         interval_80: i80,
         interval_95: i95,
         probability_over_limit: (threshold_over.clamp(0.0, 1.0) * 1000.0).round() / 1000.0,
@@ -713,7 +790,7 @@ pub async fn compute_spend_in(
         remaining: spec.limit - units(spent_centi),
         percent_used: round2(spent_centi as f64 / limit_centi.max(1) as f64 * 100.0),
         over_limit: spent_centi > limit_centi,
-        daily_run_rate: f_units(spent_centi as f64 / fraction_days),
+        daily_run_rate: units_rounded(spent_centi as f64 / fraction_days),
         money: spec.money.as_ref().map(|m| MoneyStatus {
             currency: m.currency.clone(),
             spent_minor: money_minor(m, spent_centi),
@@ -745,6 +822,6 @@ mod tests {
     #[test]
     fn whole_units_round_down() {
         assert_eq!((units(199), units(200), units(0)), (1, 2, 0));
-        assert_eq!(f_units(f64::NAN), 0);
+        assert_eq!(units_rounded(f64::NAN), 0);
     }
 }

@@ -43,14 +43,16 @@ use jiff::tz::TimeZone;
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::caller::Caller;
+use super::error::{Error, Result as UseCaseResult};
 use crate::app::{App, SecretError};
-use crate::audit::{Actor, AuditEntry, Outcome};
-use crate::domain::TenantId;
+use crate::audit::Target;
+use crate::domain::ValidationError;
 use crate::domain::clock::{format_timestamp, parse_timestamp};
 use crate::domain::usage;
 use crate::make::{self, CallLog, MakeError, MakeTarget, OnRateLimit, UsageDay, UsageOf};
 use crate::store::{
-    ConsumptionRow, OrgRecord, OrgSync, ScenarioRecord, ScenarioSeries, StoreError, SyncState, UsageRow, UsageSubject,
+    ConsumptionRow, OrgRecord, OrgSync, ScenarioRecord, ScenarioSeries, SyncState, UsageRow, UsageSubject,
 };
 
 /// The share of a pass's allowance the sync plans to use (the rest is headroom for pacing and retries).
@@ -143,14 +145,6 @@ impl OrgSyncReport {
             api,
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error("organization {0} is not connected in this tenant; connect it with connect_make first")]
-    NotConnected(i64),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 fn to_i64(v: Option<u64>) -> i64 {
@@ -502,29 +496,27 @@ async fn fetch(
     })
 }
 
-/// Sync every connected organization of a tenant (or only `only`). Each organization is read and
-/// written on its own; one organization's failure is reported and the others still sync.
+/// Sync every connected organization of the caller's tenant (or only `only`). Each organization is read
+/// and written on its own; one organization's failure is reported and the others still sync.
 pub async fn sync_tenant(
-    app: &App,
-    tenant: TenantId,
-    actor: &Actor,
-    action: &str,
-    request_id: &str,
+    c: &Caller<'_>,
     only: Option<i64>,
     progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<Vec<OrgSyncReport>, SyncError> {
-    let ts = app.store.tenant(tenant);
-    let connections = ts.connections().await?;
+) -> UseCaseResult<Vec<OrgSyncReport>> {
+    let connections = c.store().connections().await?;
     let mut work = Vec::new();
-    for c in &connections {
-        for o in &c.organizations {
+    for conn in &connections {
+        for o in &conn.organizations {
             if only.is_none_or(|id| id == o.organization_id) {
-                work.push((c, o));
+                work.push((conn, o));
             }
         }
     }
     if let Some(id) = only.filter(|_| work.is_empty()) {
-        return Err(SyncError::NotConnected(id));
+        return Err(Error::Invalid(ValidationError::new(
+            "organization_id",
+            format!("organization {id} is not connected in this tenant; connect it with connect_make first"),
+        )));
     }
     let mut reports = Vec::with_capacity(work.len());
     // MCP requires progress to increase with every notification: number steps across organizations.
@@ -537,23 +529,19 @@ pub async fn sync_tenant(
     };
     for (conn, base) in work {
         offset.store(last.load(std::sync::atomic::Ordering::Relaxed), std::sync::atomic::Ordering::Relaxed);
-        reports.push(sync_org(app, tenant, conn, base, actor, action, request_id, &continuous).await?);
+        reports.push(sync_org(c, conn, base, &continuous).await?);
     }
     Ok(reports)
 }
 
 /// Sync one organization of a connection: read, then write with its audit record.
-#[allow(clippy::too_many_arguments)]
 async fn sync_org(
-    app: &App,
-    tenant: TenantId,
+    c: &Caller<'_>,
     conn: &crate::store::ConnectionRecord,
     base: &OrgRecord,
-    actor: &Actor,
-    action: &str,
-    request_id: &str,
     progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<OrgSyncReport, SyncError> {
+) -> UseCaseResult<OrgSyncReport> {
+    let (app, tenant) = (c.app, c.tenant);
     let ts = app.store.tenant(tenant);
     let org = base.organization_id;
     let log = Arc::new(CallLog::default());
@@ -623,16 +611,6 @@ async fn sync_org(
     };
     let mut tx = ts.begin().await?;
     tx.apply_org_sync(&snapshot, &synced_at).await?;
-    tx.commit(AuditEntry {
-        actor: actor.clone(),
-        action: action.to_owned(),
-        target: format!("make_organization:{org}"),
-        outcome: Outcome::Success,
-        reason: None,
-        request_id: request_id.to_owned(),
-        before: None,
-        after: Some(serde_json::to_value(&report).expect("report serialises")),
-    })
-    .await?;
+    tx.commit(c.entry(Target::MakeOrganization(org), None::<&()>, Some(&report))).await?;
     Ok(report)
 }

@@ -481,20 +481,17 @@ impl MakeClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, MakeError> {
-        self.call_with(target, org, method, path, query, Retry::Any, OnRateLimit::Wait).await
+        let request = Request { method, path, query, retry: Retry::Any, on_rate_limit: OnRateLimit::Wait };
+        self.call_with(target, org, request).await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn call_with<T: DeserializeOwned>(
         &self,
         target: &MakeTarget,
         org: i64,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        retry: Retry,
-        on_rate_limit: OnRateLimit,
+        request: Request<'_>,
     ) -> Result<T, MakeError> {
+        let Request { method, path, query, retry, on_rate_limit } = request;
         let url = reqwest::Url::parse(&format!("{}{path}", target.base_url))
             .map_err(|e| MakeError::Transport(format!("the connection's base URL is not a URL ({e})")))?;
         // Literal addresses never reach the resolver: judge them here, before any request.
@@ -660,7 +657,8 @@ impl MakeClient {
             UsageOf::Scenario(id) => format!("/scenarios/{id}/usage"),
         };
         let q = [("organizationTimezone", "true".to_owned())];
-        let u: UsageEnvelope = self.call_with(t, org, Method::GET, &path, &q, Retry::Any, on_rate_limit).await?;
+        let request = Request { method: Method::GET, path: &path, query: &q, retry: Retry::Any, on_rate_limit };
+        let u: UsageEnvelope = self.call_with(t, org, request).await?;
         Ok(u.data)
     }
 
@@ -705,10 +703,30 @@ impl MakeClient {
         }
         let verb = if active { "start" } else { "stop" };
         let path = format!("/scenarios/{scenario}/{verb}");
-        let s: ScenarioEnvelope =
-            self.call_with(t, org, Method::POST, &path, &[], Retry::NotProcessed, OnRateLimit::Wait).await?;
+        let s: ScenarioEnvelope = self
+            .call_with(
+                t,
+                org,
+                Request {
+                    method: Method::POST,
+                    path: &path,
+                    query: &[],
+                    retry: Retry::NotProcessed,
+                    on_rate_limit: OnRateLimit::Wait,
+                },
+            )
+            .await?;
         Ok(s.scenario.is_active.unwrap_or(active))
     }
+}
+
+/// One call to Make: what to ask and how to handle failures.
+struct Request<'a> {
+    method: Method,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    retry: Retry,
+    on_rate_limit: OnRateLimit,
 }
 
 /// Which failures a call retries by itself (a 429 is always waited out: Make did not act).

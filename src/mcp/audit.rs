@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::params::Parameters;
 use super::{BudgetServer, CallCtx, ToolError};
-use crate::audit::checkpoint::NO_SIGNING_KEY;
 use crate::audit::{AuditRecord, Checkpoint, Outcome};
 use crate::domain::clock::{format_timestamp, parse_rfc3339};
 use crate::domain::{ValidationError, validation};
+use crate::engine::checkpoints;
 use crate::store::{AuditQuery, ChainReport, StoreError};
 
 const PAGE_MAX: u32 = 500;
@@ -149,15 +149,12 @@ impl BudgetServer {
     ))]
     async fn verify_audit_chain(
         &self,
-        Parameters(_): Parameters<super::actions::NoArgs>,
+        Parameters(_): Parameters<super::params::NoArgs>,
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<ChainVerification>, ToolError> {
-        let report = self.app.store.verify_audit(Some(call.principal.tenant_id)).await.map_err(call.internal())?;
+        let report = self.app.store.verify_audit(Some(call.principal.tenant_id)).await?;
         let c = report.chains.into_iter().next().ok_or_else(|| {
-            ToolError::internal(
-                &call.request_id,
-                &StoreError::Corrupt { table: "audit_heads", detail: "no chain head".into() },
-            )
+            ToolError::from(StoreError::Corrupt { table: "audit_heads", detail: "no chain head".into() })
         })?;
         Ok(Json(ChainVerification { valid: c.first_break.is_none(), chain: c }))
     }
@@ -176,16 +173,11 @@ impl BudgetServer {
     ))]
     async fn create_audit_checkpoint(
         &self,
-        Parameters(_): Parameters<super::actions::NoArgs>,
+        Parameters(_): Parameters<super::params::NoArgs>,
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<SignedCheckpoint>, ToolError> {
-        let keys = self.app.store.audit_keys().cloned().ok_or_else(|| {
-            ToolError::Unavailable(format!("{NO_SIGNING_KEY} on this server; ask its operator to configure one"))
-        })?;
-        let tx = self.tenant(&call).begin().await.map_err(call.internal())?;
-        let entry = call.audit(format!("audit_chain:{}", call.principal.tenant_id), None::<&()>, None::<&()>);
-        let (_, checkpoint) = tx.commit_with_checkpoint(entry).await.map_err(call.internal())?;
-        Ok(Json(SignedCheckpoint { checkpoint, public_key: keys.public_key().to_text() }))
+        let (checkpoint, public_key) = checkpoints::sign(&call.caller(&self.app)).await?;
+        Ok(Json(SignedCheckpoint { checkpoint, public_key }))
     }
 
     /// Search your tenant's audit log, newest first: filter by time range (`since`, `until`), `actor`,
@@ -204,7 +196,7 @@ impl BudgetServer {
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<AuditPage>, ToolError> {
         let query = args.to_query()?;
-        let records = self.tenant(&call).query_audit(&query).await.map_err(call.internal())?;
+        let records = self.tenant(&call).query_audit(&query).await?;
         let next_cursor =
             (records.len() as i64 == query.limit).then(|| records.last().map(|r| r.seq.to_string())).flatten();
         Ok(Json(AuditPage { records, next_cursor }))

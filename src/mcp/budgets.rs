@@ -1,5 +1,5 @@
-//! Budget tools: create, read, list, update (optimistic concurrency), delete. Each mutation commits
-//! together with its audit record.
+//! Budget tools: create, read, list, update (optimistic concurrency), delete. The mutations are
+//! `engine::budgets`' use cases.
 
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Json;
@@ -12,6 +12,7 @@ use super::{BudgetServer, CallCtx, ToolError};
 use crate::domain::budget::{BudgetDraft, MoneyView, NAME_MAX_CHARS, Period, Scope, Unit};
 use crate::domain::budget::{DESCRIPTION_MAX_CHARS, LIMIT_MAX, MAKE_ID_MAX, TIMEZONE_MAX_CHARS};
 use crate::domain::{Budget, BudgetId, BudgetPatch, BudgetSpec, ValidationError};
+use crate::engine::{About, budgets};
 use crate::store::BudgetFilter;
 
 pub const PAGE_MAX: u32 = 200;
@@ -167,10 +168,6 @@ fn version(v: i64) -> Result<i64, ValidationError> {
     Ok(v)
 }
 
-fn target(id: &str) -> String {
-    format!("budget:{id}")
-}
-
 #[tool_router(router = budget_tools, vis = "pub(super)")]
 impl BudgetServer {
     /// Create a budget: a spend limit per period over a Make organization, optionally narrowed to teams,
@@ -190,12 +187,7 @@ impl BudgetServer {
         Parameters(draft): Parameters<BudgetDraft>,
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<Budget>, ToolError> {
-        let spec = BudgetSpec::new(draft)?;
-        let budget = Budget::new(BudgetId::new(), spec, self.now(), &call.principal.subject);
-        let mut tx = self.tenant(&call).begin().await.map_err(call.internal())?;
-        tx.insert_budget(&budget).await.map_err(call.store_err("budget", &budget.id))?;
-        tx.commit(call.audit(target(&budget.id), None::<&Budget>, Some(&budget))).await.map_err(call.internal())?;
-        Ok(Json(budget))
+        Ok(Json(budgets::create(&call.caller(&self.app), BudgetSpec::new(draft)?).await?))
     }
 
     /// Get one budget by id, with its current `version` (needed by `update_budget`).
@@ -206,8 +198,7 @@ impl BudgetServer {
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<Budget>, ToolError> {
         let id = budget_id("id", &args.id)?;
-        let budget = self.tenant(&call).budget(id).await.map_err(call.store_err("budget", &args.id))?;
-        Ok(Json(budget))
+        Ok(Json(self.tenant(&call).budget(id).await.about("budget", &args.id)?))
     }
 
     /// List budgets in creation order, one page at a time (default 50, at most 200), optionally filtered
@@ -246,7 +237,7 @@ impl BudgetServer {
             organization_id: args.organization_id,
             name_contains,
         };
-        let page = self.tenant(&call).list_budgets(&filter, cursor, args.limit).await.map_err(call.internal())?;
+        let page = self.tenant(&call).list_budgets(&filter, cursor, args.limit).await?;
         Ok(Json(BudgetList { budgets: page.budgets, next_cursor: page.next_cursor }))
     }
 
@@ -279,30 +270,7 @@ impl BudgetServer {
             scope: args.scope,
             active: args.active,
         };
-        let mut tx = self.tenant(&call).begin().await.map_err(call.internal())?;
-        let current = tx.budget_for_update(id).await.map_err(call.store_err("budget", &args.id))?;
-        if current.version != args.version {
-            return Err(ToolError::from_store(
-                &call.request_id,
-                "budget",
-                &args.id,
-                crate::store::StoreError::VersionConflict { expected: args.version, current: current.version },
-            ));
-        }
-        if patch.changes_evaluation() {
-            let automatic = tx.automatic_actions(&current.id, None).await.map_err(call.internal())?;
-            if let Some(denied) = super::actions::missing(&call, &super::actions::automation_rights(&automatic)) {
-                drop(tx);
-                let why = "the budget has automatic pause actions, and its limit, unit, period, time zone, \
-                           scope and active flag decide when and what they pause";
-                return Err(self.refuse(&call, denied, why).await);
-            }
-        }
-        let spec = current.spec.patched(patch)?;
-        let updated = current.updated(spec, self.now(), &call.principal.subject);
-        tx.update_budget(&updated).await.map_err(call.store_err("budget", &args.id))?;
-        tx.commit(call.audit(target(&updated.id), Some(&current), Some(&updated))).await.map_err(call.internal())?;
-        Ok(Json(updated))
+        Ok(Json(budgets::update(&call.caller(&self.app), id, args.version, patch).await?))
     }
 
     /// Delete a budget permanently (its audit history stays). Pass `version` to delete only if nobody
@@ -321,18 +289,7 @@ impl BudgetServer {
     ) -> Result<Json<Deleted>, ToolError> {
         let id = budget_id("id", &args.id)?;
         args.version.map(version).transpose()?;
-        let mut tx = self.tenant(&call).begin().await.map_err(call.internal())?;
-        let current = tx.budget_for_update(id).await.map_err(call.store_err("budget", &args.id))?;
-        if let Some(v) = args.version.filter(|v| *v != current.version) {
-            return Err(ToolError::from_store(
-                &call.request_id,
-                "budget",
-                &args.id,
-                crate::store::StoreError::VersionConflict { expected: v, current: current.version },
-            ));
-        }
-        tx.delete_budget(id).await.map_err(call.store_err("budget", &args.id))?;
-        tx.commit(call.audit(target(&current.id), Some(&current), None::<&Budget>)).await.map_err(call.internal())?;
-        Ok(Json(Deleted { id: current.id, deleted: true, version: current.version }))
+        let deleted = budgets::delete(&call.caller(&self.app), id, args.version).await?;
+        Ok(Json(Deleted { id: deleted.id, deleted: true, version: deleted.version }))
     }
 }

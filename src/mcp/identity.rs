@@ -30,7 +30,7 @@ impl BudgetServer {
     #[tool(annotations(title = "Who am I", read_only_hint = true, idempotent_hint = true, open_world_hint = false))]
     async fn whoami(
         &self,
-        Parameters(_): Parameters<super::actions::NoArgs>,
+        Parameters(_): Parameters<super::params::NoArgs>,
         Extension(call): Extension<CallCtx>,
     ) -> Json<WhoAmI> {
         let p = call.principal;

@@ -1,8 +1,6 @@
 //! Make.com tools: connect an organization (credentials sealed at rest), sync usage, read scenarios and
 //! their usage, and pause or resume scenarios in Make.
 
-use std::collections::HashSet;
-
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Json;
 use rmcp::model::{ElicitRequestParams, ElicitationAction, ElicitationSchema, ProgressNotificationParam};
@@ -13,26 +11,20 @@ use serde::{Deserialize, Serialize};
 
 use super::params::Parameters;
 use super::{BudgetServer, CallCtx, ToolError};
-use crate::audit::Actor;
-use crate::crypto::SecretString;
 use crate::domain::ValidationError;
 use crate::domain::budget::MAKE_ID_MAX;
-use crate::domain::clock::format_timestamp;
 use crate::domain::validation;
-use crate::engine::control::{self, ChangeOutcome, ControlError, ScenarioChange};
-use crate::engine::evaluate::{self, Crossing};
-use crate::engine::sync::{self, OrgSyncReport, Progress, SyncError};
-use crate::make::{self, AuthKind};
-use crate::store::{
-    ConnectionRecord, ConsumptionRow, OrgRecord, ScenarioFilter, ScenarioRecord, UsageRow, UsageSubject,
-};
+use crate::engine::connect::{self, ConnectionView, MAX_ORGS_PER_CONNECTION, NewConnection, Removed, TOKEN_MAX_CHARS};
+use crate::engine::control::{self, ChangeOutcome, ScenarioChange};
+use crate::engine::sync::Progress;
+use crate::engine::sync_usage::{self, SyncResult};
+use crate::make::AuthKind;
+use crate::store::{ConsumptionRow, ScenarioFilter, ScenarioRecord, UsageRow, UsageSubject};
 
-pub const MAX_ORGS_PER_CONNECTION: usize = 20;
 pub const MAX_SCENARIOS_PER_CALL: usize = 100;
 pub const REASON_MAX_CHARS: usize = 500;
 /// How long the human has to confirm a large pause.
 const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
-const TOKEN_MAX_CHARS: usize = 4096;
 const USAGE_RANGE_MAX_DAYS: i32 = 400;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -57,47 +49,6 @@ pub struct ConnectMakeArgs {
     pub label: Option<String>,
 }
 
-/// A Make connection as shown to clients: never the token.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ConnectionView {
-    pub id: String,
-    pub label: String,
-    /// Make API base URL.
-    pub base_url: String,
-    pub auth_kind: AuthKind,
-    pub organizations: Vec<OrgRecord>,
-    pub created_at: String,
-    pub created_by: String,
-    /// The token's scopes as Make reported them when connecting; absent when the zone did not say.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_scopes: Option<Vec<String>>,
-    /// Whether scenarios can be paused and resumed through this connection (false when the token is
-    /// known to lack scenarios:write).
-    pub can_control_scenarios: bool,
-    /// What will not work with this token (only when connecting).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-}
-
-impl From<ConnectionRecord> for ConnectionView {
-    fn from(c: ConnectionRecord) -> Self {
-        let can_control_scenarios =
-            c.token_scopes.as_ref().is_none_or(|s| s.iter().any(|x| x == crate::engine::connect::WRITE_SCOPE));
-        Self {
-            id: c.id,
-            label: c.label,
-            base_url: c.base_url,
-            auth_kind: c.auth_kind,
-            organizations: c.organizations,
-            created_at: c.created_at,
-            created_by: c.created_by,
-            token_scopes: c.token_scopes,
-            can_control_scenarios,
-            warnings: Vec::new(),
-        }
-    }
-}
-
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ConnectionList {
     pub connections: Vec<ConnectionView>,
@@ -111,14 +62,6 @@ pub struct ConnectionRef {
     pub id: String,
 }
 
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Removed {
-    pub id: String,
-    pub removed: bool,
-    /// Organizations that are no longer connected. Their synced usage history is kept.
-    pub organization_ids: Vec<i64>,
-}
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncArgs {
@@ -126,18 +69,6 @@ pub struct SyncArgs {
     #[serde(default)]
     #[schemars(range(min = 1, max = MAKE_ID_MAX))]
     pub organization_id: Option<i64>,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct SyncResult {
-    /// True when every organization synced.
-    pub all_synced: bool,
-    pub organizations: Vec<OrgSyncReport>,
-    /// Thresholds of active budgets on the synced organizations that were crossed with the new data
-    /// (each recorded once per period, and audited).
-    pub threshold_crossings: Vec<Crossing>,
-    /// Automatic pause plans (from these crossings or left over) that were executed during this call.
-    pub automatic_plans_run: usize,
 }
 
 fn default_page() -> u32 {
@@ -228,32 +159,6 @@ pub struct ScenarioControlResult {
     pub results: Vec<ScenarioChange>,
 }
 
-fn unique_ids(field: &str, ids: &[i64], max: usize) -> Result<Vec<i64>, ValidationError> {
-    if ids.is_empty() || ids.len() > max {
-        return Err(ValidationError::new(field, format!("must list 1 to {max} ids (got {})", ids.len())));
-    }
-    let mut seen = HashSet::new();
-    for (i, id) in ids.iter().enumerate() {
-        validation::int_range(&format!("[{i}]"), *id, 1, MAKE_ID_MAX).map_err(|e| e.within(field))?;
-        if !seen.insert(*id) {
-            return Err(ValidationError::new(field, format!("lists {id} twice")));
-        }
-    }
-    Ok(ids.to_vec())
-}
-
-fn make_error(context: &str, e: &make::MakeError) -> ToolError {
-    ToolError::Make(format!("{context}: {e}"))
-}
-
-fn control_error(call: &CallCtx, e: ControlError) -> ToolError {
-    match e {
-        ControlError::NotConnected(_) => ToolError::Invalid(ValidationError::new("scenario_ids", e.to_string())),
-        ControlError::Secret(s) => ToolError::Unavailable(s.to_string()),
-        ControlError::Store(s) => ToolError::internal(&call.request_id, &s),
-    }
-}
-
 impl BudgetServer {
     /// Ask the human to confirm a large pause, where the client supports form elicitation (protocol
     /// versions up to 2025-11-25). A decline, a cancel or no answer stops the call before anything changes.
@@ -278,7 +183,7 @@ impl BudgetServer {
         let schema = ElicitationSchema::builder()
             .required_bool_with("confirm", |b| b.title("Pause these scenarios").description("true to pause them"))
             .build()
-            .map_err(|e| ToolError::internal(&call.request_id, &e))?;
+            .map_err(|e| ToolError::internal(&e))?;
         let request = ElicitRequestParams::FormElicitationParams { meta: None, message, requested_schema: schema };
         let answer = peer
             .create_elicitation_with_timeout(request, Some(CONFIRM_TIMEOUT))
@@ -302,20 +207,9 @@ impl BudgetServer {
         args: ScenarioControlArgs,
         active: bool,
     ) -> Result<Json<ScenarioControlResult>, ToolError> {
-        let ids = unique_ids("scenario_ids", &args.scenario_ids, MAX_SCENARIOS_PER_CALL)?;
+        let ids = validation::unique_ids("scenario_ids", &args.scenario_ids, MAX_SCENARIOS_PER_CALL, MAKE_ID_MAX)?;
         let reason = validation::text("reason", &args.reason, 1, REASON_MAX_CHARS)?;
-        let results = control::set_scenarios_active(
-            &self.app,
-            call.principal.tenant_id,
-            &Actor::from(&call.principal),
-            &call.tool,
-            &call.request_id,
-            &ids,
-            active,
-            &reason,
-        )
-        .await
-        .map_err(|e| control_error(call, e))?;
+        let results = control::set_scenarios_active(&call.caller(&self.app), &ids, active, &reason).await?;
         let count = |o| results.iter().filter(|r| r.outcome == o).count();
         Ok(Json(ScenarioControlResult {
             changed: count(ChangeOutcome::Changed),
@@ -344,61 +238,14 @@ impl BudgetServer {
         Parameters(args): Parameters<ConnectMakeArgs>,
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<ConnectionView>, ToolError> {
-        let base_url = make::api_base_url(&args.zone, &self.app.outbound)?;
-        let token = args.token.trim();
-        if token.len() < 8
-            || token.len() > TOKEN_MAX_CHARS
-            || token.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(ValidationError::new("token", "must be 8 to 4096 characters without spaces").into());
-        }
-        let token = SecretString::new(token);
-        let orgs = unique_ids("organization_ids", &args.organization_ids, MAX_ORGS_PER_CONNECTION)?;
-        let label = match &args.label {
-            Some(l) => validation::text("label", l, 1, 120)?,
-            None => args.zone.trim().to_owned(),
-        };
-        let keys = self.app.keyring().map_err(|e| ToolError::Unavailable(e.to_string()))?;
-        let ts = self.tenant(&call);
-        let existing = ts.organizations().await.map_err(call.internal())?;
-        if let Some(o) = existing.iter().find(|o| orgs.contains(&o.organization_id)) {
-            return Err(ToolError::Conflict(format!(
-                "organization {} is already connected (connection {}); remove that connection first to replace it",
-                o.organization_id, o.connection_id
-            )));
-        }
-
-        let id = uuid::Uuid::now_v7().to_string();
-        let target = make::MakeTarget::new(base_url.clone(), args.auth_kind, token.clone());
-        let now = format_timestamp(self.now());
-        let checked = crate::engine::connect::check(&self.app, &target, &orgs, &id).await.map_err(|e| match e {
-            crate::engine::connect::ConnectError::Make { organization, error } => {
-                make_error(&format!("Make did not confirm access to organization {organization}"), &error)
-            }
-            wrong @ crate::engine::connect::ConnectError::WrongZone { .. } => {
-                ToolError::Invalid(ValidationError::new("zone", wrong.to_string()))
-            }
-        })?;
-        let records = checked.organizations;
-        let tenant = call.principal.tenant_id.to_string();
-        let record = ConnectionRecord {
-            id: id.clone(),
-            label,
-            base_url,
+        let new = NewConnection {
+            zone: &args.zone,
             auth_kind: args.auth_kind,
-            sealed: keys.seal_secret(&token, crate::app::App::binding(&tenant, &id)),
-            created_at: now,
-            created_by: call.principal.subject.clone(),
-            organizations: records,
-            token_scopes: checked.scopes,
+            token: &args.token,
+            organization_ids: &args.organization_ids,
+            label: args.label.as_deref(),
         };
-        let mut tx = ts.begin().await.map_err(call.internal())?;
-        tx.insert_connection(&record).await.map_err(call.store_err("connection", &id))?;
-        let mut view = ConnectionView::from(record);
-        view.warnings = checked.warnings;
-        tx.commit(call.audit(format!("make_connection:{id}"), None::<&ConnectionView>, Some(&view)))
-            .await
-            .map_err(call.internal())?;
+        let view = connect::connect(&call.caller(&self.app), new).await?;
         Ok(Json(view))
     }
 
@@ -412,10 +259,10 @@ impl BudgetServer {
     ))]
     async fn list_make_connections(
         &self,
-        Parameters(_): Parameters<super::actions::NoArgs>,
+        Parameters(_): Parameters<super::params::NoArgs>,
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<ConnectionList>, ToolError> {
-        let conns = self.tenant(&call).connections().await.map_err(call.internal())?;
+        let conns = self.tenant(&call).connections().await?;
         Ok(Json(ConnectionList { connections: conns.into_iter().map(ConnectionView::from).collect() }))
     }
 
@@ -433,19 +280,7 @@ impl BudgetServer {
         Parameters(args): Parameters<ConnectionRef>,
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<Removed>, ToolError> {
-        let ts = self.tenant(&call);
-        let existing = ts.connection(&args.id).await.map_err(call.store_err("connection", &args.id))?;
-        let mut tx = ts.begin().await.map_err(call.internal())?;
-        tx.delete_connection(&args.id).await.map_err(call.store_err("connection", &args.id))?;
-        let removed = Removed {
-            id: args.id.clone(),
-            removed: true,
-            organization_ids: existing.organizations.iter().map(|o| o.organization_id).collect(),
-        };
-        let before = ConnectionView::from(existing);
-        tx.commit(call.audit(format!("make_connection:{}", args.id), Some(&before), Some(&removed)))
-            .await
-            .map_err(call.internal())?;
+        let removed = connect::remove(&call.caller(&self.app), &args.id).await?;
         Ok(Json(removed))
     }
 
@@ -481,16 +316,8 @@ impl BudgetServer {
         let report = move |p: Progress| {
             let _ = tx.send(p);
         };
-        let actor = Actor::from(&call.principal);
-        let run = sync::sync_tenant(
-            &self.app,
-            call.principal.tenant_id,
-            &actor,
-            &call.tool,
-            &call.request_id,
-            args.organization_id,
-            &report,
-        );
+        let caller = call.caller(&self.app);
+        let run = sync_usage::sync_and_evaluate(&caller, args.organization_id, &report);
         let result = tokio::select! {
             r = run => r,
             _ = ctx.ct.cancelled() => {
@@ -500,49 +327,7 @@ impl BudgetServer {
         };
         drop(report);
         let _ = forward.await;
-        let organizations = match result {
-            Ok(r) => r,
-            Err(SyncError::NotConnected(id)) => {
-                return Err(ValidationError::new("organization_id", SyncError::NotConnected(id).to_string()).into());
-            }
-            Err(SyncError::Store(e)) => return Err(ToolError::internal(&call.request_id, &e)),
-        };
-        if organizations.is_empty() {
-            return Err(ToolError::Unavailable(
-                "no Make organization is connected to this tenant; an admin can add one with connect_make".into(),
-            ));
-        }
-        let all_synced = organizations.iter().all(|o| o.status == "synced");
-        if organizations.iter().all(|o| o.status != "synced") {
-            let why: Vec<String> = organizations
-                .iter()
-                .map(|o| format!("organization {}: {}", o.organization_id, o.error.as_deref().unwrap_or("failed")))
-                .collect();
-            return Err(ToolError::Make(format!("nothing could be synced; {}", why.join("; "))));
-        }
-        let synced: Vec<i64> =
-            organizations.iter().filter(|o| o.status == "synced").map(|o| o.organization_id).collect();
-        let threshold_crossings = evaluate::evaluate_organizations(
-            &self.app.store,
-            &self.app.actions,
-            call.principal.tenant_id,
-            &synced,
-            self.now(),
-            &actor,
-            &call.request_id,
-        )
-        .await
-        .map_err(|e| ToolError::internal(&call.request_id, &e))?;
-        // Automatic plans that these crossings created run now rather than at the evaluator's next pass.
-        let mut pass = crate::engine::evaluator::PassReport::default();
-        crate::engine::evaluator::run_plans(&self.app, Some(call.principal.tenant_id), &call.request_id, &mut pass)
-            .await;
-        Ok(Json(SyncResult {
-            all_synced,
-            organizations,
-            threshold_crossings,
-            automatic_plans_run: pass.plans_executed,
-        }))
+        Ok(Json(result?))
     }
 
     /// List Make scenarios as of the last sync (id, name, team, folder, active/paused state, schedule,
@@ -577,8 +362,7 @@ impl BudgetServer {
             active: args.active,
             critical: args.critical,
         };
-        let (scenarios, next_cursor) =
-            self.tenant(&call).scenarios(&filter, args.cursor, args.limit).await.map_err(call.internal())?;
+        let (scenarios, next_cursor) = self.tenant(&call).scenarios(&filter, args.cursor, args.limit).await?;
         Ok(Json(ScenarioList { scenarios, next_cursor }))
     }
 
@@ -613,15 +397,11 @@ impl BudgetServer {
         let id = args.scenario_id.to_string();
         let scenario = ts
             .connected_scenarios(&[args.scenario_id])
-            .await
-            .map_err(call.internal())?
+            .await?
             .pop()
             .ok_or(ToolError::NotFound { what: "scenario", id: id.clone() })?;
-        let days = ts
-            .usage(UsageSubject::Scenario, args.scenario_id, &from.to_string(), &to.to_string())
-            .await
-            .map_err(call.internal())?;
-        let current_period = ts.consumption(args.scenario_id).await.map_err(call.internal())?;
+        let days = ts.usage(UsageSubject::Scenario, args.scenario_id, &from.to_string(), &to.to_string()).await?;
+        let current_period = ts.consumption(args.scenario_id).await?;
         Ok(Json(ScenarioUsage {
             total_centicredits: days.iter().map(|d| d.centicredits).sum(),
             synced_at: scenario.synced_at.clone(),

@@ -12,7 +12,9 @@
 mod actions;
 mod audit;
 mod budgets;
+pub mod catalog;
 pub mod error;
+pub mod guard;
 mod identity;
 pub mod jsonrpc;
 mod logging;
@@ -23,6 +25,8 @@ mod resources;
 pub mod schema;
 mod status;
 pub mod stdio;
+mod thresholds;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,77 +44,14 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
-use serde::Serialize;
 
 use crate::app::App;
-use crate::audit::{Actor, AuditEntry, Outcome, redact};
-use crate::auth::{Principal, authorize, tool_permission};
+use crate::auth::{Principal, tool_permission};
 use crate::limits::ToolClass;
 use crate::store::TenantStore;
 pub use error::ToolError;
-
-const INSTRUCTIONS: &str = "make-budget-mcp keeps Make.com (make.com) credit spend under budget. \
-Call `whoami` first: it shows your tenant, role and permissions. \
-Budgets: `create_budget`, `list_budgets`, `get_budget`, `update_budget`, `delete_budget`. \
-How a budget stands: `get_budget_status` (spent, forecast with intervals, thresholds, data freshness; \
-`chart: true` adds a PNG), `get_budget_chart`, `get_budget_history`, `forecast_spend`. \
-Thresholds: `add_threshold`, `update_threshold`, `remove_threshold`, `list_thresholds`. \
-Make.com data: an admin connects an organization with `connect_make`; `sync_usage` pulls usage from Make; \
-`list_scenarios` and `get_scenario_usage` read what was synced; `pause_scenarios` / `resume_scenarios` \
-deactivate or activate scenarios in Make (with a reason; audited). \
-Automated actions: `add_threshold_action` attaches `notify` (webhooks, see `add_webhook`) or `pause_scenarios` \
-(selector non_critical, top_n or all; automatic or requires_approval) to a threshold; `set_scenario_critical` \
-protects a scenario; `preview_action` is a dry run; crossings create plans: `list_actions`, `get_action`, \
-`approve_action` (by someone other than the requester), `reject_action`, `reverse_action`. \
-Audit (role auditor or admin): `query_audit_log` searches the tamper-evident log, `verify_audit_chain` checks \
-it, `create_audit_checkpoint` signs its head. \
-Limits are integers in the budget's unit (credits or operations). \
-To change a budget, read it, then call `update_budget` with the `version` you read; a `conflict` error means \
-someone changed it in between: read it again and retry. \
-Errors begin with a code (invalid_argument, not_found, conflict, permission_denied, make_error, unavailable, internal) followed by what \
-to do about it.";
-
-/// What a tool knows about the call it is serving; inserted by the guard.
-#[derive(Debug, Clone)]
-pub struct CallCtx {
-    pub principal: Principal,
-    /// Correlation id: in the log, in audit records and in internal error messages.
-    pub request_id: String,
-    pub tool: String,
-}
-
-impl CallCtx {
-    /// The audit entry for a successful mutation by this call.
-    pub fn audit(&self, target: String, before: Option<&impl Serialize>, after: Option<&impl Serialize>) -> AuditEntry {
-        AuditEntry {
-            actor: Actor::from(&self.principal),
-            action: self.tool.clone(),
-            target,
-            outcome: Outcome::Success,
-            reason: None,
-            request_id: self.request_id.clone(),
-            before: before.map(snapshot),
-            after: after.map(snapshot),
-        }
-    }
-
-    pub fn store_err<'a>(
-        &'a self,
-        what: &'static str,
-        id: &'a str,
-    ) -> impl FnOnce(crate::store::StoreError) -> ToolError + 'a {
-        move |e| ToolError::from_store(&self.request_id, what, id, e)
-    }
-
-    pub fn internal(&self) -> impl FnOnce(crate::store::StoreError) -> ToolError + '_ {
-        move |e| ToolError::internal(&self.request_id, &e)
-    }
-}
-
-/// The redacted JSON form of a before/after state (plain data, so serialising cannot fail).
-fn snapshot<T: Serialize>(v: &T) -> serde_json::Value {
-    redact(serde_json::to_value(v).expect("audit snapshots serialise to JSON"))
-}
+use guard::Ask;
+pub use guard::{CallCtx, record_suppressed_denials, record_suppressed_denials_forever};
 
 /// The MCP server handler. One is created per stdio connection, per HTTP session or per stateless HTTP
 /// request; all share the store and the (prebuilt) tool router.
@@ -135,12 +76,10 @@ struct Session {
 impl BudgetServer {
     /// All tools this server offers.
     pub fn router() -> ToolRouter<BudgetServer> {
-        let mut router = Self::identity_tools()
-            + Self::budget_tools()
-            + Self::make_tools()
-            + Self::status_tools()
-            + Self::action_tools()
-            + Self::audit_tools();
+        let mut router = ToolRouter::new();
+        for group in catalog::GROUPS {
+            router += (group.tools)();
+        }
         // Schemas as strict validators read them (see `schema`): no references, standard formats only.
         for route in router.map.values_mut() {
             route.attr.input_schema = Arc::new(schema::tidy_input(&route.attr.input_schema));
@@ -176,98 +115,6 @@ impl BudgetServer {
     fn now(&self) -> jiff::Timestamp {
         self.app.store.clock().now()
     }
-
-    /// Over HTTP the authentication middleware put the principal into the request parts; over stdio it
-    /// is the configured local operator. HTTP requests never fall back to the local operator.
-    fn principal(&self, context: &RequestContext<RoleServer>) -> Option<Principal> {
-        match context.extensions.get::<http::request::Parts>() {
-            Some(parts) => parts.extensions.get::<Principal>().cloned(),
-            None => self.local_principal.clone(),
-        }
-    }
-
-    /// The HTTP request's id (from the `x-request-id` middleware), or a new one over stdio.
-    fn request_id(context: &RequestContext<RoleServer>) -> String {
-        context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|p| p.extensions.get::<crate::auth::RequestId>())
-            .map_or_else(|| uuid::Uuid::now_v7().to_string(), |id| id.0.clone())
-    }
-
-    /// Record a denied call: in the audit log while the principal's denial allowance lasts (see
-    /// [`crate::limits::DenialAudits`]), else counted for the next `denials_suppressed` summary.
-    async fn deny(&self, principal: &Principal, tool: &str, request_id: &str, reason: String) {
-        let who = (principal.tenant_id, principal.subject.clone());
-        let now = self.now();
-        if !self.app.policy.denials.admit(&who, principal.role.as_str(), principal.transport.as_str(), tool, now) {
-            return;
-        }
-        let entry = AuditEntry {
-            actor: Actor::from(principal),
-            action: tool.to_owned(),
-            target: format!("tool:{tool}"),
-            outcome: Outcome::Denied,
-            reason: Some(reason),
-            request_id: request_id.to_owned(),
-            before: None,
-            after: None,
-        };
-        if let Err(e) = self.app.store.tenant(principal.tenant_id).record(entry).await {
-            tracing::error!(request_id, error = %e, "could not audit a denied call");
-        }
-    }
-}
-
-/// Write one `denials_suppressed` record per principal whose denials were counted instead of audited
-/// since the last call. Returns how many records were written.
-pub async fn record_suppressed_denials(app: &App) -> usize {
-    let mut written = 0;
-    for ((tenant, subject), s) in app.policy.denials.take_suppressed() {
-        let tools: Vec<String> = s.tools.iter().map(|(t, n)| format!("{t} ×{n}")).collect();
-        let entry = AuditEntry {
-            actor: Actor { subject: subject.clone(), role: s.role.clone(), transport: s.transport.clone() },
-            action: "denials_suppressed".into(),
-            target: format!("principal:{subject}"),
-            outcome: Outcome::Denied,
-            reason: Some(format!(
-                "{} denied calls between {} and {} were not recorded one by one (over the principal's \
-                 hourly allowance of denial records): {}",
-                s.count,
-                crate::domain::clock::format_timestamp(s.first_at),
-                crate::domain::clock::format_timestamp(s.last_at),
-                tools.join(", ")
-            )),
-            request_id: uuid::Uuid::now_v7().to_string(),
-            before: None,
-            after: Some(serde_json::json!({
-                "count": s.count,
-                "tools": s.tools,
-                "first_at": crate::domain::clock::format_timestamp(s.first_at),
-                "last_at": crate::domain::clock::format_timestamp(s.last_at),
-            })),
-        };
-        match app.store.tenant(tenant).record(entry).await {
-            Ok(_) => written += 1,
-            Err(e) => tracing::error!(error = %e, subject, "could not audit a summary of denied calls"),
-        }
-    }
-    written
-}
-
-/// Write the summaries of unrecorded denials every `summary_every`, and once more at shutdown.
-pub async fn record_suppressed_denials_forever(app: Arc<App>, shutdown: tokio_util::sync::CancellationToken) {
-    let every = app.policy.denials.summary_every;
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => { record_suppressed_denials(&app).await; }
-            () = shutdown.cancelled() => {
-                record_suppressed_denials(&app).await;
-                return;
-            }
-        }
-    }
 }
 
 #[tool_handler(router = self.tool_router)]
@@ -286,7 +133,7 @@ impl ServerHandler for BudgetServer {
             .with_server_info(
                 Implementation::new("make-budget-mcp", env!("CARGO_PKG_VERSION")).with_title("Make.com budget control"),
             )
-            .with_instructions(INSTRUCTIONS)
+            .with_instructions(catalog::instructions(&self.tool_router))
     }
 
     async fn call_tool(
@@ -295,52 +142,43 @@ impl ServerHandler for BudgetServer {
         mut context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
-        let request_id = Self::request_id(&context);
+        let request_id = Self::stamp(&mut context);
         let tool = request.name.to_string();
-        let Some(principal) = self.principal(&context) else {
+        if self.principal(&context).is_none() {
             tracing::error!(request_id, tool, "tool call without a principal");
             return Err(ErrorData::internal_error(format!("no principal (correlation id {request_id})"), None));
-        };
+        }
         if !self.tool_router.has_route(&tool) {
             // Unknown, or not served in read-only mode: nothing to authorize, count or audit.
             return Err(ErrorData::invalid_params(format!("tool not found: {tool}"), None));
         }
-        let needed = match tool_permission(&tool) {
-            Ok(p) => p,
-            Err(e) => {
-                // A served tool missing from the permission table is a bug: refuse rather than run unguarded.
-                return Ok(CallToolResult::error(ToolError::internal(&request_id, &e).into_contents()).into());
-            }
-        };
         let read_only = self.tool_router.get(&tool).and_then(|t| t.annotations.as_ref()).and_then(|a| a.read_only_hint)
             == Some(true);
-        let class = ToolClass::of(read_only, needed);
-        // A call is admitted against its class's allowance whether or not it is then allowed: denials
-        // count too, so the lowest role cannot make unlimited calls by making forbidden ones.
-        let admitted = self.app.policy.limits.admit(principal.tenant_id, class);
-        if let (Err(denied), Ok(())) = (authorize(&principal, needed), &admitted) {
-            tracing::warn!(request_id, tool, subject = principal.subject, tenant = %principal.tenant_id,
-                           permission = %denied.permission, "permission denied");
-            self.deny(&principal, &tool, &request_id, denied.to_string()).await;
-            crate::monitoring::tool_call(&tool, "denied", started.elapsed());
-            self.log_to_client(&context.peer, &tool, &request_id, "permission_denied").await;
-            return Ok(CallToolResult::error(ToolError::Denied(denied).into_contents()).into());
-        }
-        if let Err(limited) = admitted {
-            tracing::warn!(request_id, tool, subject = principal.subject, tenant = %principal.tenant_id,
-                           class = class.as_str(), retry_after_s = crate::limits::retry_after_secs(limited.retry_after),
-                           "rate limited");
-            crate::monitoring::rate_limited(class.as_str());
-            crate::monitoring::tool_call(&tool, "rate_limited", started.elapsed());
-            self.log_to_client(&context.peer, &tool, &request_id, "rate_limited").await;
-            return Ok(CallToolResult::error(ToolError::RateLimited(limited).into_contents()).into());
-        }
-        let (subject, tenant, peer) = (principal.subject.clone(), principal.tenant_id, context.peer.clone());
-        context.extensions.insert(CallCtx { principal, request_id: request_id.clone(), tool: tool.clone() });
-        let call = self.tool_router.call(ToolCallContext::new(self, request, context));
-        let result = if class == ToolClass::Read {
+        let class = ToolClass::of(read_only, tool_permission(&tool).ok().flatten());
+        let ask = Ask { what: &tool, as_tool: &tool, class, arguments: request.arguments.as_ref() };
+        let call = match self.admit(&context, &request_id, ask).await {
+            Ok(call) => call,
+            Err(refusal) => {
+                let e = refusal.into_error(&request_id);
+                let (metric, outcome) = match e.code() {
+                    "rate_limited" => ("rate_limited", "rate_limited"),
+                    "permission_denied" => ("denied", "permission_denied"),
+                    _ => ("error", "error"),
+                };
+                crate::monitoring::tool_call(&tool, metric, started.elapsed());
+                self.log_to_client(&context.peer, &tool, &request_id, outcome).await;
+                return Ok(CallToolResult::error(e.into_contents()).into());
+            }
+        };
+        let (subject, tenant, peer) = (call.principal.subject.clone(), call.principal.tenant_id, context.peer.clone());
+        context.extensions.insert(call.clone());
+        let run = self.tool_router.call(ToolCallContext::new(self, request, context));
+        let timed = async {
+            if class != ToolClass::Read {
+                return run.await;
+            }
             let limit = self.app.policy.read_tool_timeout;
-            tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
                 tracing::warn!(request_id, tool, limit_s = limit.as_secs(), "read tool call timed out");
                 let e = ToolError::Unavailable(format!(
                     "the call took longer than {} s and was stopped; narrow it (fewer days, one budget) or retry later",
@@ -348,9 +186,9 @@ impl ServerHandler for BudgetServer {
                 ));
                 Ok(CallToolResult::error(e.into_contents()).into())
             })
-        } else {
-            call.await
         };
+        let (result, denial) = error::scope::run(request_id.clone(), timed).await;
+        self.deny_after(&call, denial).await;
         let is_error = match &result {
             Ok(CallToolResponse::Complete(r)) => r.is_error.unwrap_or(false),
             Ok(_) => false,
@@ -366,9 +204,10 @@ impl ServerHandler for BudgetServer {
     async fn list_resources(
         &self,
         request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        self.list_budget_resources(request.and_then(|r| r.cursor), &context).await
+        let id = Self::stamp(&mut context);
+        error::scope::run(id, self.list_budget_resources(request.and_then(|r| r.cursor), &context)).await.0
     }
 
     async fn list_resource_templates(
@@ -382,27 +221,30 @@ impl ServerHandler for BudgetServer {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        Ok(self.read_uri(&request.uri, &context).await?.into())
+        let id = Self::stamp(&mut context);
+        Ok(error::scope::run(id, self.read_uri(&request.uri, &context)).await.0?.into())
     }
 
     #[allow(deprecated)]
     async fn subscribe(
         &self,
         request: SubscribeRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.subscribe_uri(request.uri, &context).await
+        let id = Self::stamp(&mut context);
+        error::scope::run(id, self.subscribe_uri(request.uri, &context)).await.0
     }
 
     #[allow(deprecated)]
     async fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.unsubscribe_uri(request.uri, &context).await
+        let id = Self::stamp(&mut context);
+        error::scope::run(id, self.unsubscribe_uri(request.uri, &context)).await.0
     }
 
     async fn list_prompts(
@@ -418,18 +260,22 @@ impl ServerHandler for BudgetServer {
         request: GetPromptRequestParams,
         mut context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        let id = Self::stamp(&mut context);
         let call =
             self.guard(&context, &format!("prompts/get:{}", params::echo(&request.name)), "get_budget_status").await?;
         context.extensions.insert(call);
-        self.prompt_router.get_prompt(PromptContext::new(self, request.name, request.arguments, context)).await
+        let get = self.prompt_router.get_prompt(PromptContext::new(self, request.name, request.arguments, context));
+        error::scope::run(id, get).await.0
     }
 
     async fn complete(
         &self,
         request: CompleteRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        self.complete_ref(&request.r#ref, &request.argument.name, &request.argument.value, &context).await
+        let id = Self::stamp(&mut context);
+        let complete = self.complete_ref(&request.r#ref, &request.argument.name, &request.argument.value, &context);
+        error::scope::run(id, complete).await.0
     }
 
     #[allow(deprecated)]

@@ -288,3 +288,8 @@ mod tests {
         assert!(e.starts_with("invalid argument `period.start`") && e.contains("day"), "{e}");
     }
 }
+
+/// The arguments of a tool that takes none: an empty object (unknown fields refused).
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}

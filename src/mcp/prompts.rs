@@ -14,11 +14,11 @@ use rmcp::{ErrorData, RoleServer, prompt, prompt_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::resources::{BUDGET_TEMPLATE, protocol_error};
+use super::error::protocol_error;
+use super::resources::BUDGET_TEMPLATE;
 use super::{BudgetServer, CallCtx, ToolError};
 use crate::domain::Budget;
 use crate::engine::status::BudgetStatus;
-use crate::store::BudgetFilter;
 
 /// The prompts' one argument.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -40,7 +40,7 @@ impl BudgetServer {
             }
             other => protocol_error(other),
         })?;
-        let status = self.status_of(call, &budget).await.map_err(protocol_error)?;
+        let status = self.status_of(call, &budget).await?;
         Ok((budget, status.status))
     }
 
@@ -55,11 +55,7 @@ impl BudgetServer {
         let needle = prefix.to_lowercase();
         let (mut values, mut more, mut cursor) = (Vec::new(), false, None);
         loop {
-            let page = self
-                .tenant(&call)
-                .list_budgets(&BudgetFilter::default(), cursor, 200)
-                .await
-                .map_err(|e| protocol_error(ToolError::internal(&call.request_id, &e)))?;
+            let page = self.budget_page(&call, cursor, 200).await?;
             for b in &page.budgets {
                 if b.id.starts_with(&needle) || b.spec.name.to_lowercase().starts_with(&needle) {
                     if values.len() == MAX_COMPLETIONS {

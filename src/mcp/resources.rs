@@ -27,10 +27,10 @@ use rmcp::{ErrorData, Peer, RoleServer};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::error::protocol_error;
 use super::{BudgetServer, CallCtx, ToolError};
 use crate::auth::{authorize, tool_permission};
 use crate::domain::TenantId;
-use crate::store::BudgetFilter;
 
 pub const BUDGET_SCHEME: &str = "budget://";
 pub const BUDGET_TEMPLATE: &str = "budget://{id}";
@@ -88,47 +88,7 @@ async fn watch(app: Arc<crate::app::App>, subs: Weak<Subscriptions>, peer: Peer<
     }
 }
 
-/// A tool-layer error as the protocol error a resource or prompt request answers with.
-pub(super) fn protocol_error(e: ToolError) -> ErrorData {
-    let message = format!("{}: {e}", e.code());
-    match e {
-        ToolError::NotFound { .. } => ErrorData::resource_not_found(message, None),
-        ToolError::Invalid(_) => ErrorData::invalid_params(message, None),
-        ToolError::Denied(_) | ToolError::Forbidden(_) => ErrorData::invalid_request(message, None),
-        _ => ErrorData::internal_error(message, None),
-    }
-}
-
 impl BudgetServer {
-    /// The principal of a non-tool request, checked against the permission of `as_tool` (denials are
-    /// audited like tool denials), as the [`CallCtx`] the tool helpers take.
-    pub(super) async fn guard(
-        &self,
-        context: &RequestContext<RoleServer>,
-        what: &str,
-        as_tool: &str,
-    ) -> Result<CallCtx, ErrorData> {
-        let request_id = Self::request_id(context);
-        let Some(principal) = self.principal(context) else {
-            tracing::error!(request_id, what, "request without a principal");
-            return Err(ErrorData::internal_error(format!("no principal (correlation id {request_id})"), None));
-        };
-        let needed = tool_permission(as_tool).map_err(|e| protocol_error(ToolError::internal(&request_id, &e)))?;
-        // Resource, prompt and completion requests are reads: admitted against the read allowance, denied
-        // or not.
-        if let Err(limited) = self.app.policy.limits.admit(principal.tenant_id, crate::limits::ToolClass::Read) {
-            crate::monitoring::rate_limited("read");
-            return Err(ErrorData::invalid_request(format!("rate_limited: {limited}"), None));
-        }
-        if let Err(denied) = authorize(&principal, needed) {
-            tracing::warn!(request_id, what, subject = principal.subject, tenant = %principal.tenant_id,
-                           permission = %denied.permission, "permission denied");
-            self.deny(&principal, what, &request_id, denied.to_string()).await;
-            return Err(protocol_error(ToolError::Denied(denied)));
-        }
-        Ok(CallCtx { principal, request_id, tool: what.to_owned() })
-    }
-
     pub(super) async fn list_budget_resources(
         &self,
         cursor: Option<String>,
@@ -141,11 +101,7 @@ impl BudgetServer {
             })?),
             None => None,
         };
-        let page = self
-            .tenant(&call)
-            .list_budgets(&BudgetFilter::default(), after, PAGE)
-            .await
-            .map_err(|e| protocol_error(ToolError::internal(&call.request_id, &e)))?;
+        let page = self.budget_page(&call, after, PAGE).await?;
         let mut resources = Vec::new();
         if cursor.is_none() && authorize(&call.principal, tool_permission("query_audit_log").ok().flatten()).is_ok() {
             resources.push(
@@ -191,11 +147,11 @@ impl BudgetServer {
                 ToolError::Invalid(_) => not_found(uri),
                 other => protocol_error(other),
             })?;
-            let status = self.status_of(&call, &budget).await.map_err(protocol_error)?;
+            let status = self.status_of(&call, &budget).await?;
             json!({"budget": budget, "status": status.status})
         } else if uri == AUDIT_HEAD {
             let call = self.guard(context, "resources/read", "query_audit_log").await?;
-            self.audit_head(&call).await.map_err(protocol_error)?
+            self.audit_head(&call).await?
         } else {
             return Err(not_found(uri));
         };
@@ -204,15 +160,13 @@ impl BudgetServer {
     }
 
     async fn audit_head(&self, call: &CallCtx) -> Result<serde_json::Value, ToolError> {
-        let tenant = call.principal.tenant_id;
-        let internal = |e: crate::store::StoreError| ToolError::internal(&call.request_id, &e);
-        let seq = self.app.store.audit_head_seq(tenant).await.map_err(internal)?;
-        let head = self.app.store.audit_records(tenant, seq - 1, 1).await.map_err(internal)?;
-        let checkpoint = self.tenant(call).latest_checkpoint().await.map_err(internal)?;
+        let ts = self.tenant(call);
+        let (seq, head) = ts.audit_head().await?;
+        let checkpoint = ts.latest_checkpoint().await?;
         Ok(json!({
             "seq": seq,
-            "hash": head.first().map(|r| r.hash.clone()),
-            "at": head.first().map(|r| r.at.clone()),
+            "hash": head.as_ref().map(|r| r.hash.clone()),
+            "at": head.as_ref().map(|r| r.at.clone()),
             "latest_checkpoint": checkpoint,
         }))
     }

@@ -756,6 +756,19 @@ impl TenantStore<'_> {
         select.fetch_all_in(self.scoped()).await?.iter().map(record_from_row).collect()
     }
 
+    /// The tenant's chain head: its sequence number and its last record (`None` for an empty chain).
+    pub async fn audit_head(&self) -> Result<(i64, Option<AuditRecord>), StoreError> {
+        let tenant = self.tenant.to_string();
+        let row = sqlx::query("SELECT seq FROM audit_heads WHERE tenant_id = $1")
+            .bind(&tenant)
+            .fetch_one_in(self.scoped())
+            .await?;
+        let seq: i64 = row.try_get("seq")?;
+        let sql = concat!("SELECT ", record_columns!(), " FROM audit_log WHERE tenant_id = $1 AND seq = $2");
+        let last = sqlx::query(sql).bind(&tenant).bind(seq).fetch_optional_in(self.scoped()).await?;
+        Ok((seq, last.as_ref().map(record_from_row).transpose()?))
+    }
+
     /// The tenant's latest checkpoint, if any.
     pub async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
         let sql = format!(

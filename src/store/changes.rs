@@ -10,7 +10,7 @@
 
 use tokio::sync::broadcast;
 
-use crate::audit::AuditEntry;
+use crate::audit::{AuditEntry, Target};
 use crate::domain::TenantId;
 
 /// Events buffered per subscriber before the oldest are dropped.
@@ -26,7 +26,7 @@ pub struct BudgetChanged {
 /// The budget ids an audit entry names (its target, or `budget_id` in its snapshots), without repeats.
 pub fn budgets_named(entry: &AuditEntry) -> Vec<String> {
     let mut ids = Vec::new();
-    if let Some(id) = entry.target.strip_prefix("budget:") {
+    if let Some(id) = Target::parse(&entry.target).as_ref().and_then(Target::budget_id) {
         ids.push(id.to_owned());
     }
     for snapshot in [&entry.before, &entry.after].into_iter().flatten() {

@@ -71,30 +71,27 @@ impl MutationTx {
         audit_log::init_head(self.conn(), tenant).await
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Store a new token (`t.tenant_*` and `t.revoked_at` are not written: the token belongs to this
+    /// tenant and is not revoked).
     pub async fn insert_token(
         &mut self,
-        id: TokenId,
-        subject: &str,
-        role: Role,
+        t: &TokenRecord,
         token_hash: &str,
-        created_at: &str,
         created_by: &str,
-        expires_at: Option<&str>,
     ) -> Result<(), StoreError> {
         let tenant = self.tenant.to_string();
         sqlx::query(
             "INSERT INTO api_tokens (id, tenant_id, subject, role, token_hash, created_at, created_by, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(id.to_string())
+        .bind(&t.id)
         .bind(tenant)
-        .bind(subject)
-        .bind(role.as_str())
+        .bind(&t.subject)
+        .bind(t.role.as_str())
         .bind(token_hash)
-        .bind(created_at)
+        .bind(&t.created_at)
         .bind(created_by)
-        .bind(expires_at)
+        .bind(t.expires_at.as_deref())
         .execute(self.conn())
         .await?;
         Ok(())

@@ -104,7 +104,7 @@ pub async fn connect(i: &Instance, tenant_name: &str, base_url: &str, token: &st
 
 /// One sync pass of every organization of `tenant`, as the evaluator runs it.
 pub async fn sync(i: &Instance, tenant: TenantId) -> Vec<OrgSyncReport> {
-    make_budget_mcp::engine::sync::sync_tenant(&i.app, tenant, &actor(), "usage_synced", "in-process", None, &|_| {})
-        .await
-        .expect("sync")
+    let caller =
+        make_budget_mcp::engine::Caller::system(&i.app, tenant, "in-process", "usage_synced").as_actor(actor());
+    make_budget_mcp::engine::sync::sync_tenant(&caller, None, &|_| {}).await.expect("sync")
 }

@@ -13,9 +13,10 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::json;
 
-use super::actions::{self, ActionSettings, Planning};
+use super::actions::{self, ActionSettings, Planning, Trigger};
+use super::caller::{Attribution, Caller};
 use super::status::{self, StatusError, UsageSnapshot};
-use crate::audit::{Actor, AuditEntry, Outcome};
+use crate::audit::Target;
 use crate::domain::action::ActionKind;
 use crate::domain::clock::format_timestamp;
 use crate::domain::threshold::{
@@ -48,31 +49,36 @@ pub async fn evaluate_budget(
     tenant: TenantId,
     budget: &Budget,
     now: Timestamp,
-    actor: &Actor,
-    request_id: &str,
+    by: Attribution<'_>,
 ) -> Result<Vec<Crossing>, StatusError> {
     let ts = store.tenant(tenant);
     let (thresholds, states) = (ts.thresholds(&budget.id).await?, ts.crossing_states(&budget.id).await?);
     let mut snap = UsageSnapshot::new(store, tenant);
-    evaluate_with(&mut snap, settings, budget, &thresholds, &states, now, actor, request_id).await
+    let run = Run { settings, now, by };
+    evaluate_with(&mut snap, budget, &thresholds, &states, &run).await
+}
+
+/// What an evaluation pass shares across budgets: the action settings, the time, and who its records name.
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a> {
+    pub settings: &'a ActionSettings,
+    pub now: Timestamp,
+    pub by: Attribution<'a>,
 }
 
 /// [`evaluate_budget`] with the budget's thresholds and their crossing states already read (from a tenant's
 /// [`ThresholdBook`](crate::store::ThresholdBook)), and usage read through `snap`: evaluating many budgets
 /// of a tenant with one snapshot reads each organization's usage once. The states are only a first look:
 /// a change is decided again under the threshold's row lock, so states read a little earlier are harmless.
-#[allow(clippy::too_many_arguments)]
 pub async fn evaluate_with(
     snap: &mut UsageSnapshot<'_>,
-    settings: &ActionSettings,
     budget: &Budget,
     thresholds: &[Threshold],
     states: &HashMap<String, CrossingState>,
-    now: Timestamp,
-    actor: &Actor,
-    request_id: &str,
+    run: &Run<'_>,
 ) -> Result<Vec<Crossing>, StatusError> {
     let (store, tenant) = (snap.store(), snap.tenant());
+    let Run { settings, now, by } = *run;
     if thresholds.is_empty() || !budget.spec.active {
         return Ok(Vec::new());
     }
@@ -166,20 +172,18 @@ pub async fn evaluate_with(
                         }
                         ActionKind::PauseScenarios => {
                             let Some(p) = planning.as_ref() else { continue };
-                            let Some(new) = actions::plan_for_crossing(
-                                p,
-                                budget,
-                                a,
-                                &event.id,
-                                why.clone(),
-                                &actor.subject,
+                            let trigger = Trigger {
+                                crossing_id: &event.id,
+                                why: why.clone(),
+                                requested_by: &by.actor.subject,
                                 now,
-                                settings.approval_ttl_minutes,
-                                suspended.get(&a.id).map(String::as_str),
-                            ) else {
+                                approval_ttl_minutes: settings.approval_ttl_minutes,
+                                suspended: suspended.get(&a.id).map(String::as_str),
+                            };
+                            let Some(new) = actions::plan_for_crossing(p, budget, a, trigger) else {
                                 continue;
                             };
-                            actions::insert_plan(&mut tx, &new, actor, request_id).await?;
+                            actions::insert_plan(&mut tx, &new, by).await?;
                         }
                     }
                 }
@@ -189,38 +193,21 @@ pub async fn evaluate_with(
             Decision::Rearm => "threshold_rearmed",
             Decision::Unchanged => unreachable!("next_state returns None for Unchanged"),
         };
-        tx.commit(AuditEntry {
-            actor: actor.clone(),
-            action: action.into(),
-            target: format!("threshold:{}", t.id),
-            outcome: Outcome::Success,
-            reason: None,
-            request_id: request_id.to_owned(),
-            before: None,
-            after: Some(detail),
-        })
-        .await?;
+        tx.commit(by.entry(action, Target::Threshold(t.id.clone()), Some(detail))).await?;
     }
     Ok(crossings)
 }
 
-/// Evaluate every active budget of a tenant whose scope is one of `organizations`.
-pub async fn evaluate_organizations(
-    store: &Store,
-    settings: &ActionSettings,
-    tenant: TenantId,
-    organizations: &[i64],
-    now: Timestamp,
-    actor: &Actor,
-    request_id: &str,
-) -> Result<Vec<Crossing>, StatusError> {
+/// Evaluate every active budget of the caller's tenant whose scope is one of `organizations`.
+pub async fn evaluate_organizations(c: &Caller<'_>, organizations: &[i64]) -> Result<Vec<Crossing>, StatusError> {
+    let (store, tenant) = (&c.app.store, c.tenant);
     let mut out = Vec::new();
     let budgets = store.tenant(tenant).active_budgets().await?;
     let book = store.tenant(tenant).threshold_book().await?;
     let mut snap = UsageSnapshot::new(store, tenant);
+    let run = Run { settings: &c.app.actions, now: c.now(), by: c.attribution() };
     for b in budgets.iter().filter(|b| organizations.contains(&b.spec.scope.organization_id)) {
-        match evaluate_with(&mut snap, settings, b, book.thresholds(&b.id), book.states(), now, actor, request_id).await
-        {
+        match evaluate_with(&mut snap, b, book.thresholds(&b.id), book.states(), &run).await {
             Ok(c) => out.extend(c),
             // A budget that cannot be evaluated (e.g. billing cycle unknown) must not stop the others.
             Err(StatusError::Period(e)) => tracing::info!(budget = b.id, error = %e, "budget not evaluated"),
