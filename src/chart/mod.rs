@@ -15,14 +15,22 @@
 //! layout, because plotters 0.3.7's ab_glyph path drops each glyph's left side bearing, which leaves visibly
 //! uneven gaps inside words. For the same reason the axes, ticks and their labels are drawn here, not by plotters'
 //! mesh; plotters still maps data to pixels and draws the series.
+//!
+//! Here: the input, its checks and the layout of the picture. Beside it: [`font`] (the embedded font and its
+//! TrueType metrics), `paint` (glyph-by-glyph text and exact rectangles) and `labels` (tick days, date and number
+//! labels, label spreading).
 
-use std::sync::OnceLock;
+mod font;
+mod labels;
+mod paint;
 
 use jiff::civil::Date;
-use plotters::coord::Shift;
-use plotters::coord::types::{RangedCoordf64, RangedCoordi32};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use self::font::font;
+use self::labels::{compact, day_ticks, short_date, spread};
+use self::paint::{Align, Chart, Painter, Scale, rgb};
 
 pub const DEFAULT_WIDTH: u32 = 1000;
 pub const DEFAULT_HEIGHT: u32 = 560;
@@ -58,11 +66,6 @@ const GRID_RGB: (u8, u8, u8) = (229, 231, 235);
 /// Labels of the limit and thresholds: darker shades of their line colours, for contrast on white.
 const LIMIT_TEXT_RGB: (u8, u8, u8) = (185, 28, 28);
 const THRESHOLD_TEXT_RGB: (u8, u8, u8) = (180, 83, 9);
-
-/// The embedded font, registered with plotters under plotters' default family name, so that any text plotters
-/// draws by itself finds it too.
-static DEJAVU_SANS: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
-const FONT_FAMILY: &str = "sans-serif";
 
 /// What to draw. Values are in the budget's unit and cumulative, so they normally only grow.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,17 +176,6 @@ fn render(input: &ChartInput) -> Result<(Vec<u8>, Frame), ChartError> {
     Ok((encode_png(&rgb, width, height)?, frame))
 }
 
-/// Registers the embedded font with plotters and reads its metrics, once per process.
-fn font() -> Result<&'static FontMetrics, ChartError> {
-    static FONT: OnceLock<Option<FontMetrics>> = OnceLock::new();
-    FONT.get_or_init(|| {
-        plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, DEJAVU_SANS).ok()?;
-        FontMetrics::parse(DEJAVU_SANS)
-    })
-    .as_ref()
-    .ok_or(ChartError::Font)
-}
-
 fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, ChartError> {
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, width, height);
@@ -280,128 +272,6 @@ impl Prepared {
 
 fn ordered(a: f64, b: f64) -> (f64, f64) {
     if a <= b { (a, b) } else { (b, a) }
-}
-
-fn rgb(c: (u8, u8, u8)) -> RGBColor {
-    RGBColor(c.0, c.1, c.2)
-}
-
-type Root<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
-type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordi32, RangedCoordf64>>;
-
-/// Sizes scale with the image, so a large image is not a small chart with tiny text.
-#[derive(Clone, Copy)]
-struct Scale(f64);
-
-impl Scale {
-    fn new(width: u32, height: u32) -> Self {
-        let s = (f64::from(width) / f64::from(DEFAULT_WIDTH)).min(f64::from(height) / f64::from(DEFAULT_HEIGHT));
-        Self(s.clamp(0.6, 3.0))
-    }
-
-    fn px(self, v: f64) -> i32 {
-        (v * self.0).round() as i32
-    }
-
-    /// A font size in whole, even pixels: plotters positions each glyph vertically at `size / 2` truncated, so
-    /// odd sizes would let glyphs that sit low (".", "-") jump a pixel relative to the rest.
-    fn font(self, v: f64) -> f64 {
-        ((v * self.0 / 2.0).round() * 2.0).max(8.0)
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Align {
-    Left,
-    Center,
-    Right,
-}
-
-/// Draws on the root area: text glyph by glyph, and pixel-exact rectangles.
-struct Painter<'r, 'a> {
-    root: &'r Root<'a>,
-    font: &'static FontMetrics,
-    scale: Scale,
-}
-
-impl Painter<'_, '_> {
-    fn px(&self, v: f64) -> i32 {
-        self.scale.px(v)
-    }
-
-    /// Width of `text` at `size` pixels, rounded up.
-    fn text_width(&self, text: &str, size: f64) -> i32 {
-        self.font.advance(text, size).ceil() as i32
-    }
-
-    /// Distance from the top of a line of text to its baseline.
-    fn ascent(&self, size: f64) -> i32 {
-        (size * self.font.ascender / self.font.height).round() as i32
-    }
-
-    /// The baseline that centres capital letters and digits on `y`.
-    fn baseline_centred_on(&self, y: i32, size: f64) -> i32 {
-        y + (size * self.font.cap_height / self.font.height / 2.0).round() as i32
-    }
-
-    /// Draws `text` with its baseline at `baseline`, aligned on `x`.
-    fn text(
-        &self,
-        text: &str,
-        (x, baseline): (i32, i32),
-        align: Align,
-        size: f64,
-        colour: (u8, u8, u8),
-    ) -> Result<(), ChartError> {
-        let k = size / self.font.height;
-        let width = self.font.advance(text, size);
-        let mut pen = match align {
-            Align::Left => f64::from(x),
-            Align::Center => f64::from(x) - width / 2.0,
-            Align::Right => f64::from(x) - width,
-        };
-        // plotters draws a glyph's bitmap starting at the given x, with the baseline `size / 2` below the given
-        // y; the bitmap's first column is the glyph's left side bearing, rounded down.
-        let style = (FONT_FAMILY, size).into_font().color(&rgb(colour)).pos(Pos::new(HPos::Left, VPos::Top));
-        let top = baseline - (size / 2.0) as i32;
-        let mut previous = None;
-        let mut buf = [0u8; 4];
-        for c in text.chars() {
-            let glyph = self.font.glyph(c);
-            if let Some(p) = previous {
-                pen += self.font.kerning(p, glyph) * k;
-            }
-            let (advance, bearing) = self.font.h_metrics(glyph);
-            if !c.is_whitespace() {
-                let gx = pen.round() as i32 + (bearing * k).floor() as i32;
-                self.root.draw(&Text::new(&*c.encode_utf8(&mut buf), (gx, top), style.clone()))?;
-            }
-            pen += advance * k;
-            previous = Some(glyph);
-        }
-        Ok(())
-    }
-
-    /// `text`, shortened with "…" until it is at most `max_width` pixels wide.
-    fn fit(&self, text: &str, size: f64, max_width: i32) -> String {
-        if self.text_width(text, size) <= max_width {
-            return text.to_string();
-        }
-        let mut chars: Vec<char> = text.chars().collect();
-        while !chars.is_empty() {
-            chars.pop();
-            let candidate = format!("{}…", chars.iter().collect::<String>().trim_end());
-            if self.text_width(&candidate, size) <= max_width {
-                return candidate;
-            }
-        }
-        String::new()
-    }
-
-    /// Fills the pixels x in `x0..x1`, y in `y0..y1` with exactly `colour`.
-    fn fill(&self, (x0, y0): (i32, i32), (x1, y1): (i32, i32), colour: (u8, u8, u8)) -> Result<(), ChartError> {
-        Ok(self.root.draw(&Rectangle::new([(x0, y0), (x1, y1)], rgb(colour).filled()))?)
-    }
 }
 
 fn draw(p: &Painter<'_, '_>, input: &ChartInput, data: &Prepared) -> Result<Frame, ChartError> {
@@ -653,252 +523,6 @@ fn draw_legend(
         x += item_w + item_gap;
     }
     Ok(y + row_h - top)
-}
-
-/// Spreads label centres `ys` (sorted from the bottom up, i.e. decreasing) so that neighbours are at least
-/// `gap` apart, keeping them within `bounds` (top, bottom) where there is room.
-fn spread(mut ys: Vec<i32>, gap: i32, (top, bottom): (i32, i32)) -> Vec<i32> {
-    for i in 0..ys.len() {
-        ys[i] = ys[i].min(bottom);
-        if i > 0 {
-            ys[i] = ys[i].min(ys[i - 1] - gap);
-        }
-    }
-    // If that pushed labels over the top, push them back down from there.
-    for i in (0..ys.len()).rev() {
-        ys[i] = ys[i].max(top);
-        if i + 1 < ys.len() {
-            ys[i] = ys[i].max(ys[i + 1] + gap);
-        }
-    }
-    ys
-}
-
-/// Which days get a label: every day, or every 2nd, 3rd, 7th or 14th day from the first, if that fits in
-/// `day_room` labels; otherwise the first days of months (every 1, 2, 3, 6, 12… months), at most `month_room` of
-/// them. Returns the day indices and whether labels should name the year instead of the day (month steps over a
-/// period that is not within one calendar year).
-fn day_ticks(days: &[Date], day_room: usize, month_room: usize) -> (Vec<usize>, bool) {
-    let n = days.len();
-    for step in [1, 2, 3, 7, 14] {
-        if n.saturating_sub(1) / step < day_room.max(1) {
-            return ((0..n).step_by(step).collect(), false);
-        }
-    }
-    let with_year = days.first().map(|d| d.year()) != days.last().map(|d| d.year());
-    let month = |d: Date| i32::from(d.year()) * 12 + i32::from(d.month()) - 1;
-    let firsts: Vec<usize> = (0..n).filter(|&i| days[i].day() == 1).collect();
-    for every in [1, 2, 3, 6, 12, 24, 60, 120, 240] {
-        let picked: Vec<usize> = firsts.iter().copied().filter(|&i| month(days[i]) % every == 0).collect();
-        if !picked.is_empty() && picked.len() <= month_room {
-            return (picked, with_year);
-        }
-    }
-    (vec![0], with_year)
-}
-
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/// "Nov 3", or "Nov 2026" with the year.
-fn short_date(d: Date, with_year: bool) -> String {
-    let month = MONTHS[usize::try_from(d.month() - 1).unwrap_or(0).min(11)];
-    if with_year { format!("{month} {}", d.year()) } else { format!("{month} {}", d.day()) }
-}
-
-/// A number in few characters, for labels: 950, 12k, 1.2M, 3.5B, 1T. At most `significant` digits, trailing
-/// zeros dropped.
-fn compact(v: f64, significant: i32) -> String {
-    if !v.is_finite() {
-        return "?".into();
-    }
-    if v == 0.0 {
-        return "0".into();
-    }
-    let sign = if v < 0.0 { "-" } else { "" };
-    let a = v.abs();
-    if a >= 1e15 {
-        return format!("{sign}{a:.1e}");
-    }
-    const UNITS: [(f64, &str); 5] = [(1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"), (1.0, "")];
-    let mut unit = UNITS.iter().position(|(size, _)| a >= *size).unwrap_or(UNITS.len() - 1);
-    loop {
-        let (size, suffix) = UNITS[unit];
-        let scaled = a / size;
-        let int_digits = scaled.log10().floor() as i32 + 1;
-        let decimals = (significant - int_digits).clamp(0, 6) as usize;
-        let mut text = format!("{scaled:.decimals$}");
-        // Rounding can carry into the next unit: 999,950 is "1M", not "1000k".
-        if unit > 0 && text.parse::<f64>().is_ok_and(|r| r >= 1000.0) {
-            unit -= 1;
-            continue;
-        }
-        if text.contains('.') {
-            text = text.trim_end_matches('0').trim_end_matches('.').to_string();
-        }
-        if text == "0" {
-            return "0".into();
-        }
-        return format!("{sign}{text}{suffix}");
-    }
-}
-
-/// The horizontal metrics of a TrueType font, read from its `hhea`, `hmtx`, `cmap` (format 4), `kern` (format 0)
-/// and `glyf` tables: enough to place glyphs one by one the way ab_glyph (which plotters uses) would.
-struct FontMetrics {
-    data: &'static [u8],
-    /// ab_glyph scales a font so that `size` pixels span ascender − descender (from `hhea`), in font units.
-    height: f64,
-    ascender: f64,
-    /// Height of "H", in font units.
-    cap_height: f64,
-    /// Offset of `hmtx`, its number of full metrics, and the number of glyphs.
-    hmtx: usize,
-    full_metrics: usize,
-    glyphs: usize,
-    /// Offset of the format 4 `cmap` subtable.
-    cmap: usize,
-    /// Offset and count of the kerning pairs of the first horizontal format 0 `kern` subtable, if any.
-    kern: Option<(usize, usize)>,
-}
-
-impl FontMetrics {
-    fn parse(data: &'static [u8]) -> Option<Self> {
-        let u16_at = |at: usize| Some(u16::from_be_bytes(data.get(at..at + 2)?.try_into().ok()?));
-        let i16_at = |at: usize| u16_at(at).map(|v| v as i16);
-        let u32_at = |at: usize| Some(u32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?));
-        let table = |tag: &[u8; 4]| -> Option<(usize, usize)> {
-            (0..usize::from(u16_at(4)?)).find_map(|i| {
-                let record = 12 + 16 * i;
-                (data.get(record..record + 4)? == tag)
-                    .then(|| Some((u32_at(record + 8)? as usize, u32_at(record + 12)? as usize)))?
-            })
-        };
-
-        let (hhea, _) = table(b"hhea")?;
-        let ascender = f64::from(i16_at(hhea + 4)?);
-        let height = ascender - f64::from(i16_at(hhea + 6)?);
-        let full_metrics = usize::from(u16_at(hhea + 34)?);
-        let (maxp, _) = table(b"maxp")?;
-        let glyphs = usize::from(u16_at(maxp + 4)?);
-        let (hmtx, hmtx_len) = table(b"hmtx")?;
-        if full_metrics == 0 || height <= 0.0 || hmtx_len < 4 * full_metrics + 2 * (glyphs - full_metrics.min(glyphs)) {
-            return None;
-        }
-
-        let (cmap_table, _) = table(b"cmap")?;
-        let cmap = (0..usize::from(u16_at(cmap_table + 2)?)).find_map(|i| {
-            let record = cmap_table + 4 + 8 * i;
-            let (platform, encoding) = (u16_at(record)?, u16_at(record + 2)?);
-            let sub = cmap_table + u32_at(record + 4)? as usize;
-            ((platform, encoding) == (3, 1) && u16_at(sub)? == 4).then_some(sub)
-        })?;
-
-        let kern = table(b"kern").and_then(|(kern, len)| {
-            // Version 0 table; first subtable: version, length, coverage (format in the high byte, bit 0 =
-            // horizontal), then nPairs and the pairs, sorted, 6 bytes each.
-            let sub = kern + 4;
-            let coverage = u16_at(sub + 4)?;
-            if u16_at(kern)? != 0 || u16_at(kern + 2)? == 0 || coverage >> 8 != 0 || coverage & 1 == 0 {
-                return None;
-            }
-            let pairs = sub + 14;
-            let room = (kern + len).min(data.len()).saturating_sub(pairs) / 6;
-            Some((pairs, usize::from(u16_at(sub + 6)?).min(room)))
-        });
-
-        let mut metrics =
-            Self { data, height, ascender, cap_height: 0.7 * height, hmtx, full_metrics, glyphs, cmap, kern };
-        // Cap height from the bounding box of "H" in `glyf` (the OS/2 table of DejaVu Sans is too old to say).
-        let cap = (|| {
-            let (head, _) = table(b"head")?;
-            let (loca, _) = table(b"loca")?;
-            let (glyf, _) = table(b"glyf")?;
-            let h = usize::from(metrics.glyph('H'));
-            let offset = if i16_at(head + 50)? == 0 {
-                usize::from(u16_at(loca + 2 * h)?) * 2
-            } else {
-                u32_at(loca + 4 * h)? as usize
-            };
-            Some(f64::from(i16_at(glyf + offset + 8)?))
-        })();
-        if let Some(cap) = cap.filter(|c| *c > 0.0) {
-            metrics.cap_height = cap;
-        }
-        Some(metrics)
-    }
-
-    fn u16_at(&self, at: usize) -> u16 {
-        self.data.get(at..at + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    /// The glyph for `c`, or 0 (the missing-glyph box) if the font has none or `c` is outside the BMP.
-    fn glyph(&self, c: char) -> u16 {
-        let Ok(c) = u16::try_from(u32::from(c)) else { return 0 };
-        let sub = self.cmap;
-        let segments = usize::from(self.u16_at(sub + 6) / 2);
-        let (ends, starts) = (sub + 14, sub + 16 + 2 * segments);
-        let (deltas, ranges) = (starts + 2 * segments, starts + 4 * segments);
-        let Some(i) = (0..segments).find(|&i| self.u16_at(ends + 2 * i) >= c) else { return 0 };
-        let start = self.u16_at(starts + 2 * i);
-        if c < start {
-            return 0;
-        }
-        let delta = self.u16_at(deltas + 2 * i);
-        let range = usize::from(self.u16_at(ranges + 2 * i));
-        if range == 0 {
-            return c.wrapping_add(delta);
-        }
-        match self.u16_at(ranges + 2 * i + range + 2 * usize::from(c - start)) {
-            0 => 0,
-            g => g.wrapping_add(delta),
-        }
-    }
-
-    /// Advance width and left side bearing of `glyph`, in font units.
-    fn h_metrics(&self, glyph: u16) -> (f64, f64) {
-        let g = usize::from(glyph).min(self.glyphs.saturating_sub(1));
-        let full = g.min(self.full_metrics - 1);
-        let advance = f64::from(self.u16_at(self.hmtx + 4 * full));
-        let bearing = if g < self.full_metrics {
-            self.u16_at(self.hmtx + 4 * g + 2)
-        } else {
-            self.u16_at(self.hmtx + 4 * self.full_metrics + 2 * (g - self.full_metrics))
-        };
-        (advance, f64::from(bearing as i16))
-    }
-
-    /// Kerning between two glyphs, in font units.
-    fn kerning(&self, left: u16, right: u16) -> f64 {
-        let Some((pairs, count)) = self.kern else { return 0.0 };
-        let key = (u32::from(left) << 16) | u32::from(right);
-        let (mut lo, mut hi) = (0, count);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            let at = pairs + 6 * mid;
-            let pair = (u32::from(self.u16_at(at)) << 16) | u32::from(self.u16_at(at + 2));
-            match pair.cmp(&key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return f64::from(self.u16_at(at + 4) as i16),
-            }
-        }
-        0.0
-    }
-
-    /// Width of `text` set at `size` pixels.
-    fn advance(&self, text: &str, size: f64) -> f64 {
-        let mut units = 0.0;
-        let mut previous = None;
-        for c in text.chars() {
-            let glyph = self.glyph(c);
-            if let Some(p) = previous {
-                units += self.kerning(p, glyph);
-            }
-            units += self.h_metrics(glyph).0;
-            previous = Some(glyph);
-        }
-        units * size / self.height
-    }
 }
 
 #[cfg(test)]
@@ -1312,84 +936,6 @@ mod tests {
         for h in handles {
             assert!(h.join().expect("thread").expect("render") > 0);
         }
-    }
-
-    #[test]
-    fn compact_numbers() {
-        let cases = [
-            (0.0, "0"),
-            (7.0, "7"),
-            (950.0, "950"),
-            (999.0, "999"),
-            (999.9, "1k"),
-            (1000.0, "1k"),
-            (1500.0, "1.5k"),
-            (12_000.0, "12k"),
-            (32_123.4, "32.1k"),
-            (250_000.0, "250k"),
-            (999_950.0, "1M"),
-            (1_200_000.0, "1.2M"),
-            (3.5e9, "3.5B"),
-            (1e12, "1T"),
-            (0.25, "0.25"),
-            (0.0001, "0.0001"),
-            (-2500.0, "-2.5k"),
-            (2e15, "2.0e15"),
-        ];
-        for (v, want) in cases {
-            assert_eq!(compact(v, 3), want, "{v}");
-        }
-        assert_eq!(compact(12_500.0, 4), "12.5k");
-        assert_eq!(compact(1_025_000.0, 4), "1.025M");
-    }
-
-    #[test]
-    fn short_dates() {
-        assert_eq!(short_date(november(3), false), "Nov 3");
-        assert_eq!(short_date(jiff::civil::date(2027, 1, 31), false), "Jan 31");
-        assert_eq!(short_date(november(3), true), "Nov 2026");
-    }
-
-    #[test]
-    fn labels_are_spread_apart() {
-        assert_eq!(spread(vec![100, 98, 50], 10, (0, 200)), vec![100, 90, 50]);
-        assert_eq!(spread(vec![300, 5, 4], 10, (0, 200)), vec![200, 10, 0]);
-        assert_eq!(spread(vec![5, 4, 3], 10, (0, 200)), vec![20, 10, 0]);
-    }
-
-    #[test]
-    fn font_metrics_agree_with_the_rasteriser() {
-        let font = font().expect("font");
-        assert!(font.glyph('A') != 0 && font.glyph('€') != 0 && font.glyph('—') != 0 && font.glyph('…') != 0);
-        assert_eq!(font.glyph('\u{10FFFF}'), 0);
-        assert!(font.cap_height > 0.6 * font.height && font.cap_height < 0.7 * font.height);
-        // "A" and "V" are kerned closer together in DejaVu Sans.
-        assert!(font.kerning(font.glyph('A'), font.glyph('V')) < 0.0);
-        assert_eq!(font.kerning(font.glyph('x'), font.glyph('x')), 0.0);
-        // plotters (via ab_glyph) measures the same width, up to its truncation to whole pixels.
-        let mut buf = vec![255u8; 400 * 100 * 3];
-        let root = BitMapBackend::with_buffer(&mut buf, (400, 100)).into_drawing_area();
-        for text in ["Marketing — November 2026", "AVATAR 80 % range", "limit · 40k", "0123456789"] {
-            for size in [12.0, 14.0, 26.0] {
-                let (w, _) = root.estimate_text_size(text, &(FONT_FAMILY, size).into_font().into()).unwrap();
-                let ours = font.advance(text, size);
-                assert!((ours - f64::from(w)).abs() <= 1.0, "{text} at {size}: ours {ours}, plotters {w}");
-            }
-        }
-    }
-
-    #[test]
-    fn day_ticks_fit() {
-        let month: Vec<Date> = (1..=30).map(november).collect();
-        assert_eq!(day_ticks(&month, 40, 40), ((0..30).collect::<Vec<_>>(), false));
-        assert_eq!(day_ticks(&month, 6, 6), (vec![0, 7, 14, 21, 28], false));
-        assert_eq!(day_ticks(&month[..1], 1, 1), (vec![0], false));
-        let years: Vec<Date> = (0..1000).map(|i| november(1).checked_add(jiff::Span::new().days(i)).unwrap()).collect();
-        let (ticks, with_year) = day_ticks(&years, 12, 12);
-        assert!(with_year && !ticks.is_empty() && ticks.len() <= 12);
-        assert!(ticks.iter().all(|&i| years[i].day() == 1));
-        // Too narrow for day steps within one year: first days of months, without the year.
-        assert_eq!(day_ticks(&month, 1, 1), (vec![0], false));
     }
 
     /// Writes the sample chart to /tmp/chart-sample.png for a person to look at, only when asked:
