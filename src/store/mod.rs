@@ -17,17 +17,35 @@
 //!   except through [`Store::scoped_tx`]: forgetting the scope does not compile. (Only the migrator, the
 //!   catalogue queries of `app_role.rs` and the raw [`Store::pool`] for tests bypass it; none of them reads
 //!   tenant data.)
+//!
+//! One file per subject, each adding its methods to [`MutationTx`] (writes), [`TenantStore`] (reads within
+//! a tenant) and [`Store`] (work across tenants):
+//! - `tenants.rs` tenants and API tokens; `budgets.rs` budgets; `thresholds.rs` thresholds and their
+//!   crossing state; `threshold_actions.rs` what a crossing does; `plans.rs` action plans and their items;
+//!   `webhooks.rs` webhooks and the notification outbox;
+//! - `connections.rs` Make connections and organizations; `scenarios.rs` synced scenarios and the critical
+//!   mark; `make_sync.rs` the write of one organization's sync; `usage.rs` daily usage, consumption and a
+//!   scope's usage (the scope rule itself is `domain::scope_usage`);
+//! - `audit_log.rs` the audit chain, its checkpoints, verification and export; `changes.rs` the bus of
+//!   committed budget changes; `leases.rs` and `pacing.rs` coordination between instances (not tenant data);
+//!   `app_role.rs` PostgreSQL role grants; `sql.rs` the dynamic query builder.
 
-mod actions;
 mod app_role;
 mod audit_log;
 mod budgets;
 pub mod changes;
-mod make;
+mod connections;
+mod leases;
+mod make_sync;
 mod pacing;
+mod plans;
+mod scenarios;
 mod sql;
 mod tenants;
+mod threshold_actions;
 mod thresholds;
+mod usage;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,18 +55,21 @@ use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyQueryResult,
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, Transaction};
 
-pub use self::actions::{ItemRecord, NotificationRecord, PlanFilter, PlanRecord, WebhookRecord};
 pub use self::app_role::Grant;
 pub use self::audit_log::{AuditQuery, ChainReport, Checkpointing, ExportItem, Progress, VerifyReport};
 pub use self::budgets::{BudgetFilter, BudgetPage};
-pub use self::make::{
-    ConnectionRecord, ConsumptionRow, DayUsage, OrgRecord, OrgSync, OrgUsage, ScenarioFilter, ScenarioRecord,
-    ScenarioSeries, ScenarioSpend, ScopeUsage, SyncState, UsageRow, UsageSubject,
-};
+pub use self::connections::{ConnectionRecord, OrgRecord};
+pub use self::make_sync::{OrgSync, ScenarioSeries, SyncState};
+pub use self::plans::{ItemRecord, PlanFilter, PlanRecord};
+pub use self::scenarios::{ScenarioFilter, ScenarioRecord};
 pub use self::tenants::{TenantRecord, TokenRecord};
 pub use self::thresholds::ThresholdBook;
+pub use self::usage::{ConsumptionRow, UsageRow, UsageSubject};
+pub use self::webhooks::{NotificationRecord, WebhookRecord};
+// The scope rule is the domain's; these stay reachable here, where the usage reads return them.
 use crate::audit::{self, AuditEntry, AuditRecord};
 use crate::domain::clock::format_timestamp;
+pub use crate::domain::scope_usage::{DayUsage, OrgUsage, ScenarioSpend, ScopeUsage};
 use crate::domain::{Clock, TenantId};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -522,6 +543,17 @@ fn get_bool(row: &sqlx::any::AnyRow, col: &str) -> Result<bool, sqlx::Error> {
         Ok(b) => Ok(b),
         Err(_) => Ok(row.try_get::<i64, _>(col)? != 0),
     }
+}
+
+/// A stored row that cannot be read back into its type.
+fn corrupt(table: &'static str, detail: String) -> StoreError {
+    StoreError::Corrupt { table, detail }
+}
+
+/// The `tenant_id` column of a row read across tenants.
+fn tenant_of(row: &sqlx::any::AnyRow, table: &'static str) -> Result<TenantId, StoreError> {
+    let t: String = row.try_get("tenant_id")?;
+    t.parse().map_err(|_| corrupt(table, format!("tenant id {t:?}")))
 }
 
 /// Is this a unique violation of the named constraint? PostgreSQL reports the constraint name;
