@@ -1,4 +1,4 @@
-//! Entry point: parse the command line and run it. See `cli.rs`.
+//! Entry point: parse the command line and run it. See `cli/mod.rs`.
 
 use std::process::ExitCode;
 

@@ -1,5 +1,5 @@
 //! Layered configuration: built-in defaults < TOML file < `MBM_*` environment variables < command-line
-//! flags. Flags and environment variables are declared together in `cli.rs` (clap reads both, flags
+//! flags. Flags and environment variables are declared together in `cli/mod.rs` (clap reads both, flags
 //! winning); this module merges them over the file and checks the result. `config/example.toml`
 //! documents every key.
 

@@ -1,5 +1,8 @@
-//! Administrative operations shared by the CLI and server start-up: tenants and API tokens. Each is a
-//! mutation with its audit record in the same transaction, like every tool call.
+//! Administrative operations shared by the CLI and server start-up: tenants and API tokens here, the
+//! rotation of the master key in [`keys`]. Each is a mutation with its audit record in the same
+//! transaction, like every tool call.
+
+pub mod keys;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
@@ -10,6 +13,8 @@ use crate::domain::clock::format_timestamp;
 use crate::domain::validation::{self, ValidationError};
 use crate::domain::{TenantId, TokenId};
 use crate::store::{Store, StoreError, TenantRecord, TokenRecord};
+
+pub use self::keys::{KeyRotation, RotationError, UnreadableSecret, rotate_keys};
 
 pub const TENANT_NAME_MAX: usize = 100;
 pub const SUBJECT_MAX: usize = 200;

@@ -1,6 +1,17 @@
 //! The command line: `serve` (stdio or HTTP), `migrate`, tenant and token administration, and
 //! `audit verify`. Every option can also come from an `MBM_*` environment variable or the config file
 //! (see `config.rs` for the layering).
+//!
+//! This file holds the arguments and the dispatch; each command group runs in a file of its own:
+//! `serve.rs` (serve, evaluate and their background loops), `tenants.rs` (tenants and tokens), `audit.rs`
+//! (verify, checkpoint, export, verify-file), `keys.rs` (the master key) and `budget.rs` (the chart). The
+//! work they share with the server lives outside the CLI ([`crate::admin`], [`crate::engine`]).
+
+mod audit;
+mod budget;
+mod keys;
+mod serve;
+mod tenants;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,16 +19,12 @@ use std::sync::Arc;
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use rmcp::ServiceExt;
-use tokio_util::sync::CancellationToken;
 
-use crate::admin;
 use crate::app::App;
 use crate::audit::Actor;
-use crate::auth::{Principal, Role, Transport};
+use crate::auth::{Role, Transport};
 use crate::config::{self, Config, FileConfig, LogFormat, Overrides};
-use crate::domain::{SystemClock, TenantId};
-use crate::mcp::BudgetServer;
+use crate::domain::SystemClock;
 use crate::store::{Store, StoreOptions};
 
 #[derive(Debug, Parser)]
@@ -434,7 +441,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
     // Offline verification needs no configuration and no database: a third party runs it.
     if let Command::Audit(AuditCmd::VerifyFile { file, public_key }) = &cli.command {
-        return audit_verify_file(file, public_key);
+        return audit::verify_file(file, public_key);
     }
     let file = match cli.config.clone().or_else(config::default_config_path) {
         Some(path) => config::read_file(&path)?,
@@ -469,18 +476,18 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 
     let code = match cli.command {
-        Command::Serve(args) => serve(build_app(store.clone(), &config).await?, &config, args.transport).await?,
+        Command::Serve(args) => serve::serve(build_app(store.clone(), &config).await?, &config, args.transport).await?,
         Command::Evaluate { once, no_sync } => {
-            evaluate(build_app(store.clone(), &config).await?, &config, once, no_sync).await?
+            serve::evaluate(build_app(store.clone(), &config).await?, &config, once, no_sync).await?
         }
         Command::Migrate => {
             eprintln!("migrations applied to {}", crate::store::redact_url(&config.database_url));
             ExitCode::SUCCESS
         }
-        Command::Tenant(cmd) => tenant(&store, cmd).await?,
-        Command::Token(cmd) => token(&store, cmd).await?,
-        Command::Audit(cmd) => audit(&store, cmd).await?,
-        Command::Keys(cmd) => keys(&store, &config, cmd).await?,
+        Command::Tenant(cmd) => tenants::tenant(&store, cmd).await?,
+        Command::Token(cmd) => tenants::token(&store, cmd).await?,
+        Command::Audit(cmd) => audit::run(&store, cmd).await?,
+        Command::Keys(cmd) => keys::run(&store, &config, cmd).await?,
         Command::Db(DbCmd::GrantAppRole { role }) => {
             for grant in store.grant_app_role(&role).await? {
                 println!("{}\t{}", grant.table, grant.privileges);
@@ -489,7 +496,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Budget(BudgetCmd::Chart { id, output, tenant, width, height }) => {
-            budget_chart(&store, &id, &output, tenant.as_deref(), width, height).await?
+            budget::chart(&store, &id, &output, tenant.as_deref(), width, height).await?
         }
     };
     store.close().await;
@@ -501,6 +508,7 @@ async fn build_app(store: Store, config: &Config) -> anyhow::Result<Arc<App>> {
     Ok(Arc::new(App::build(store, config).await?))
 }
 
+/// The actor of administrative commands in the audit log: `cli:$USER` as admin.
 fn cli_actor() -> Actor {
     let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
     Actor {
@@ -508,498 +516,4 @@ fn cli_actor() -> Actor {
         role: Role::Admin.as_str().into(),
         transport: Transport::Cli.as_str().into(),
     }
-}
-
-async fn evaluate(app: Arc<App>, config: &Config, once: bool, no_sync: bool) -> anyhow::Result<ExitCode> {
-    use crate::engine::evaluator::UsageSource;
-    if once {
-        let usage = if no_sync { UsageSource::Stored } else { UsageSource::SyncFromMake };
-        let report = crate::engine::evaluator::run_once(&app, usage).await;
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) });
-    }
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let interval = std::time::Duration::from_secs(config.evaluate_interval_secs.max(1));
-    crate::engine::evaluator::run_forever(app, interval, shutdown).await;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The configured local operator (created on first use): the principal of stdio and of `--no-auth` HTTP.
-async fn local_principal(app: &App, config: &Config, transport: Transport) -> anyhow::Result<Principal> {
-    let local = &config.local;
-    let actor = Actor {
-        subject: local.subject.clone(),
-        role: local.role.as_str().into(),
-        transport: transport.as_str().into(),
-    };
-    let tenant = admin::ensure_tenant(&app.store, &local.tenant, &actor).await?;
-    Ok(Principal {
-        tenant_id: tenant.id.parse::<TenantId>()?,
-        tenant_name: tenant.name,
-        subject: local.subject.clone(),
-        role: local.role,
-        transport,
-        token_id: None,
-    })
-}
-
-async fn serve(app: Arc<App>, config: &Config, transport: TransportArg) -> anyhow::Result<ExitCode> {
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    tokio::spawn(forget_idle_forever(app.clone(), shutdown.clone()));
-    let denial_summaries = tokio::spawn(crate::mcp::record_suppressed_denials_forever(app.clone(), shutdown.clone()));
-    if config.read_only {
-        tracing::info!("read-only mode: only read tools are served; no evaluator and no checkpoint timer run");
-    }
-    let evaluator = (config.evaluate_interval_secs > 0 && !config.read_only).then(|| {
-        let interval = std::time::Duration::from_secs(config.evaluate_interval_secs);
-        tokio::spawn(crate::engine::evaluator::run_forever(app.clone(), interval, shutdown.clone()))
-    });
-    let checkpointer = (config.audit.checkpoint_interval_secs > 0
-        && app.store.audit_keys().is_some()
-        && !config.read_only)
-        .then(|| {
-            let every = std::time::Duration::from_secs(config.audit.checkpoint_interval_secs);
-            tokio::spawn(checkpoint_forever(app.store.clone(), every, shutdown.clone()))
-        });
-    match transport {
-        TransportArg::Http => {
-            let local = match config.http.no_auth {
-                true => {
-                    // Refuse an open address before creating the operator's tenant.
-                    crate::http::no_auth::check_listen(config.http.listen)?;
-                    Some(local_principal(&app, config, Transport::HttpNoAuth).await?)
-                }
-                false => None,
-            };
-            crate::http::serve(app, config.http.clone(), local, shutdown.clone()).await?;
-        }
-        TransportArg::Stdio => {
-            let principal = local_principal(&app, config, Transport::Stdio).await?;
-            tracing::info!(tenant = %principal.tenant_id, subject = principal.subject, role = %principal.role,
-                           "serving MCP over stdio");
-            let tools = Arc::new(BudgetServer::router_for(app.policy.read_only));
-            let server = BudgetServer::new(app, tools, Some(principal));
-            let running = server.serve(crate::mcp::stdio::stdio()).await?;
-            let ct = running.cancellation_token();
-            tokio::select! {
-                r = running.waiting() => { r?; }
-                _ = shutdown.cancelled() => { ct.cancel(); }
-            }
-        }
-    }
-    shutdown.cancel();
-    if let Some(e) = evaluator {
-        let _ = e.await;
-    }
-    if let Some(c) = checkpointer {
-        let _ = c.await;
-    }
-    let _ = denial_summaries.await;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Every few minutes, forget the rate-limit state of tenants, addresses and principals whose allowances
-/// are whole again.
-async fn forget_idle_forever(app: Arc<App>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => app.policy.forget_idle(),
-            () = shutdown.cancelled() => return,
-        }
-    }
-}
-
-/// Every `every`, sign a checkpoint of each audit chain that grew since its last one. Several instances
-/// may do this at once: the chain head's lock makes the second find the head already covered.
-async fn checkpoint_forever(store: Store, every: std::time::Duration, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        match store.checkpoint_grown_chains().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(chains = n, "signed audit checkpoints"),
-            Err(e) => tracing::error!(error = %e, "signing audit checkpoints failed"),
-        }
-    }
-}
-
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    tracing::info!("shutting down");
-    shutdown.cancel();
-}
-
-async fn tenant(store: &Store, cmd: TenantCmd) -> anyhow::Result<ExitCode> {
-    match cmd {
-        TenantCmd::Create { name } => {
-            let t = admin::create_tenant(store, &name, &cli_actor()).await?;
-            eprintln!("created tenant {:?}", t.name);
-            println!("{}", t.id);
-        }
-        TenantCmd::List => {
-            for t in store.tenants().await? {
-                println!("{}\t{}\t{}", t.id, t.name, t.created_at);
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn token(store: &Store, cmd: TokenCmd) -> anyhow::Result<ExitCode> {
-    match cmd {
-        TokenCmd::Issue { tenant, role, subject, expires_in_days } => {
-            let t = admin::find_tenant(store, &tenant).await?;
-            let (rec, secret) = admin::issue_token(store, &t, role, &subject, expires_in_days, &cli_actor()).await?;
-            eprintln!(
-                "issued token {} for {:?} ({}) in tenant {:?}{}; it is shown once, store it now",
-                rec.id,
-                rec.subject,
-                rec.role,
-                rec.tenant_name,
-                rec.expires_at.as_deref().map(|e| format!(", expires {e}")).unwrap_or_default()
-            );
-            println!("{secret}");
-        }
-        TokenCmd::Revoke { token_id } => {
-            let rec = admin::revoke_token(store, &token_id, &cli_actor()).await?;
-            eprintln!("revoked token {} of {:?} in tenant {:?}", rec.id, rec.subject, rec.tenant_name);
-        }
-        TokenCmd::List { tenant } => {
-            let t = admin::find_tenant(store, &tenant).await?;
-            let id: TenantId = t.id.parse()?;
-            for k in store.tenant(id).tokens().await? {
-                let state = match (&k.revoked_at, &k.expires_at) {
-                    (Some(r), _) => format!("revoked {r}"),
-                    (None, Some(e)) => format!("expires {e}"),
-                    (None, None) => "active".into(),
-                };
-                println!("{}\t{}\t{}\t{}", k.id, k.subject, k.role, state);
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn audit(store: &Store, cmd: AuditCmd) -> anyhow::Result<ExitCode> {
-    match cmd {
-        AuditCmd::Verify { tenant } => audit_verify(store, tenant.as_deref()).await,
-        AuditCmd::PublicKey => {
-            let keys = store.audit_keys().ok_or_else(no_signing_key)?;
-            println!("{}", keys.public_key().to_text());
-            eprintln!("key id {}", keys.public_key().id());
-            Ok(ExitCode::SUCCESS)
-        }
-        AuditCmd::Checkpoint { tenant } => {
-            store.audit_keys().ok_or_else(no_signing_key)?;
-            match tenant {
-                Some(t) => {
-                    let t = admin::find_tenant(store, &t).await?;
-                    let cp = store.checkpoint_audit_head(t.id.parse()?).await?;
-                    println!("{}", serde_json::to_string(&cp)?);
-                }
-                None => eprintln!("signed {} checkpoint(s)", store.checkpoint_grown_chains().await?),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        AuditCmd::Export { tenant, format, output } => audit_export(store, &tenant, format, output.as_deref()).await,
-        AuditCmd::VerifyFile { file, public_key } => audit_verify_file(&file, &public_key),
-    }
-}
-
-fn no_signing_key() -> anyhow::Error {
-    anyhow::Error::msg(crate::audit::checkpoint::NO_SIGNING_KEY)
-}
-
-/// A progress bar on stderr when it is a terminal; nothing when piped or redirected.
-struct Bar(indicatif::ProgressBar);
-
-impl Bar {
-    fn new(what: &str, template: &str) -> Self {
-        use std::io::IsTerminal;
-        let target = if std::io::stderr().is_terminal() {
-            indicatif::ProgressDrawTarget::stderr()
-        } else {
-            indicatif::ProgressDrawTarget::hidden()
-        };
-        let bar = indicatif::ProgressBar::with_draw_target(None, target);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> "),
-        );
-        bar.set_message(what.to_owned());
-        Self(bar)
-    }
-
-    fn records(what: &str) -> Self {
-        Self::new(what, "{msg} [{bar:30}] {human_pos}/{human_len} records, {per_sec}, ETA {eta}")
-    }
-}
-
-impl crate::store::Progress for Bar {
-    fn total(&self, records: u64) {
-        self.0.set_length(records);
-    }
-    fn advance(&self, records: u64) {
-        self.0.inc(records);
-    }
-}
-
-impl Drop for Bar {
-    fn drop(&mut self) {
-        self.0.finish_and_clear();
-    }
-}
-
-async fn audit_verify(store: &Store, tenant: Option<&str>) -> anyhow::Result<ExitCode> {
-    let only = match tenant {
-        Some(t) => Some(admin::find_tenant(store, t).await?.id.parse::<TenantId>()?),
-        None => None,
-    };
-    let report = {
-        let bar = Bar::records("verifying");
-        store.verify_audit_with(only, &bar).await?
-    };
-    for c in &report.chains {
-        match &c.first_break {
-            None => {
-                let anchor = match (&c.latest_checkpoint, c.checkpoints_checked) {
-                    (_, false) => "checkpoints not checked (no audit signing key configured)".to_owned(),
-                    (Some(cp), true) => format!("signed checkpoint at seq {} ({}, key {})", cp.seq, cp.at, cp.key_id),
-                    (None, true) => "no signed checkpoint yet".to_owned(),
-                };
-                println!(
-                    "ok      tenant {:?} ({}): {} records, head seq {} hash {}, {anchor}",
-                    c.tenant_name, c.tenant_id, c.records_checked, c.head_seq, c.head_hash
-                )
-            }
-            Some(b) => println!("BROKEN  tenant {:?} ({}): {b}", c.tenant_name, c.tenant_id),
-        }
-    }
-    Ok(if report.is_valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
-}
-
-async fn audit_export(
-    store: &Store,
-    tenant: &str,
-    format: ExportFormat,
-    output: Option<&std::path::Path>,
-) -> anyhow::Result<ExitCode> {
-    use crate::audit::export::{EXPORT_FORMAT, ExportHeader, ExportLine, cef_line};
-    use crate::store::ExportItem;
-    use std::io::Write;
-
-    let t = admin::find_tenant(store, tenant).await?;
-    let tenant_id: TenantId = t.id.parse()?;
-    let upto = match store.audit_keys() {
-        Some(_) => store.checkpoint_audit_head(tenant_id).await?.seq,
-        None => {
-            eprintln!(
-                "warning: no audit signing key configured: the export gets no fresh checkpoint, and records after \
-                 the last one cannot be verified offline"
-            );
-            store.audit_head_seq(tenant_id).await?
-        }
-    };
-    let mut out: Box<dyn Write + Send> = match output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
-    };
-    if format == ExportFormat::Jsonl {
-        let header = ExportHeader {
-            format: EXPORT_FORMAT.into(),
-            tenant_id: t.id.clone(),
-            tenant_name: t.name.clone(),
-            exported_at: crate::domain::clock::format_timestamp(jiff::Timestamp::now()),
-            records: upto,
-        };
-        out.write_all(ExportLine::Header(header).to_line().as_bytes())?;
-    }
-    let (mut records, mut checkpoints) = (0u64, 0u64);
-    {
-        let bar = Bar::records("exporting");
-        store
-            .export_audit(tenant_id, upto, &bar, |item| match (item, format) {
-                (ExportItem::Record(r), ExportFormat::Jsonl) => {
-                    records += 1;
-                    out.write_all(ExportLine::Record(r).to_line().as_bytes())
-                }
-                (ExportItem::Record(r), ExportFormat::Cef) => {
-                    records += 1;
-                    writeln!(out, "{}", cef_line(&r, env!("CARGO_PKG_VERSION")))
-                }
-                (ExportItem::Checkpoint(cp), ExportFormat::Jsonl) => {
-                    checkpoints += 1;
-                    out.write_all(ExportLine::Checkpoint(cp).to_line().as_bytes())
-                }
-                (ExportItem::Checkpoint(_), ExportFormat::Cef) => Ok(()),
-            })
-            .await?;
-    }
-    out.flush()?;
-    eprintln!(
-        "exported {records} records and {checkpoints} signed checkpoints of tenant {:?} ({}){}",
-        t.name,
-        t.id,
-        output.map(|p| format!(" to {}", p.display())).unwrap_or_default()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn audit_verify_file(path: &std::path::Path, public_key: &str) -> anyhow::Result<ExitCode> {
-    let keys = crate::audit::checkpoint::parse_public_keys(public_key).map_err(anyhow::Error::msg)?;
-    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-    let size = file.metadata()?.len();
-    let report = {
-        let bar = Bar::new(
-            "verifying",
-            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes}, {binary_bytes_per_sec}, ETA {eta}",
-        );
-        bar.0.set_length(size);
-        crate::audit::export::verify_jsonl(std::io::BufReader::with_capacity(1 << 20, file), &keys, |b| {
-            bar.0.set_position(b)
-        })?
-    };
-    match (&report.first_break, &report.verified) {
-        (None, Some(v)) => {
-            let cp = v.latest_checkpoint.as_ref().expect("a verified export ends with a checkpoint");
-            println!(
-                "ok      export of tenant {:?} ({}): {} records verified, head hash {}, signed checkpoint at seq {} ({}, key {})",
-                report.tenant_name, report.tenant_id, v.records_checked, v.head_hash, cp.seq, cp.at, cp.key_id
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        (Some(b), _) => {
-            println!("BROKEN  export of tenant {:?} ({}): {b}", report.tenant_name, report.tenant_id);
-            Ok(ExitCode::from(1))
-        }
-        (None, None) => unreachable!("a report without a break is verified"),
-    }
-}
-
-/// A sealed secret that `keys rotate` re-encrypts.
-enum StoredSecret {
-    Connection(String),
-    Webhook(String),
-}
-
-impl StoredSecret {
-    fn target(&self) -> String {
-        match self {
-            StoredSecret::Connection(id) => format!("make_connection:{id}"),
-            StoredSecret::Webhook(id) => format!("webhook:{id}"),
-        }
-    }
-}
-
-async fn keys(store: &Store, config: &Config, cmd: KeysCmd) -> anyhow::Result<ExitCode> {
-    if let KeysCmd::Generate = cmd {
-        println!("{}", crate::crypto::generate_key_text());
-        return Ok(ExitCode::SUCCESS);
-    }
-    let ring = config.keys.load()?.ok_or(crate::crypto::KeyError::Missing)?;
-    if let KeysCmd::Current = cmd {
-        println!("{}", ring.current_id());
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut secrets: Vec<(String, StoredSecret, crate::crypto::Sealed)> = Vec::new();
-    for (tenant, conn) in store.all_connections().await? {
-        secrets.push((tenant, StoredSecret::Connection(conn.id), conn.sealed));
-    }
-    for (tenant, hook) in store.all_webhooks().await? {
-        secrets.push((tenant, StoredSecret::Webhook(hook.id), hook.sealed));
-    }
-    let (mut rotated, mut current, mut failed) = (0, 0, 0);
-    for (tenant, which, old) in secrets {
-        if old.key_id == ring.current_id() {
-            current += 1;
-            continue;
-        }
-        let binding = match &which {
-            StoredSecret::Connection(id) => App::binding(&tenant, id),
-            StoredSecret::Webhook(id) => App::webhook_binding(&tenant, id),
-        };
-        let plain = match ring.open(&old, binding) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{} of tenant {tenant}: {e}", which.target());
-                failed += 1;
-                continue;
-            }
-        };
-        let sealed = ring.seal(&plain, binding);
-        let mut tx = store.tenant(tenant.parse::<TenantId>()?).begin().await?;
-        match &which {
-            StoredSecret::Connection(id) => tx.update_connection_secret(id, &sealed).await?,
-            StoredSecret::Webhook(id) => tx.update_webhook_secret(id, &sealed).await?,
-        }
-        tx.commit(crate::audit::AuditEntry {
-            actor: cli_actor(),
-            action: "keys_rotate".into(),
-            target: which.target(),
-            outcome: crate::audit::Outcome::Success,
-            reason: None,
-            request_id: uuid::Uuid::now_v7().to_string(),
-            before: Some(serde_json::json!({"key_id": old.key_id})),
-            after: Some(serde_json::json!({"key_id": sealed.key_id})),
-        })
-        .await?;
-        rotated += 1;
-    }
-    eprintln!(
-        "re-encrypted {rotated} secret(s) under key id {}; {current} already used it; {failed} could not be decrypted",
-        ring.current_id()
-    );
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
-}
-
-async fn budget_chart(
-    store: &Store,
-    id: &str,
-    output: &std::path::Path,
-    tenant: Option<&str>,
-    width: u32,
-    height: u32,
-) -> anyhow::Result<ExitCode> {
-    let budget_id: crate::domain::BudgetId =
-        id.parse().map_err(|_| anyhow::anyhow!("{id:?} is not a budget id (a UUID)"))?;
-    let tenant_id = match tenant {
-        Some(t) => admin::find_tenant(store, t).await?.id.parse::<TenantId>()?,
-        None => store.budget_tenant(budget_id).await?.ok_or_else(|| anyhow::anyhow!("no budget with id {id}"))?,
-    };
-    let budget = store.tenant(tenant_id).budget(budget_id).await.map_err(|e| match e {
-        crate::store::StoreError::NotFound => anyhow::anyhow!("no budget with id {id} in that tenant"),
-        e => e.into(),
-    })?;
-    let computed = crate::engine::status::compute(store, tenant_id, &budget, store.clock().now()).await?;
-    let png = crate::chart::render_png(&computed.chart_input(width, height))?;
-    std::fs::write(output, &png).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", output.display()))?;
-    let s = &computed.status;
-    eprintln!(
-        "wrote {} ({width}x{height}): {} — {} of {} spent, forecast {} by {}",
-        output.display(),
-        s.name,
-        s.spent,
-        s.limit,
-        s.forecast.period_end_total,
-        s.window.last_day
-    );
-    Ok(ExitCode::SUCCESS)
 }
