@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use crate::app::App;
-use crate::audit::{Actor, AuditEntry, Outcome};
+use crate::audit::{Actor, AuditEntry, Outcome, Target};
 use crate::crypto::{CryptoError, Keyring, Sealed};
 use crate::domain::TenantId;
 use crate::store::{Store, StoreError};
@@ -58,9 +58,10 @@ enum Owner {
 impl Owner {
     fn target(&self) -> String {
         match self {
-            Owner::Connection(id) => format!("make_connection:{id}"),
-            Owner::Webhook(id) => format!("webhook:{id}"),
+            Owner::Connection(id) => Target::MakeConnection(id.clone()),
+            Owner::Webhook(id) => Target::Webhook(id.clone()),
         }
+        .to_string()
     }
 }
 
