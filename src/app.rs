@@ -1,5 +1,5 @@
 //! What every request shares: the store, the process-wide Make client and the keyring that seals Make
-//! credentials. Built once at start-up (see `cli.rs`).
+//! credentials. Built once at start-up (see `cli/serve.rs`).
 
 use crate::config::settings::{ActionSettings, SyncSettings};
 use crate::crypto::{Binding, CryptoError, KeyError, Keyring};

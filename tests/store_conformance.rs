@@ -8,7 +8,7 @@ use std::sync::Arc;
 use make_budget_mcp::admin;
 use make_budget_mcp::auth::Role;
 use make_budget_mcp::domain::{Budget, BudgetId, BudgetPatch, BudgetSpec, TenantId};
-use make_budget_mcp::store::{BudgetFilter, Store, StoreError};
+use make_budget_mcp::store::{Attempt, BudgetFilter, Store, StoreError};
 use support::*;
 
 macro_rules! conformance {
@@ -268,7 +268,15 @@ mod cases {
         assert!(due.iter().all(|(tenant, n)| *tenant == t && n.event_id == "e1" && n.state == "pending"));
         let ts = store.tenant(t);
         let n = &due[0].1;
-        ts.record_attempt(&n.id, 1, now, Some(500), Some("HTTP 500"), 12, "2026-03-20T10:00:05.000000Z").await.unwrap();
+        let attempt = Attempt {
+            number: 1,
+            at: now,
+            status: Some(500),
+            error: Some("HTTP 500"),
+            duration_ms: 12,
+            next_attempt_at: "2026-03-20T10:00:05.000000Z",
+        };
+        ts.record_attempt(&n.id, &attempt).await.unwrap();
         assert_eq!(store.due_notifications(now, 10).await.unwrap().len(), 1, "retried later, not now");
         assert_eq!(ts.notification_attempts(&n.id).await.unwrap().len(), 1);
         let read = ts.notification(&n.id).await.unwrap();

@@ -7,7 +7,7 @@ pub mod keys;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
-use crate::audit::{Actor, AuditEntry, Outcome};
+use crate::audit::{Actor, AuditEntry, Outcome, Target};
 use crate::auth::{Role, token};
 use crate::domain::clock::format_timestamp;
 use crate::domain::validation::{self, ValidationError};
@@ -50,7 +50,7 @@ pub async fn create_tenant(store: &Store, name: &str, actor: &Actor) -> Result<T
     let mut tx = store.tenant(id).begin().await?;
     tx.insert_tenant(&name, &created_at, &actor.subject).await?;
     let record = TenantRecord { id: id.to_string(), name, created_at };
-    tx.commit(entry(actor, "tenant_create", format!("tenant:{id}"), json!(record))).await?;
+    tx.commit(entry(actor, "tenant_create", Target::Tenant(id).to_string(), json!(record))).await?;
     Ok(record)
 }
 
@@ -111,7 +111,7 @@ pub async fn issue_token(
     };
     let mut tx = store.tenant(tenant_id).begin().await?;
     tx.insert_token(&record, &minted.hash, &actor.subject).await?;
-    tx.commit(entry(actor, "token_issue", format!("token:{id}"), json!(record))).await?;
+    tx.commit(entry(actor, "token_issue", Target::Token(id.to_string()).to_string(), json!(record))).await?;
     Ok((record, minted.secret))
 }
 
@@ -127,6 +127,6 @@ pub async fn revoke_token(store: &Store, id: &str, actor: &Actor) -> Result<Toke
         e => e.into(),
     })?;
     let revoked = TokenRecord { revoked_at: Some(at), ..rec };
-    tx.commit(entry(actor, "token_revoke", format!("token:{id}"), json!(revoked))).await?;
+    tx.commit(entry(actor, "token_revoke", Target::Token(id.to_string()).to_string(), json!(revoked))).await?;
     Ok(revoked)
 }

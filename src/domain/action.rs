@@ -69,6 +69,10 @@ pub enum PlanState {
     /// Executed, but Make refused or could not be reached for some scenarios (see the items).
     PartiallyFailed,
     Reversed,
+    /// Announced, and runs at `run_at` unless a principal cancels it first (a delayed plan).
+    Scheduled,
+    /// Cancelled while scheduled; nothing was paused.
+    Cancelled,
 }
 
 /// What happened to one scenario of a plan.
@@ -101,7 +105,7 @@ str_enum!(Mode { Automatic => "automatic", RequiresApproval => "requires_approva
 str_enum!(PlanState {
     Planned => "planned", AwaitingApproval => "awaiting_approval", Approved => "approved", Rejected => "rejected",
     Expired => "expired", Executing => "executing", Executed => "executed", PartiallyFailed => "partially_failed",
-    Reversed => "reversed",
+    Reversed => "reversed", Scheduled => "scheduled", Cancelled => "cancelled",
 });
 str_enum!(ItemStatus {
     Pending => "pending", StopSent => "stop_sent", Stopped => "stopped", AlreadyInactive => "already_inactive",
@@ -115,16 +119,23 @@ impl PlanState {
         use PlanState::*;
         matches!(
             (self, to),
-            (AwaitingApproval, Approved | Rejected | Expired)
+            (AwaitingApproval, Approved | Rejected | Expired | Scheduled)
                 | (Planned | Approved, Executing)
+                | (Scheduled, Executing | Cancelled)
                 | (Executing, Executing | Executed | PartiallyFailed)
                 | (Executed | PartiallyFailed, Reversed)
         )
     }
 
-    /// Waiting for, or in the middle of, execution: the executor picks these up.
+    /// Waiting for, or in the middle of, execution: the executor picks these up (a scheduled plan once
+    /// its time has come).
     pub fn is_runnable(self) -> bool {
-        matches!(self, PlanState::Planned | PlanState::Approved | PlanState::Executing)
+        matches!(self, PlanState::Planned | PlanState::Approved | PlanState::Executing | PlanState::Scheduled)
+    }
+
+    /// Whether a principal may still cancel the plan before it acts.
+    pub fn is_cancellable(self) -> bool {
+        self == PlanState::Scheduled
     }
 }
 
@@ -246,6 +257,76 @@ impl ActionDraft {
     }
 }
 
+/// Bounds of an action's delay: up to a week.
+pub const DELAY_MAX_MINUTES: i64 = 10_080;
+
+/// The confidence levels, in percent, that gate what a pause may do on a forecast crossing (seed 000
+/// §5.1, false-positive mitigation): at or above `act` the pause runs as attached; at or above `delay`
+/// it is announced and runs after a delay unless someone cancels it; at or above `alert` the crossing
+/// only alerts; below that it does nothing beyond being recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfidenceGate {
+    /// Percent probability of ending over the limit from which the pause acts as attached. Default 95.
+    #[schemars(range(min = 1, max = 100))]
+    pub act: i64,
+    /// From which it is scheduled with a delay instead. Default 80.
+    #[schemars(range(min = 1, max = 100))]
+    pub delay: i64,
+    /// From which it only alerts. Default 60.
+    #[schemars(range(min = 1, max = 100))]
+    pub alert: i64,
+}
+
+impl Default for ConfidenceGate {
+    fn default() -> Self {
+        Self { act: 95, delay: 80, alert: 60 }
+    }
+}
+
+/// What the gate lets a pause on a forecast crossing do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GateVerdict {
+    /// Plan as attached.
+    Act,
+    /// Plan, scheduled to run after a delay unless cancelled.
+    Delay,
+    /// No plan; an alert says what the forecast sees.
+    AlertOnly,
+    /// No plan, no alert: the crossing is recorded, that is all.
+    Nothing,
+}
+
+impl ConfidenceGate {
+    /// The levels must be percentages in order: `alert ≤ delay ≤ act`.
+    pub fn check(self, field: &str) -> Result<Self, ValidationError> {
+        for (name, v) in [("act", self.act), ("delay", self.delay), ("alert", self.alert)] {
+            if !(1..=100).contains(&v) {
+                return Err(ValidationError::new(format!("{field}.{name}"), format!("must be 1 to 100 (got {v})")));
+            }
+        }
+        if !(self.alert <= self.delay && self.delay <= self.act) {
+            return Err(ValidationError::new(field, "needs alert ≤ delay ≤ act"));
+        }
+        Ok(self)
+    }
+
+    /// The verdict for a probability of ending over the limit, in permille (0–1000).
+    pub fn verdict(self, probability_permille: i64) -> GateVerdict {
+        let p = probability_permille;
+        if p >= self.act * 10 {
+            GateVerdict::Act
+        } else if p >= self.delay * 10 {
+            GateVerdict::Delay
+        } else if p >= self.alert * 10 {
+            GateVerdict::AlertOnly
+        } else {
+            GateVerdict::Nothing
+        }
+    }
+}
+
 /// A scenario in scope as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -341,6 +422,33 @@ pub fn outcome(items: &[ItemStatus]) -> PlanState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gate_follows_the_seed_levels() {
+        let g = ConfidenceGate::default();
+        assert_eq!(g.verdict(970), GateVerdict::Act);
+        assert_eq!(g.verdict(950), GateVerdict::Act, "at the level counts");
+        assert_eq!(g.verdict(949), GateVerdict::Delay);
+        assert_eq!(g.verdict(800), GateVerdict::Delay);
+        assert_eq!(g.verdict(700), GateVerdict::AlertOnly);
+        assert_eq!(g.verdict(599), GateVerdict::Nothing);
+        assert!(ConfidenceGate { act: 90, delay: 95, alert: 60 }.check("gate").is_err(), "out of order");
+        assert_eq!(ConfidenceGate { act: 101, ..g }.check("gate").unwrap_err().field, "gate.act");
+        let all_or_nothing = ConfidenceGate { act: 70, delay: 70, alert: 70 }.check("gate").unwrap();
+        assert_eq!(
+            (all_or_nothing.verdict(700), all_or_nothing.verdict(699)),
+            (GateVerdict::Act, GateVerdict::Nothing)
+        );
+    }
+
+    #[test]
+    fn scheduled_plans_run_or_are_cancelled() {
+        use PlanState::*;
+        assert!(AwaitingApproval.can_become(Scheduled), "approved with a delay");
+        assert!(Scheduled.can_become(Executing) && Scheduled.can_become(Cancelled));
+        assert!(!Cancelled.can_become(Executing), "a cancelled plan never runs");
+        assert!(Scheduled.is_cancellable() && !Executing.is_cancellable() && !Planned.is_cancellable());
+    }
 
     #[test]
     fn action_drafts_pair_kind_selector_and_mode() {

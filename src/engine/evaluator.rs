@@ -24,7 +24,7 @@ use crate::audit::Target;
 use crate::domain::TenantId;
 use crate::domain::action::PlanState;
 use crate::domain::clock::format_timestamp;
-use crate::store::{NotificationRecord, StoreError};
+use crate::store::{Attempt, NotificationRecord, StoreError};
 
 /// Budgets evaluated under one lease.
 const BUDGETS_PER_LEASE: usize = 100;
@@ -324,16 +324,16 @@ async fn deliver_one(app: &App, tenant: TenantId, n: &NotificationRecord) -> Res
         app.actions.webhook_retry_max,
     );
     let next = now.checked_add(delay).unwrap_or(now);
-    ts.record_attempt(
-        &n.id,
-        attempt,
-        &at,
-        result.status.map(i64::from),
-        result.error.as_deref(),
-        i64::try_from(result.duration_ms).unwrap_or(i64::MAX),
-        &format_timestamp(next),
-    )
-    .await?;
+    let next = format_timestamp(next);
+    let record = Attempt {
+        number: attempt,
+        at: &at,
+        status: result.status.map(i64::from),
+        error: result.error.as_deref(),
+        duration_ms: i64::try_from(result.duration_ms).unwrap_or(i64::MAX),
+        next_attempt_at: &next,
+    };
+    ts.record_attempt(&n.id, &record).await?;
     if !result.delivered && !last {
         tracing::info!(notification = n.id, attempt, error = ?result.error, "webhook delivery failed; will retry");
         return Ok(None);

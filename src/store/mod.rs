@@ -65,7 +65,7 @@ pub use self::scenarios::{ScenarioFilter, ScenarioRecord};
 pub use self::tenants::{TenantRecord, TokenRecord};
 pub use self::thresholds::ThresholdBook;
 pub use self::usage::{ConsumptionRow, UsageRow, UsageSubject};
-pub use self::webhooks::{NotificationRecord, WebhookRecord};
+pub use self::webhooks::{Attempt, NotificationRecord, WebhookRecord};
 // The scope rule is the domain's; these stay reachable here, where the usage reads return them.
 use crate::audit::{self, AuditEntry, AuditRecord};
 use crate::domain::clock::format_timestamp;

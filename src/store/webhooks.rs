@@ -171,6 +171,20 @@ impl MutationTx {
     }
 }
 
+/// One delivery attempt of a notification, as [`TenantStore::record_attempt`] writes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// 1 for the first attempt.
+    pub number: i64,
+    pub at: &'a str,
+    /// The receiver's HTTP status, if it answered.
+    pub status: Option<i64>,
+    pub error: Option<&'a str>,
+    pub duration_ms: i64,
+    /// When the next attempt is due, if this one failed.
+    pub next_attempt_at: &'a str,
+}
+
 impl TenantStore<'_> {
     pub async fn webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
         let rows = sqlx::query(concat!(
@@ -229,17 +243,8 @@ impl TenantStore<'_> {
 
     /// Record one delivery attempt and when to try next. This is delivery bookkeeping, like leases, and is
     /// not itself audited; the final outcome is (see [`MutationTx::finish_notification`]).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_attempt(
-        &self,
-        id: &str,
-        attempt: i64,
-        at: &str,
-        status: Option<i64>,
-        error: Option<&str>,
-        duration_ms: i64,
-        next_attempt_at: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn record_attempt(&self, id: &str, a: &Attempt<'_>) -> Result<(), StoreError> {
+        let Attempt { number: attempt, at, status, error, duration_ms, next_attempt_at } = *a;
         let tenant = self.tenant.to_string();
         let mut tx = self.store.begin(Scope::Tenant(self.tenant)).await?;
         sqlx::query(
