@@ -51,6 +51,7 @@ conformance!(
     verification_locates_tampering,
     leases_are_exclusive_until_they_expire,
     plans_round_trip_and_refuse_stale_versions,
+    scheduled_plans_come_due_at_their_time,
     events_queue_one_notification_per_webhook_with_their_transaction,
     thresholds_and_their_states_are_read_per_tenant_at_once,
 );
@@ -90,6 +91,7 @@ as_app_role!(
     concurrent_mutations_leave_a_gapless_chain,
     leases_are_exclusive_until_they_expire,
     plans_round_trip_and_refuse_stale_versions,
+    scheduled_plans_come_due_at_their_time,
     events_queue_one_notification_per_webhook_with_their_transaction,
     thresholds_and_their_states_are_read_per_tenant_at_once,
 );
@@ -109,7 +111,7 @@ async fn create_budget(store: &Store, t: TenantId, name: &str) -> Budget {
 mod cases {
     use super::*;
     use make_budget_mcp::crypto::Sealed;
-    use make_budget_mcp::domain::action::{ItemStatus, Mode, PlanState, Selector, SelectorKind};
+    use make_budget_mcp::domain::action::{ItemStatus, Mode, PlanOrigin, PlanState, Selector, SelectorKind};
     use make_budget_mcp::store::{ItemRecord, PlanFilter, PlanRecord, WebhookRecord};
 
     pub async fn leases_are_exclusive_until_they_expire(store: Store) {
@@ -157,6 +159,13 @@ mod cases {
             reversed_at: None,
             updated_at: at.clone(),
             version: 1,
+            origin: PlanOrigin::Threshold,
+            delay_minutes: Some(30),
+            run_at: None,
+            cancelled_by: None,
+            cancelled_at: None,
+            cancel_reason: None,
+            probability_permille: Some(971),
         };
         let items = [501, 502]
             .iter()
@@ -174,6 +183,48 @@ mod cases {
             })
             .collect();
         (p, items)
+    }
+
+    pub async fn scheduled_plans_come_due_at_their_time(store: Store) {
+        let t = tenant(&store, "acme").await;
+        let other = tenant(&store, "other").await;
+        let (b, ob) = (create_budget(&store, t, "Delayed").await, create_budget(&store, other, "Theirs").await);
+        let mut scheduled = Vec::new();
+        for (tenant, budget, run_at) in [
+            (t, &b, "2026-03-20T10:30:00.000000Z"),
+            (other, &ob, "2026-03-20T10:20:00.000000Z"),
+            (t, &b, "2026-03-20T11:00:00.000000Z"),
+        ] {
+            let (mut p, items) = plan(budget, 1);
+            p.mode = Mode::Automatic;
+            p.state = PlanState::Scheduled;
+            p.expires_at = None;
+            p.run_at = Some(run_at.into());
+            let mut tx = store.tenant(tenant).begin().await.unwrap();
+            tx.insert_plan(&p, &items).await.unwrap();
+            tx.commit(test_entry("action_planned", "p")).await.unwrap();
+            scheduled.push((tenant, p));
+        }
+        let due = |at: &'static str| {
+            let store = store.clone();
+            async move { store.scheduled_plans_due(at).await.unwrap() }
+        };
+        assert_eq!(due("2026-03-20T10:19:59.000000Z").await, vec![], "none before its time");
+        let ids = |v: &[usize]| v.iter().map(|i| (scheduled[*i].0, scheduled[*i].1.id.clone())).collect::<Vec<_>>();
+        assert_eq!(due("2026-03-20T10:30:00.000000Z").await, ids(&[1, 0]), "across tenants, earliest first");
+        // A cancelled plan is never due, and it keeps who cancelled it and why.
+        let mut cancelled = scheduled[0].1.clone();
+        cancelled.state = PlanState::Cancelled;
+        cancelled.cancelled_by = Some("bob".into());
+        cancelled.cancelled_at = Some("2026-03-20T10:05:00.000000Z".into());
+        cancelled.cancel_reason = Some("planned campaign".into());
+        cancelled.version = 2;
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        tx.update_plan(&cancelled).await.unwrap();
+        tx.commit(test_entry("action_cancelled", "p")).await.unwrap();
+        assert_eq!(due("2026-03-21T00:00:00.000000Z").await, ids(&[1, 2]));
+        let (read, _) = store.tenant(t).plan(&cancelled.id).await.unwrap();
+        assert_eq!(read, cancelled);
     }
 
     pub async fn plans_round_trip_and_refuse_stale_versions(store: Store) {

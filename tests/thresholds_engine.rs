@@ -10,7 +10,9 @@ use std::sync::Arc;
 use jiff::civil::{Date, date};
 use jiff::{SignedDuration, Timestamp};
 use make_budget_mcp::admin;
-use make_budget_mcp::crypto::Sealed;
+use make_budget_mcp::app::App;
+use make_budget_mcp::crypto::{Keyring, MasterKey, Sealed, SecretString};
+use make_budget_mcp::domain::action::{ActionKind, Mode, Selector, SelectorKind, ThresholdAction};
 use make_budget_mcp::domain::clock::{ManualClock, format_timestamp};
 use make_budget_mcp::domain::threshold::{Basis, Severity, Threshold, ThresholdDraft, ThresholdKind, ThresholdSpec};
 use make_budget_mcp::domain::{Budget, BudgetId, BudgetSpec, Clock, TenantId};
@@ -18,11 +20,15 @@ use make_budget_mcp::engine::caller::Attribution;
 use make_budget_mcp::engine::crossings::evaluate_budget;
 use make_budget_mcp::make::AuthKind;
 use make_budget_mcp::store::{
-    ConnectionRecord, OrgRecord, OrgSync, ScenarioRecord, Store, StoreOptions, UsageRow, UsageSubject,
+    ConnectionRecord, OrgRecord, OrgSync, ScenarioRecord, Store, StoreOptions, UsageRow, UsageSubject, WebhookRecord,
 };
 use support::*;
 
-on_both_stores!(crossings_follow_the_rule_over_time, forecast_thresholds_fire_on_the_forecast);
+on_both_stores!(
+    crossings_follow_the_rule_over_time,
+    forecast_thresholds_fire_on_the_forecast,
+    the_confidence_gate_decides_what_a_forecast_pause_may_do
+);
 
 const START: &str = "2026-03-10T12:00:00Z";
 
@@ -171,6 +177,85 @@ impl World {
         .collect()
     }
 
+    /// Another budget like the world's, with `limit`, stored.
+    async fn budget_with_limit(&self, limit: i64) -> Budget {
+        let mut d = (*self.budget.spec).clone();
+        d.limit = limit;
+        d.name = format!("Limit {limit}");
+        let b = Budget::new(BudgetId::new(), BudgetSpec::new(d).unwrap(), self.clock.now(), "tester");
+        let mut tx = self.store.tenant(self.tenant).begin().await.unwrap();
+        tx.insert_budget(&b).await.unwrap();
+        tx.commit(test_entry("create_budget", &b.id)).await.unwrap();
+        b
+    }
+
+    /// The forecast's probability that `budget` with `limit` ends its period over the limit.
+    async fn probability_at(&self, limit: i64) -> f64 {
+        let mut d = (*self.budget.spec).clone();
+        d.limit = limit;
+        let b = Budget { spec: BudgetSpec::new(d).unwrap(), ..self.budget.clone() };
+        let c = make_budget_mcp::engine::status::compute(&self.store, self.tenant, &b, self.clock.now()).await.unwrap();
+        c.status.forecast.probability_over_limit
+    }
+
+    /// The limit at which the probability of ending over it is `target` (it falls as the limit rises).
+    async fn limit_for_probability(&self, target: f64) -> (i64, f64) {
+        let (mut lo, mut hi) = (1_i64, 10_000_000_i64);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.probability_at(mid).await >= target { lo = mid } else { hi = mid }
+        }
+        (lo, self.probability_at(lo).await)
+    }
+
+    /// A forecast threshold at 100 % of `budget` with an automatic pause of every non-critical scenario.
+    async fn forecast_pause(&self, budget: &Budget) -> ThresholdAction {
+        let spec = ThresholdSpec::new(ThresholdDraft {
+            kind: ThresholdKind::Percent,
+            value: 100,
+            basis: Basis::Forecast,
+            severity: Severity::Critical,
+            cooldown_minutes: 0,
+            label: None,
+        })
+        .unwrap();
+        let t = Threshold::new(budget.id.clone(), spec, self.clock.now(), "tester");
+        let action = ThresholdAction {
+            id: uuid::Uuid::now_v7().to_string(),
+            threshold_id: t.id.clone(),
+            kind: ActionKind::PauseScenarios,
+            selector: Some(Selector { kind: SelectorKind::NonCritical, top_n: None }),
+            mode: Some(Mode::Automatic),
+            reverse_at_period_end: false,
+            delay_minutes: None,
+            gate: None,
+            created_at: format_timestamp(self.clock.now()),
+            created_by: "tester".into(),
+            created_role: Some("admin".into()),
+            created_transport: Some("cli".into()),
+            created_token_id: None,
+        };
+        let mut tx = self.store.tenant(self.tenant).begin().await.unwrap();
+        tx.insert_threshold(&t).await.unwrap();
+        tx.insert_action(&action).await.unwrap();
+        tx.commit(test_entry("add_threshold_action", &action.id)).await.unwrap();
+        action
+    }
+
+    /// Evaluate `budget` now; the crossings recorded.
+    async fn evaluate_one(&self, budget: &Budget) -> Vec<make_budget_mcp::engine::crossings::Crossing> {
+        evaluate_budget(
+            &self.store,
+            &Default::default(),
+            self.tenant,
+            budget,
+            self.clock.now(),
+            Attribution { actor: &test_actor(), request_id: "req" },
+        )
+        .await
+        .unwrap()
+    }
+
     fn advance(&self, mins: i64) {
         self.clock.advance(SignedDuration::from_mins(mins));
     }
@@ -256,6 +341,73 @@ mod cases {
         let rearmed: Vec<_> = records.iter().filter(|r| r.entry.action == "threshold_rearmed").collect();
         assert_eq!(rearmed.len(), 1);
         assert_eq!(rearmed[0].entry.target, format!("threshold:{}", forecast.id));
+        w.store.close().await;
+    }
+
+    pub async fn the_confidence_gate_decides_what_a_forecast_pause_may_do(db: TestDb) {
+        let w = world(&db, 1_000).await;
+        // Ten days of uneven spend: a forecast with a real spread.
+        let daily = [2_600, 3_400, 2_900, 3_700, 2_500, 3_300, 3_100, 2_700, 3_600, 3_200];
+        let days: Vec<(Date, i64)> = daily.iter().enumerate().map(|(i, c)| (date(2026, 3, i as i8 + 1), *c)).collect();
+        w.sync(&days).await;
+        // A receiver, so that events are queued (never delivered here).
+        let keys = Keyring::new(MasterKey::from_bytes([7; 32]), vec![]);
+        let hook = WebhookRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            url: "https://hooks.example.com/budget".into(),
+            label: None,
+            sealed: keys.seal_secret(&SecretString::new("whsec-0123456789abcdef"), App::webhook_binding("t", "w")),
+            created_at: format_timestamp(w.clock.now()),
+            created_by: "tester".into(),
+        };
+        let mut tx = w.store.tenant(w.tenant).begin().await.unwrap();
+        tx.insert_webhook(&hook).await.unwrap();
+        tx.commit(test_entry("add_webhook", &hook.id)).await.unwrap();
+
+        let (unsure_limit, unsure) = w.limit_for_probability(0.70).await;
+        let (sure_limit, sure) = w.limit_for_probability(0.97).await;
+        assert!((0.69..=0.71).contains(&unsure) && (0.965..=0.975).contains(&sure), "{unsure} {sure}");
+        let unsure_budget = w.budget_with_limit(unsure_limit).await;
+        let sure_budget = w.budget_with_limit(sure_limit).await;
+        let held = w.forecast_pause(&unsure_budget).await;
+        let acting = w.forecast_pause(&sure_budget).await;
+
+        // 70 %: the crossing alerts, the pause is held back.
+        let crossed = w.evaluate_one(&unsure_budget).await;
+        assert_eq!(crossed.len(), 1, "the forecast crosses the limit");
+        let permille = crossed[0].probability_over_limit_permille.unwrap();
+        assert!((690..=710).contains(&permille), "{permille}");
+        assert_eq!(serde_json::to_value(&crossed[0].gate).unwrap()[0]["verdict"], "alert_only");
+        let plans = format!("budget_id = '{}'", unsure_budget.id);
+        assert_eq!(count(&w.store, "action_plans", &plans).await, 0, "nothing is paused at 70 %");
+        let alerts = "event_type = 'threshold_crossed' AND body LIKE '%a pause was held back%'";
+        assert_eq!(count(&w.store, "notifications", alerts).await, 1, "it notifies instead");
+
+        // 97 %: the pause acts as attached.
+        let crossed = w.evaluate_one(&sure_budget).await;
+        assert_eq!(crossed.len(), 1);
+        let permille = crossed[0].probability_over_limit_permille.unwrap();
+        assert!((965..=975).contains(&permille), "{permille}");
+        assert_eq!(serde_json::to_value(&crossed[0].gate).unwrap()[0]["verdict"], "act");
+        let (plans, _) = w.store.tenant(w.tenant).plans(&Default::default(), None, 10).await.unwrap();
+        assert_eq!(plans.len(), 1, "{plans:?}");
+        assert_eq!((plans[0].budget_id.as_str(), plans[0].state.as_str()), (sure_budget.id.as_str(), "planned"));
+        assert_eq!(plans[0].action_id.as_deref(), Some(acting.id.as_str()));
+        assert_eq!(plans[0].probability_permille, Some(permille));
+
+        // Both crossings are audited with the probability and the gate's verdict.
+        let records = w.store.audit_records(w.tenant, 0, 1000).await.unwrap();
+        let audited: Vec<_> = records
+            .iter()
+            .filter(|r| r.entry.action == "threshold_crossed")
+            .map(|r| r.entry.after.clone().unwrap())
+            .collect();
+        assert_eq!(audited.len(), 2);
+        for (after, (action, verdict)) in audited.iter().zip([(&held, "alert_only"), (&acting, "act")]) {
+            assert!(after["probability_over_limit_permille"].as_i64().is_some(), "{after}");
+            assert_eq!(after["gate"][0]["action_id"], action.id.as_str());
+            assert_eq!(after["gate"][0]["verdict"], verdict);
+        }
         w.store.close().await;
     }
 }

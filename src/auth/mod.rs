@@ -134,6 +134,7 @@ pub const TOOL_PERMISSIONS: &[(&str, Option<Permission>)] = &[
     ("approve_action", Some(P::ExecuteAutomatedActions)),
     ("reject_action", Some(P::ExecuteAutomatedActions)),
     ("reverse_action", Some(P::ExecuteAutomatedActions)),
+    ("cancel_action", Some(P::ExecuteAutomatedActions)),
     ("add_webhook", Some(P::ThresholdManagement)),
     ("list_webhooks", Some(P::BudgetRead)),
     ("remove_webhook", Some(P::ThresholdManagement)),

@@ -85,6 +85,19 @@ pub struct Cli {
     /// pause_scenarios asks the human to confirm pausing more than this many scenarios at once.
     #[arg(long, global = true, env = "MBM_CONFIRM_PAUSE_OVER")]
     pub confirm_pause_over: Option<usize>,
+    /// Percent probability of ending over the limit from which a pause on a forecast crossing runs as
+    /// attached (default 95; an action's own gate wins).
+    #[arg(long, global = true, env = "MBM_GATE_ACT_PERCENT")]
+    pub gate_act_percent: Option<i64>,
+    /// From which it is announced and run after a delay unless cancelled (default 80).
+    #[arg(long, global = true, env = "MBM_GATE_DELAY_PERCENT")]
+    pub gate_delay_percent: Option<i64>,
+    /// From which the crossing only alerts (default 60).
+    #[arg(long, global = true, env = "MBM_GATE_ALERT_PERCENT")]
+    pub gate_alert_percent: Option<i64>,
+    /// Minutes a pause the confidence gate delays waits, when its action has no delay of its own (default 60).
+    #[arg(long, global = true, env = "MBM_GATED_DELAY_MINUTES")]
+    pub gated_delay_minutes: Option<i64>,
     /// File holding the Ed25519 key that signs audit checkpoints (first key line signs, later lines are
     /// retired keys). The key itself can be given as MBM_AUDIT_SIGNING_KEY (environment only).
     #[arg(long, global = true, env = "MBM_AUDIT_SIGNING_KEY_FILE")]
@@ -398,6 +411,10 @@ impl Cli {
             webhook_retry_base_ms: self.webhook_retry_base_ms,
             webhook_max_attempts: self.webhook_max_attempts,
             confirm_pause_over: self.confirm_pause_over,
+            gate_act_percent: self.gate_act_percent,
+            gate_delay_percent: self.gate_delay_percent,
+            gate_alert_percent: self.gate_alert_percent,
+            gated_delay_minutes: self.gated_delay_minutes,
             audit_signing_key: std::env::var("MBM_AUDIT_SIGNING_KEY").ok(),
             audit_signing_key_file: self.audit_signing_key_file.clone(),
             checkpoint_every_records: self.checkpoint_every_records,

@@ -90,6 +90,10 @@ pub struct ActionsFile {
     pub webhook_max_attempts: Option<u32>,
     pub webhook_retry_base_ms: Option<u64>,
     pub confirm_pause_over: Option<usize>,
+    pub gate_act_percent: Option<i64>,
+    pub gate_delay_percent: Option<i64>,
+    pub gate_alert_percent: Option<i64>,
+    pub gated_delay_minutes: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -184,6 +188,10 @@ pub struct Overrides {
     pub webhook_retry_base_ms: Option<u64>,
     pub webhook_max_attempts: Option<u32>,
     pub confirm_pause_over: Option<usize>,
+    pub gate_act_percent: Option<i64>,
+    pub gate_delay_percent: Option<i64>,
+    pub gate_alert_percent: Option<i64>,
+    pub gated_delay_minutes: Option<i64>,
     /// `MBM_AUDIT_SIGNING_KEY` (environment only).
     pub audit_signing_key: Option<String>,
     pub audit_signing_key_file: Option<PathBuf>,
@@ -562,6 +570,15 @@ fn action_settings(
     let base = within("actions.webhook_retry_base_ms", base, 1, 3_600_000)?;
     let confirm = o.confirm_pause_over.or(f.confirm_pause_over).unwrap_or(d.confirm_pause_over);
     let confirm = within("actions.confirm_pause_over", confirm, 0, 1000)?;
+    let gate = crate::domain::action::ConfidenceGate {
+        act: o.gate_act_percent.or(f.gate_act_percent).unwrap_or(d.gate.act),
+        delay: o.gate_delay_percent.or(f.gate_delay_percent).unwrap_or(d.gate.delay),
+        alert: o.gate_alert_percent.or(f.gate_alert_percent).unwrap_or(d.gate.alert),
+    }
+    .check("gate")
+    .map_err(|e| ConfigError::Invalid { key: "actions.gate_{act,delay,alert}_percent", rule: e.to_string() })?;
+    let gated_delay = o.gated_delay_minutes.or(f.gated_delay_minutes).unwrap_or(d.gated_delay_minutes);
+    let gated_delay = within("actions.gated_delay_minutes", gated_delay, 1, crate::domain::action::DELAY_MAX_MINUTES)?;
     Ok((
         interval,
         settings::ActionSettings {
@@ -571,6 +588,8 @@ fn action_settings(
             webhook_max_attempts: attempts,
             webhook_retry_base: Duration::from_millis(base),
             confirm_pause_over: confirm,
+            gate,
+            gated_delay_minutes: gated_delay,
             ..d
         },
         Duration::from_secs(timeout),
@@ -759,6 +778,12 @@ mod tests {
         let e =
             Config::resolve(FileConfig::default(), Overrides { http_max_connections: Some(0), ..Default::default() });
         assert!(e.unwrap_err().to_string().contains("`http.max_connections`"));
+        let e = Config::resolve(
+            FileConfig::default(),
+            Overrides { gate_act_percent: Some(70), gate_delay_percent: Some(80), ..Default::default() },
+        );
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("`actions.gate_{act,delay,alert}_percent`") && e.contains("alert ≤ delay ≤ act"), "{e}");
         let e = toml::from_str::<FileConfig>("colour = 1").unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
     }
@@ -788,7 +813,8 @@ mod tests {
         assert!(a.evaluate_interval_secs.is_some() && a.approval_ttl_minutes.is_some() && a.lease_secs.is_some());
         assert!(a.scenario_retry_delay_ms.is_some() && a.webhook_timeout_secs.is_some());
         assert!(a.webhook_max_attempts.is_some() && a.webhook_retry_base_ms.is_some());
-        assert!(a.confirm_pause_over.is_some());
+        assert!(a.confirm_pause_over.is_some() && a.gated_delay_minutes.is_some());
+        assert!(a.gate_act_percent.is_some() && a.gate_delay_percent.is_some() && a.gate_alert_percent.is_some());
         let au = &file.audit;
         assert!(au.signing_key_file.is_some() && au.checkpoint_every_records.is_some());
         assert!(au.checkpoint_interval_secs.is_some());

@@ -22,6 +22,11 @@ pub struct ActionSettings {
     /// `pause_scenarios` asks the human to confirm (where the client supports elicitation) when pausing
     /// more scenarios than this at once.
     pub confirm_pause_over: usize,
+    /// What pauses on forecast crossings may do at which probability of ending over the limit, unless an
+    /// action has its own gate.
+    pub gate: crate::domain::action::ConfidenceGate,
+    /// The delay of a plan the gate delays, when its action has no delay of its own.
+    pub gated_delay_minutes: i64,
 }
 
 impl Default for ActionSettings {
@@ -35,6 +40,8 @@ impl Default for ActionSettings {
             webhook_retry_base: Duration::from_secs(5),
             webhook_retry_max: Duration::from_secs(3600),
             confirm_pause_over: 5,
+            gate: crate::domain::action::ConfidenceGate::default(),
+            gated_delay_minutes: 60,
         }
     }
 }

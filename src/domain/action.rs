@@ -107,6 +107,17 @@ str_enum!(PlanState {
     Expired => "expired", Executing => "executing", Executed => "executed", PartiallyFailed => "partially_failed",
     Reversed => "reversed", Scheduled => "scheduled", Cancelled => "cancelled",
 });
+/// What made a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanOrigin {
+    /// A threshold's crossing and one of its pause actions.
+    Threshold,
+    /// A runaway detection and the budget's runaway rule.
+    Runaway,
+}
+
+str_enum!(PlanOrigin { Threshold => "threshold", Runaway => "runaway" });
 str_enum!(ItemStatus {
     Pending => "pending", StopSent => "stop_sent", Stopped => "stopped", AlreadyInactive => "already_inactive",
     Failed => "failed", Resumed => "resumed", LeftActive => "left_active", HeldByOtherPlan => "held_by_other_plan",
@@ -197,6 +208,13 @@ pub struct ThresholdAction {
     pub mode: Option<Mode>,
     /// For pause_scenarios: resume the paused scenarios when the next period starts.
     pub reverse_at_period_end: bool,
+    /// For pause_scenarios: announce the plan and run it this many minutes later (after approval, with
+    /// requires_approval) unless someone cancels it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_minutes: Option<i64>,
+    /// For pause_scenarios on forecast thresholds: this action's own confidence gate (else the server's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<ConfidenceGate>,
     pub created_at: String,
     pub created_by: String,
     /// The role `created_by` held when attaching it. An automatic pause action runs on its own only while
@@ -225,25 +243,37 @@ pub struct ActionDraft {
     pub selector: Option<Selector>,
     pub mode: Option<Mode>,
     pub reverse_at_period_end: bool,
+    pub delay_minutes: Option<i64>,
+    pub gate: Option<ConfidenceGate>,
+}
+
+/// A checked [`ActionDraft`]: what a stored action holds besides its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedAction {
+    pub selector: Option<Selector>,
+    pub mode: Option<Mode>,
+    pub delay_minutes: Option<i64>,
+    pub gate: Option<ConfidenceGate>,
 }
 
 impl ActionDraft {
-    /// The selector and mode of a valid action: a pause needs both (and a valid selector), a notification
-    /// takes neither, nor a reversal at the period's end.
-    pub fn check(self) -> Result<(Option<Selector>, Option<Mode>), ValidationError> {
+    /// What a valid action holds: a pause needs a selector and a mode, and may have a delay and a
+    /// confidence gate; a notification takes none of these, nor a reversal at the period's end.
+    pub fn check(self) -> Result<CheckedAction, ValidationError> {
         match self.kind {
             ActionKind::Notify => {
                 let only_for_pause = "is only allowed with kind pause_scenarios";
-                if self.selector.is_some() {
-                    return Err(ValidationError::new("selector", only_for_pause));
+                let given = [
+                    ("selector", self.selector.is_some()),
+                    ("mode", self.mode.is_some()),
+                    ("reverse_at_period_end", self.reverse_at_period_end),
+                    ("delay_minutes", self.delay_minutes.is_some()),
+                    ("gate", self.gate.is_some()),
+                ];
+                if let Some((field, _)) = given.iter().find(|(_, given)| *given) {
+                    return Err(ValidationError::new(*field, only_for_pause));
                 }
-                if self.mode.is_some() {
-                    return Err(ValidationError::new("mode", only_for_pause));
-                }
-                if self.reverse_at_period_end {
-                    return Err(ValidationError::new("reverse_at_period_end", only_for_pause));
-                }
-                Ok((None, None))
+                Ok(CheckedAction { selector: None, mode: None, delay_minutes: None, gate: None })
             }
             ActionKind::PauseScenarios => {
                 let selector = self
@@ -251,7 +281,21 @@ impl ActionDraft {
                     .ok_or_else(|| ValidationError::new("selector", "is required for pause_scenarios"))?
                     .check("selector")?;
                 let mode = self.mode.ok_or_else(|| ValidationError::new("mode", "is required for pause_scenarios"))?;
-                Ok((Some(selector), Some(mode)))
+                if let Some(d) = self.delay_minutes
+                    && !(1..=DELAY_MAX_MINUTES).contains(&d)
+                {
+                    return Err(ValidationError::new(
+                        "delay_minutes",
+                        format!("must be 1 to {DELAY_MAX_MINUTES} minutes (got {d})"),
+                    ));
+                }
+                let gate = self.gate.map(|g| g.check("gate")).transpose()?;
+                Ok(CheckedAction {
+                    selector: Some(selector),
+                    mode: Some(mode),
+                    delay_minutes: self.delay_minutes,
+                    gate,
+                })
             }
         }
     }
@@ -453,12 +497,32 @@ mod tests {
     #[test]
     fn action_drafts_pair_kind_selector_and_mode() {
         let top = Selector { kind: SelectorKind::TopN, top_n: Some(3) };
-        let draft =
-            |kind, selector, mode, reverse| ActionDraft { kind, selector, mode, reverse_at_period_end: reverse };
-        assert_eq!(draft(ActionKind::Notify, None, None, false).check().unwrap(), (None, None));
-        let pause = draft(ActionKind::PauseScenarios, Some(top), Some(Mode::Automatic), true).check().unwrap();
-        assert_eq!(pause, (Some(top), Some(Mode::Automatic)));
+        let draft = |kind, selector, mode, reverse| ActionDraft {
+            kind,
+            selector,
+            mode,
+            reverse_at_period_end: reverse,
+            delay_minutes: None,
+            gate: None,
+        };
         let field = |d: ActionDraft| d.check().unwrap_err().field;
+        let none = CheckedAction { selector: None, mode: None, delay_minutes: None, gate: None };
+        assert_eq!(draft(ActionKind::Notify, None, None, false).check().unwrap(), none);
+        let pause = draft(ActionKind::PauseScenarios, Some(top), Some(Mode::Automatic), true).check().unwrap();
+        assert_eq!(pause, CheckedAction { selector: Some(top), mode: Some(Mode::Automatic), ..none });
+        let delayed = ActionDraft {
+            delay_minutes: Some(30),
+            gate: Some(ConfidenceGate::default()),
+            ..draft(ActionKind::PauseScenarios, Some(top), Some(Mode::Automatic), false)
+        };
+        let checked = delayed.check().unwrap();
+        assert_eq!((checked.delay_minutes, checked.gate), (Some(30), Some(ConfidenceGate::default())));
+        assert_eq!(field(ActionDraft { delay_minutes: Some(0), ..delayed }), "delay_minutes");
+        assert_eq!(field(ActionDraft { delay_minutes: Some(DELAY_MAX_MINUTES + 1), ..delayed }), "delay_minutes");
+        let upside_down = ConfidenceGate { act: 60, delay: 80, alert: 95 };
+        assert_eq!(field(ActionDraft { gate: Some(upside_down), ..delayed }), "gate");
+        let notify_delay = ActionDraft { delay_minutes: Some(5), ..draft(ActionKind::Notify, None, None, false) };
+        assert_eq!(field(notify_delay), "delay_minutes");
         assert_eq!(field(draft(ActionKind::Notify, Some(top), None, false)), "selector");
         assert_eq!(field(draft(ActionKind::Notify, None, Some(Mode::Automatic), false)), "mode");
         assert_eq!(field(draft(ActionKind::Notify, None, None, true)), "reverse_at_period_end");

@@ -293,6 +293,10 @@ pub struct Trigger<'a> {
     /// Set (see [`automation_refusal`]) when an automatic action may not run on its own: its plan then
     /// waits for approval instead of running, and says why.
     pub suspended: Option<&'a str>,
+    /// Run the plan this many minutes after it is made (or approved), unless it is cancelled.
+    pub delay_minutes: Option<i64>,
+    /// The forecast's probability of ending over the limit, for forecast crossings.
+    pub probability_permille: Option<i64>,
 }
 
 /// A plan for a crossing of `action`'s threshold.
@@ -303,7 +307,16 @@ pub fn plan_for_crossing(
     trigger: Trigger<'_>,
 ) -> Option<NewPlan> {
     let selector = action.selector?;
-    let Trigger { crossing_id, why, requested_by, now, approval_ttl_minutes, suspended } = trigger;
+    let Trigger {
+        crossing_id,
+        why,
+        requested_by,
+        now,
+        approval_ttl_minutes,
+        suspended,
+        delay_minutes,
+        probability_permille,
+    } = trigger;
     let (mode, why) = match (action.mode?, suspended) {
         (Mode::Automatic, Some(reason)) => (
             Mode::RequiresApproval,
@@ -328,9 +341,10 @@ pub fn plan_for_crossing(
             updated_at: at.clone(),
         })
         .collect();
-    let state = match mode {
-        Mode::Automatic => PlanState::Planned,
-        Mode::RequiresApproval => PlanState::AwaitingApproval,
+    let (state, run_at) = match (mode, delay_minutes) {
+        (Mode::Automatic, None) => (PlanState::Planned, None),
+        (Mode::Automatic, Some(d)) => (PlanState::Scheduled, Some(format_timestamp(after_minutes(now, d)))),
+        (Mode::RequiresApproval, _) => (PlanState::AwaitingApproval, None),
     };
     Some(NewPlan {
         plan: PlanRecord {
@@ -358,9 +372,36 @@ pub fn plan_for_crossing(
             reversed_at: None,
             updated_at: at,
             version: 1,
+            origin: action::PlanOrigin::Threshold,
+            delay_minutes,
+            run_at,
+            cancelled_by: None,
+            cancelled_at: None,
+            cancel_reason: None,
+            probability_permille,
         },
         items,
     })
+}
+
+fn after_minutes(t: Timestamp, minutes: i64) -> Timestamp {
+    t.checked_add(jiff::SignedDuration::from_mins(minutes)).unwrap_or(t)
+}
+
+/// The event announcing a scheduled plan.
+async fn announce_scheduled(tx: &mut MutationTx, view: &PlanView) -> std::result::Result<(), StoreError> {
+    let p = &view.plan;
+    let names: Vec<&str> = view.items.iter().map(|i| i.name.as_str()).collect();
+    let text = format!(
+        "Pause plan {} scheduled: at {} it pauses {} scenario(s) ({}) unless someone cancels it (cancel_action) — {}",
+        p.id,
+        p.run_at.as_deref().unwrap_or("?"),
+        view.items.len(),
+        names.join(", "),
+        p.why
+    );
+    enqueue(tx, "plan_scheduled", &text, to_json(view)).await?;
+    Ok(())
 }
 
 /// Write a new plan, its audit record and its event, inside the caller's transaction.
@@ -374,6 +415,9 @@ pub async fn insert_plan(
     let mut entry = by.entry("action_planned", Target::ActionPlan(new.plan.id.clone()), Some(to_json(&view)));
     entry.reason = Some(new.plan.why.clone());
     tx.record_also(entry).await?;
+    if new.plan.state == PlanState::Scheduled {
+        return announce_scheduled(tx, &view).await;
+    }
     let event = if new.plan.state == PlanState::AwaitingApproval { "approval_needed" } else { "plan_created" };
     let names: Vec<&str> = new.items.iter().map(|i| i.name.as_str()).collect();
     let text = format!(
@@ -472,7 +516,15 @@ pub async fn decide(c: &Caller<'_>, plan_id: &str, approve: bool, reason: Option
         tx.commit(entry).await?;
         return Err(Error::Refused(r));
     }
-    transition(&mut plan, if approve { PlanState::Approved } else { PlanState::Rejected }, now)?;
+    let next = match (approve, plan.delay_minutes) {
+        (false, _) => PlanState::Rejected,
+        (true, None) => PlanState::Approved,
+        (true, Some(d)) => {
+            plan.run_at = Some(format_timestamp(after_minutes(now, d)));
+            PlanState::Scheduled
+        }
+    };
+    transition(&mut plan, next, now)?;
     plan.decided_by = Some(c.subject().to_owned());
     plan.decided_at = Some(at);
     plan.decision_reason = reason.clone();
@@ -485,8 +537,12 @@ pub async fn decide(c: &Caller<'_>, plan_id: &str, approve: bool, reason: Option
         json!({"plan_id": plan_id, "budget_id": plan.budget_id, "by": c.subject(), "reason": reason}),
     )
     .await?;
+    if plan.state == PlanState::Scheduled {
+        let items = tx.plan_items(plan_id).await?;
+        announce_scheduled(&mut tx, &PlanView::new(plan.clone(), items)).await?;
+    }
     tx.commit(plan_entry(c, if approve { "action_approved" } else { "action_rejected" }, &plan, reason)).await?;
-    if approve {
+    if plan.state == PlanState::Approved {
         return execute(c, plan_id).await;
     }
     let (plan, items) = c.store().plan(plan_id).await.about("plan", plan_id)?;
@@ -529,6 +585,20 @@ async fn execute_leased(c: &Caller<'_>, plan_id: &str, (lease, holder): (&str, &
         }
         let (plan, items) = ts.plan(plan_id).await.about("plan", plan_id)?;
         return Ok(PlanView::new(plan, items));
+    }
+    if plan.state == PlanState::Scheduled && !is_due(&plan, c.now()) {
+        drop(tx);
+        let (plan, items) = ts.plan(plan_id).await.about("plan", plan_id)?;
+        return Ok(PlanView::new(plan, items));
+    }
+    if plan.state == PlanState::Scheduled
+        && plan.decided_by.is_none()
+        && let Some(refusal) = scheduled_refusal(c, &plan).await?
+    {
+        // Nobody approved it, and whoever configured it may no longer act on their own: it does not run.
+        drop(tx);
+        let reason = format!("it may no longer run on its own: {refusal}");
+        return cancel_leased(c, plan_id, &reason).await;
     }
     let resumed = plan.state == PlanState::Executing;
     transition(&mut plan, PlanState::Executing, c.now())?;
@@ -730,6 +800,55 @@ async fn reverse_leased(c: &Caller<'_>, plan_id: &str, reason: &str) -> Result<P
     Ok(view)
 }
 
+/// Why a scheduled plan that nobody approved may not run on its own now (see [`automation_refusal`]).
+async fn scheduled_refusal(c: &Caller<'_>, plan: &PlanRecord) -> Result<Option<String>> {
+    let Some(action_id) = &plan.action_id else { return Ok(None) };
+    let Some(action) = c.store().action(action_id).await.ok() else {
+        return Ok(Some(format!("its action {action_id} was removed")));
+    };
+    Ok(automation_refusal(&c.app.store, c.tenant, &action, c.now()).await?)
+}
+
+/// Whether a scheduled plan's time has come.
+fn is_due(plan: &PlanRecord, now: Timestamp) -> bool {
+    plan.run_at.as_deref().and_then(|s| parse_timestamp(s).ok()).is_some_and(|at| now >= at)
+}
+
+/// Cancel a scheduled plan before it runs, with a reason: nothing is paused. The lease keeps a cancel
+/// from racing an execution that has begun.
+pub async fn cancel(c: &Caller<'_>, plan_id: &str, reason: &str) -> Result<PlanView> {
+    let (lease, holder) = (lease_name(c.tenant, plan_id), holder(c.app));
+    with_lease(c.app, &lease, &holder, cancel_leased(c, plan_id, reason)).await
+}
+
+async fn cancel_leased(c: &Caller<'_>, plan_id: &str, reason: &str) -> Result<PlanView> {
+    let now = c.now();
+    let mut tx = c.store().begin().await?;
+    let mut plan = tx.plan_for_update(plan_id).await.about("plan", plan_id)?;
+    if !plan.state.is_cancellable() {
+        return Err(Error::Conflict(format!(
+            "plan {plan_id} is {}; only scheduled plans can be cancelled (reject_action refuses one awaiting \
+             approval, reverse_action undoes an executed one)",
+            plan.state.as_str()
+        )));
+    }
+    transition(&mut plan, PlanState::Cancelled, now)?;
+    plan.cancelled_by = Some(c.subject().to_owned());
+    plan.cancelled_at = Some(format_timestamp(now));
+    plan.cancel_reason = Some(reason.to_owned());
+    plan_write(tx.update_plan(&plan).await)?;
+    enqueue(
+        &mut tx,
+        "plan_cancelled",
+        &format!("Plan {plan_id} cancelled by {} before it ran: {reason}", c.subject()),
+        json!({"plan_id": plan_id, "budget_id": plan.budget_id, "by": c.subject(), "reason": reason}),
+    )
+    .await?;
+    tx.commit(plan_entry(c, "action_cancelled", &plan, Some(reason.to_owned()))).await?;
+    let (plan, items) = c.store().plan(plan_id).await.about("plan", plan_id)?;
+    Ok(PlanView::new(plan, items))
+}
+
 /// Mark plans whose approval window has closed as expired. Returns how many.
 pub async fn expire_overdue(app: &App, request_id: &str) -> Result<usize> {
     let now = app.store.clock().now();
@@ -787,6 +906,13 @@ mod tests {
             reversed_at: None,
             updated_at: String::new(),
             version: 3,
+            origin: action::PlanOrigin::Threshold,
+            delay_minutes: None,
+            run_at: None,
+            cancelled_by: None,
+            cancelled_at: None,
+            cancel_reason: None,
+            probability_permille: None,
         }
     }
 

@@ -17,7 +17,7 @@ use super::actions::{self, ActionSettings, Planning, Trigger};
 use super::caller::{Attribution, Caller};
 use super::status::{self, StatusError, UsageSnapshot};
 use crate::audit::Target;
-use crate::domain::action::ActionKind;
+use crate::domain::action::{ActionKind, GateVerdict};
 use crate::domain::clock::format_timestamp;
 use crate::domain::threshold::{
     Basis, CrossingEvent, CrossingState, Decision, Severity, Threshold, decide, next_state,
@@ -38,6 +38,27 @@ pub struct Crossing {
     pub value: i64,
     pub amount: i64,
     pub crossed_at: String,
+    /// For forecast thresholds: the forecast's probability of ending the period over the limit, in
+    /// thousandths.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probability_over_limit_permille: Option<i64>,
+    /// What the confidence gate let each pause action of a forecast threshold do.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gate: Vec<GateDecision>,
+}
+
+/// The confidence gate's verdict on one pause action.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct GateDecision {
+    pub action_id: String,
+    pub verdict: GateVerdict,
+    /// The percent probability the action needed to act as attached.
+    pub act_percent: i64,
+}
+
+/// A probability in thousandths as a percentage for people, e.g. "97 %" or "70.5 %".
+fn percent(permille: i64) -> String {
+    if permille % 10 == 0 { format!("{} %", permille / 10) } else { format!("{}.{} %", permille / 10, permille % 10) }
 }
 
 /// Evaluate one budget's thresholds at `now`; returns the crossings recorded. A crossing also runs the
@@ -86,6 +107,7 @@ pub async fn evaluate_with(
     let key = computed.window.key();
     let actual = computed.status.spent_centi;
     let forecast = computed.forecast_total_centi();
+    let probability = (computed.status.forecast.probability_over_limit.clamp(0.0, 1.0) * 1000.0).round() as i64;
     let at = format_timestamp(now);
     let mut crossings = Vec::new();
     let mut planning: Option<Planning> = None;
@@ -123,7 +145,7 @@ pub async fn evaluate_with(
         let decision = decide(state.as_ref(), &key, value, amount, now, t.spec.cooldown());
         let Some(new_state) = next_state(state.as_ref(), &key, decision, now) else { continue };
         tx.save_crossing_state(&t.id, &new_state, &at).await?;
-        let detail = json!({
+        let mut detail = json!({
             "budget_id": budget.id, "threshold": t.spec.describe(), "severity": t.spec.severity.as_str(),
             "period": key, "value_centi": value, "amount_centi": amount,
         });
@@ -141,7 +163,8 @@ pub async fn evaluate_with(
                     amount_centi: amount,
                 };
                 tx.insert_crossing(&event).await?;
-                let crossing = Crossing {
+                let probability = (t.spec.basis == Basis::Forecast).then_some(probability);
+                let mut crossing = Crossing {
                     budget_id: budget.id.clone(),
                     budget_name: budget.spec.name.clone(),
                     threshold_id: t.id.clone(),
@@ -151,7 +174,25 @@ pub async fn evaluate_with(
                     value: status::units(value),
                     amount: status::units(amount),
                     crossed_at: at.clone(),
+                    probability_over_limit_permille: probability,
+                    gate: Vec::new(),
                 };
+                // The gate first: what each pause may do at this probability (an actual crossing is certain).
+                let mut plans = Vec::new();
+                for a in actions.iter().filter(|a| a.kind == ActionKind::PauseScenarios) {
+                    let gate = a.gate.unwrap_or(settings.gate);
+                    let verdict = probability.map_or(GateVerdict::Act, |p| gate.verdict(p));
+                    if probability.is_some() {
+                        crossing.gate.push(GateDecision { action_id: a.id.clone(), verdict, act_percent: gate.act });
+                    }
+                    let delay = match verdict {
+                        GateVerdict::Act => a.delay_minutes,
+                        GateVerdict::Delay => Some(a.delay_minutes.unwrap_or(settings.gated_delay_minutes)),
+                        GateVerdict::AlertOnly | GateVerdict::Nothing => continue,
+                    };
+                    plans.push((a, delay));
+                }
+                let alert_only = crossing.gate.iter().any(|g| g.verdict == GateVerdict::AlertOnly);
                 let why = format!(
                     "{} threshold {} of budget {:?} crossed: {} {} {} against {} {}",
                     t.spec.severity.as_str(),
@@ -163,29 +204,40 @@ pub async fn evaluate_with(
                     crossing.amount,
                     budget.spec.unit.as_str()
                 );
-                for a in &actions {
-                    match a.kind {
-                        ActionKind::Notify => {
-                            let text = format!("[{}] {why}", t.spec.severity.as_str());
-                            let data = serde_json::to_value(&crossing).expect("crossing serialises");
-                            actions::enqueue(&mut tx, "threshold_crossed", &text, data).await?;
-                        }
-                        ActionKind::PauseScenarios => {
-                            let Some(p) = planning.as_ref() else { continue };
-                            let trigger = Trigger {
-                                crossing_id: &event.id,
-                                why: why.clone(),
-                                requested_by: &by.actor.subject,
-                                now,
-                                approval_ttl_minutes: settings.approval_ttl_minutes,
-                                suspended: suspended.get(&a.id).map(String::as_str),
-                            };
-                            let Some(new) = actions::plan_for_crossing(p, budget, a, trigger) else {
-                                continue;
-                            };
-                            actions::insert_plan(&mut tx, &new, by).await?;
-                        }
+                let why = match probability {
+                    Some(p) => format!("{why} (probability of ending over the limit {})", percent(p)),
+                    None => why,
+                };
+                let notifies = actions.iter().filter(|a| a.kind == ActionKind::Notify).count();
+                // A pause the gate held back alerts instead: through the threshold's notify actions, or on its own.
+                for _ in 0..notifies.max(usize::from(alert_only)) {
+                    let mut text = format!("[{}] {why}", t.spec.severity.as_str());
+                    if alert_only {
+                        text.push_str("; a pause was held back: the forecast is not certain enough to act on");
                     }
+                    let data = serde_json::to_value(&crossing).expect("crossing serialises");
+                    actions::enqueue(&mut tx, "threshold_crossed", &text, data).await?;
+                }
+                for (a, delay_minutes) in plans {
+                    let Some(p) = planning.as_ref() else { continue };
+                    let trigger = Trigger {
+                        crossing_id: &event.id,
+                        why: why.clone(),
+                        requested_by: &by.actor.subject,
+                        now,
+                        approval_ttl_minutes: settings.approval_ttl_minutes,
+                        suspended: suspended.get(&a.id).map(String::as_str),
+                        delay_minutes,
+                        probability_permille: probability,
+                    };
+                    let Some(new) = actions::plan_for_crossing(p, budget, a, trigger) else {
+                        continue;
+                    };
+                    actions::insert_plan(&mut tx, &new, by).await?;
+                }
+                if let Some(obj) = detail.as_object_mut() {
+                    obj.insert("probability_over_limit_permille".into(), json!(probability));
+                    obj.insert("gate".into(), json!(crossing.gate));
                 }
                 crossings.push(crossing);
                 "threshold_crossed"

@@ -194,11 +194,16 @@ async fn evaluate_tenant(app: &App, tenant: TenantId, request_id: &str, report: 
     Ok(())
 }
 
-/// Execute every plan that is planned (automatic), approved, or was left executing by a crashed instance,
-/// optionally only of one tenant. Plans another instance holds are skipped.
+/// Execute every plan that is planned (automatic), approved, scheduled and due, or was left executing by a
+/// crashed instance, optionally only of one tenant. Plans another instance holds are skipped.
 pub async fn run_plans(app: &App, only: Option<TenantId>, request_id: &str, report: &mut PassReport) {
     let states = [PlanState::Planned, PlanState::Approved, PlanState::Executing];
-    let plans = match app.store.plans_in_states(&states).await {
+    let now = format_timestamp(app.store.clock().now());
+    let listed = match app.store.plans_in_states(&states).await {
+        Ok(p) => app.store.scheduled_plans_due(&now).await.map(|due| p.into_iter().chain(due).collect::<Vec<_>>()),
+        Err(e) => Err(e),
+    };
+    let plans = match listed {
         Ok(p) => p,
         Err(e) => {
             report.errors.push(format!("listing plans: {e}"));

@@ -9,21 +9,32 @@ use super::caller::Caller;
 use super::error::{About, Result};
 use crate::audit::Target;
 use crate::auth::Permission;
+use crate::domain::ValidationError;
 use crate::domain::action::{ActionDraft, ThresholdAction};
 use crate::domain::clock::format_timestamp;
+use crate::domain::threshold::Basis;
 
 pub async fn attach(c: &Caller<'_>, threshold_id: &str, draft: ActionDraft) -> Result<ThresholdAction> {
-    let (selector, mode) = draft.check()?;
+    let checked = draft.check()?;
     let mut tx = c.store().begin().await?;
     let threshold = tx.threshold_for_update(threshold_id).await.about("threshold", threshold_id)?;
+    if checked.gate.is_some() && threshold.spec.basis != Basis::Forecast {
+        return Err(ValidationError::new(
+            "gate",
+            "applies to actions on forecast thresholds only: an actual-spend crossing is certain",
+        )
+        .into());
+    }
     let principal = c.principal;
     let action = ThresholdAction {
         id: uuid::Uuid::now_v7().to_string(),
         threshold_id: threshold.id,
         kind: draft.kind,
-        selector,
-        mode,
+        selector: checked.selector,
+        mode: checked.mode,
         reverse_at_period_end: draft.reverse_at_period_end,
+        delay_minutes: checked.delay_minutes,
+        gate: checked.gate,
         created_at: format_timestamp(c.now()),
         created_by: c.subject().to_owned(),
         created_role: Some(principal.map_or_else(|| c.actor.role.clone(), |p| p.role.as_str().to_owned())),

@@ -12,7 +12,9 @@ use super::make::REASON_MAX_CHARS;
 use super::params::Parameters;
 use super::status::parse_id;
 use super::{BudgetServer, CallCtx, ToolError};
-use crate::domain::action::{ActionDraft, ActionKind, Mode, PlanState, Selector, ThresholdAction};
+use crate::domain::action::{
+    ActionDraft, ActionKind, ConfidenceGate, DELAY_MAX_MINUTES, Mode, PlanState, Selector, ThresholdAction,
+};
 use crate::domain::budget::MAKE_ID_MAX;
 use crate::domain::{ValidationError, validation};
 use crate::engine::actions::{self, PlanView, Preview};
@@ -40,6 +42,15 @@ pub struct AddActionArgs {
     /// For pause_scenarios: resume what the plan paused when the budget's next period begins. Default false.
     #[serde(default)]
     pub reverse_at_period_end: bool,
+    /// For pause_scenarios: announce the plan (event plan_scheduled) and run it this many minutes later
+    /// (after approval, with requires_approval) unless someone calls cancel_action.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = DELAY_MAX_MINUTES))]
+    pub delay_minutes: Option<i64>,
+    /// For pause_scenarios on forecast thresholds: percent probabilities of ending over the limit from
+    /// which the pause acts, is delayed, or only alerts. Default: the server's (95/80/60).
+    #[serde(default)]
+    pub gate: Option<ConfidenceGate>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -146,7 +157,7 @@ pub struct DecideArgs {
     /// Action plan id (a UUID), from list_actions.
     #[schemars(length(min = 36, max = 36))]
     pub plan_id: String,
-    /// Why; recorded in the audit log. Required to reject or reverse, optional to approve.
+    /// Why; recorded in the audit log. Required to reject, cancel or reverse, optional to approve.
     #[serde(default)]
     #[schemars(length(min = 1, max = REASON_MAX_CHARS))]
     pub reason: Option<String>,
@@ -167,8 +178,9 @@ impl BudgetServer {
     /// creates a plan that deactivates the active scenarios the selector picks in the budget's scope:
     /// `non_critical` (all not marked critical), `top_n` (the N highest consumers this period, critical
     /// ones spared) or `all` (critical included; needs budget:emergency_controls). With mode `automatic`
-    /// the plan runs at once; with `requires_approval` another principal must call approve_action.
-    /// Try `preview_action` first to see what a selector would pause.
+    /// the plan runs at once; with `requires_approval` another principal must call approve_action;
+    /// `delay_minutes` announces it and runs it later unless cancelled. On forecast thresholds a pause
+    /// only acts when the forecast is sure enough (`gate`). Try `preview_action` first.
     #[tool(annotations(
         title = "Add threshold action",
         read_only_hint = false,
@@ -187,6 +199,8 @@ impl BudgetServer {
             selector: args.selector,
             mode: args.mode,
             reverse_at_period_end: args.reverse_at_period_end,
+            delay_minutes: args.delay_minutes,
+            gate: args.gate,
         };
         let action = threshold_actions::attach(&call.caller(&self.app), &args.threshold_id, draft).await?;
         Ok(Json(action))
@@ -291,7 +305,8 @@ impl BudgetServer {
 
     /// List action plans, newest first, optionally of one budget or in one state (e.g.
     /// `awaiting_approval`). States: planned → awaiting_approval → approved | rejected | expired →
-    /// executing → executed | partially_failed → reversed.
+    /// executing → executed | partially_failed → reversed; a delayed plan is scheduled → executing |
+    /// cancelled.
     #[tool(annotations(
         title = "List actions",
         read_only_hint = true,
@@ -385,5 +400,24 @@ impl BudgetServer {
         parse_id::<uuid::Uuid>("plan_id", &args.plan_id, "plan")?;
         let reason = reason("reason", &args.reason, true)?.unwrap_or_default();
         Ok(Json(actions::reverse(&call.caller(&self.app), &args.plan_id, &reason).await?))
+    }
+
+    /// Cancel a scheduled plan (state `scheduled`, from a delayed action) before it runs, with a reason
+    /// recorded in the audit log. Nothing is paused.
+    #[tool(annotations(
+        title = "Cancel action",
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = false,
+        open_world_hint = false
+    ))]
+    async fn cancel_action(
+        &self,
+        Parameters(args): Parameters<DecideArgs>,
+        Extension(call): Extension<CallCtx>,
+    ) -> Result<Json<PlanView>, ToolError> {
+        parse_id::<uuid::Uuid>("plan_id", &args.plan_id, "plan")?;
+        let reason = reason("reason", &args.reason, true)?.unwrap_or_default();
+        Ok(Json(actions::cancel(&call.caller(&self.app), &args.plan_id, &reason).await?))
     }
 }

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use super::threshold_actions::{mode_from, selector_from};
 use super::{InScope, MutationTx, Store, StoreError, TenantStore, corrupt, get_bool, tenant_of};
 use crate::domain::TenantId;
-use crate::domain::action::{ItemStatus, Mode, PlanState, Selector};
+use crate::domain::action::{ItemStatus, Mode, PlanOrigin, PlanState, Selector};
 
 /// A stored action plan.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
@@ -41,6 +41,25 @@ pub struct PlanRecord {
     pub reversed_at: Option<String>,
     pub updated_at: String,
     pub version: i64,
+    /// What made the plan: a threshold crossing (`crossing_id` is the crossing) or a runaway detection
+    /// (`crossing_id` is the detection).
+    pub origin: PlanOrigin,
+    /// A delayed plan runs this many minutes after it is created (or approved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_minutes: Option<i64>,
+    /// When a scheduled plan runs unless it is cancelled first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<String>,
+    /// For a forecast crossing: the forecast's probability of ending the period over the limit, in
+    /// thousandths, when the plan was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probability_permille: Option<i64>,
 }
 
 /// One scenario of a plan.
@@ -70,7 +89,8 @@ macro_rules! plan_columns {
     () => {
         "id, budget_id, threshold_id, action_id, crossing_id, period_key, selector, top_n, mode, state, why,
          expected_saving_centi, reverse_at_period_end, requested_by, requested_at, expires_at, decided_by, decided_at,
-         decision_reason, executed_at, reversed_by, reversed_at, updated_at, version"
+         decision_reason, executed_at, reversed_by, reversed_at, updated_at, version, origin, delay_minutes, run_at,
+         cancelled_by, cancelled_at, cancel_reason, probability_permille"
     };
 }
 
@@ -107,6 +127,16 @@ fn plan_from_row(row: &AnyRow) -> Result<PlanRecord, StoreError> {
         reversed_at: row.try_get("reversed_at")?,
         updated_at: row.try_get("updated_at")?,
         version: row.try_get("version")?,
+        origin: {
+            let origin: String = row.try_get("origin")?;
+            PlanOrigin::parse(&origin).ok_or_else(|| corrupt("action_plans", format!("origin {origin:?}")))?
+        },
+        delay_minutes: row.try_get("delay_minutes")?,
+        run_at: row.try_get("run_at")?,
+        cancelled_by: row.try_get("cancelled_by")?,
+        cancelled_at: row.try_get("cancelled_at")?,
+        cancel_reason: row.try_get("cancel_reason")?,
+        probability_permille: row.try_get("probability_permille")?,
     })
 }
 
@@ -133,7 +163,7 @@ impl MutationTx {
             "INSERT INTO action_plans (tenant_id, ",
             plan_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-                 $21, $22, $23, $24, $25)"
+                 $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)"
         ))
         .bind(&tenant)
         .bind(&p.id)
@@ -160,6 +190,13 @@ impl MutationTx {
         .bind(p.reversed_at.clone())
         .bind(&p.updated_at)
         .bind(p.version)
+        .bind(p.origin.as_str())
+        .bind(p.delay_minutes)
+        .bind(p.run_at.clone())
+        .bind(p.cancelled_by.clone())
+        .bind(p.cancelled_at.clone())
+        .bind(p.cancel_reason.clone())
+        .bind(p.probability_permille)
         .execute(self.conn())
         .await?;
         for i in items {
@@ -203,7 +240,8 @@ impl MutationTx {
         let tenant = self.tenant.to_string();
         let done = sqlx::query(
             "UPDATE action_plans SET state = $3, decided_by = $4, decided_at = $5, decision_reason = $6,
-                 executed_at = $7, reversed_by = $8, reversed_at = $9, updated_at = $10, version = $11
+                 executed_at = $7, reversed_by = $8, reversed_at = $9, updated_at = $10, version = $11,
+                 run_at = $13, cancelled_by = $14, cancelled_at = $15, cancel_reason = $16
              WHERE tenant_id = $1 AND id = $2 AND version = $12",
         )
         .bind(tenant)
@@ -218,6 +256,10 @@ impl MutationTx {
         .bind(&p.updated_at)
         .bind(p.version)
         .bind(p.version - 1)
+        .bind(p.run_at.clone())
+        .bind(p.cancelled_by.clone())
+        .bind(p.cancelled_at.clone())
+        .bind(p.cancel_reason.clone())
         .execute(self.conn())
         .await?;
         if done.rows_affected() != 1 {
@@ -356,6 +398,17 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Scheduled plans whose time has come (`run_at` at or before `now`), across tenants, soonest first.
+    pub async fn scheduled_plans_due(&self, now: &str) -> Result<Vec<(TenantId, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT tenant_id, id FROM action_plans WHERE state = $1 AND run_at <= $2 ORDER BY run_at, id")
+                .bind(PlanState::Scheduled.as_str())
+                .bind(now)
+                .fetch_all_in(self.system())
+                .await?;
+        rows.iter().map(|r| Ok((tenant_of(r, "action_plans")?, r.try_get("id")?))).collect()
     }
 
     /// Executed (or partially failed) plans marked `reverse_at_period_end`, across tenants, oldest first.

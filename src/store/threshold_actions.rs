@@ -5,12 +5,12 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{InScope, MutationTx, StoreError, TenantStore, corrupt, get_bool};
-use crate::domain::action::{ActionKind, Mode, Selector, SelectorKind, ThresholdAction};
+use crate::domain::action::{ActionKind, ConfidenceGate, Mode, Selector, SelectorKind, ThresholdAction};
 
 macro_rules! action_columns {
     () => {
         "id, threshold_id, kind, selector, top_n, mode, reverse_at_period_end, created_at, created_by, \
-         created_role, created_transport, created_token_id"
+         created_role, created_transport, created_token_id, delay_minutes, gate_act, gate_delay, gate_alert"
     };
 }
 
@@ -38,6 +38,11 @@ fn action_from_row(row: &AnyRow) -> Result<ThresholdAction, StoreError> {
         selector: if pause { Some(selector_from(row, "threshold_actions")?) } else { None },
         mode: if pause { Some(mode_from(row, "threshold_actions")?) } else { None },
         reverse_at_period_end: get_bool(row, "reverse_at_period_end")?,
+        delay_minutes: row.try_get("delay_minutes")?,
+        gate: match (row.try_get("gate_act")?, row.try_get("gate_delay")?, row.try_get("gate_alert")?) {
+            (Some(act), Some(delay), Some(alert)) => Some(ConfidenceGate { act, delay, alert }),
+            _ => None,
+        },
         created_at: row.try_get("created_at")?,
         created_by: row.try_get("created_by")?,
         created_role: row.try_get("created_role")?,
@@ -51,8 +56,9 @@ impl MutationTx {
         let tenant = self.tenant.to_string();
         sqlx::query(
             "INSERT INTO threshold_actions (tenant_id, id, threshold_id, kind, selector, top_n, mode,
-                 reverse_at_period_end, created_at, created_by, created_role, created_transport, created_token_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 reverse_at_period_end, created_at, created_by, created_role, created_transport, created_token_id,
+                 delay_minutes, gate_act, gate_delay, gate_alert)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(tenant)
         .bind(&a.id)
@@ -67,6 +73,10 @@ impl MutationTx {
         .bind(&a.created_role)
         .bind(&a.created_transport)
         .bind(&a.created_token_id)
+        .bind(a.delay_minutes)
+        .bind(a.gate.map(|g| g.act))
+        .bind(a.gate.map(|g| g.delay))
+        .bind(a.gate.map(|g| g.alert))
         .execute(self.conn())
         .await?;
         Ok(())
