@@ -179,7 +179,9 @@ async fn main() -> Result<(), Error> {
     step("1. Claude Desktop's view: the server over stdio, the local operator as principal");
     let (db_c, bin_c) = (db.clone(), bin.clone());
     let transport = TokioChildProcess::builder(tokio::process::Command::new(&bin_c).configure(move |c| {
-        c.arg("serve")
+        // Every toolset: the demo walks through all of them (the default serves budgets, status,
+        // thresholds and make; see the README's "Toolsets").
+        c.args(["serve", "--toolsets", "all"])
             .env("MBM_DATABASE_URL", &db_c)
             .env("MBM_CONFIG", "/dev/null")
             .env("MBM_LOG", "warn")
@@ -384,7 +386,7 @@ async fn main() -> Result<(), Error> {
          in local (shown once, stored hashed)"
     );
     let mut server = tokio::process::Command::new(&bin)
-        .args(["serve", "--transport", "http", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--transport", "http", "--listen", "127.0.0.1:0", "--toolsets", "all"])
         .env("MBM_DATABASE_URL", &db)
         .env("MBM_CONFIG", "/dev/null")
         .env("MBM_LOG", "warn")

@@ -40,6 +40,8 @@ pub struct App {
     pub policy: crate::limits::CallPolicy,
     /// How a usage sync spends its Make API calls.
     pub sync: SyncSettings,
+    /// The tools served.
+    pub tools: crate::config::settings::ToolChoice,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,7 @@ impl App {
             instance: crate::app::instance_name(),
             policy: crate::limits::CallPolicy::new(&config.limits, config.read_tool_timeout, config.read_only),
             sync,
+            tools: config.tools.clone(),
         };
         app.check_secret_keys().await?;
         Ok(app)

@@ -17,7 +17,7 @@ fn the_readme_demo_runs_end_to_end() {
     assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     for expected in [
         "SIMULATED Make API (a fake, for this demo only)",
-        "38 tools: ",
+        "39 tools: ",
         "preview_action (dry run): the highest-consuming active non-critical scenario in scope",
         "the crossing created pause plan ",
         "(awaiting_approval), requested by ",

@@ -250,6 +250,7 @@ async fn start_error(db_url: &str, cert: &Path, key: &Path) -> String {
             .env("MBM_CONFIG", "/dev/null")
             .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
             .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY)
+            .env(ALL_TOOLSETS.0, ALL_TOOLSETS.1)
             .kill_on_drop(true)
             .output(),
     )

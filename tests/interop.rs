@@ -93,7 +93,9 @@ fn driver_or_skip(sdk: Sdk, test: &str) -> Option<(PathBuf, Vec<PathBuf>)> {
 
 /// What every server the drivers reach is started with, on top of what `HttpServer` and the stdio
 /// environment already set.
-const SERVER_ENV: [(&str, &str); 2] = [
+const SERVER_ENV: [(&str, &str); 3] = [
+    // The drivers call every tool (older binaries ignore it).
+    ("MBM_TOOLSETS", "all"),
     // The simulated Make and the webhook receiver are on loopback; servers that refuse outbound requests
     // to loopback addresses by default allow them with this (older binaries ignore it).
     ("MBM_OUTBOUND_ALLOW_LOOPBACK", "1"),

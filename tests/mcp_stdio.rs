@@ -56,6 +56,7 @@ async fn tool_catalogue_has_schemas_with_bounds_and_honest_annotations() {
             "add_threshold_action",
             "add_webhook",
             "approve_action",
+            "cancel_action",
             "connect_make",
             "create_audit_checkpoint",
             "create_budget",
@@ -413,6 +414,7 @@ impl RawStdio {
             .env("MBM_LOG", "info")
             .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
             .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY)
+            .env(ALL_TOOLSETS.0, ALL_TOOLSETS.1)
             .envs(NO_RATE_LIMITS)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

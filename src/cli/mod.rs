@@ -239,6 +239,13 @@ pub struct ServeArgs {
     /// Serve only read tools (tools annotated readOnlyHint) and run no background writers.
     #[arg(long, env = "MBM_READ_ONLY")]
     pub read_only: bool,
+    /// Toolsets to serve, comma-separated: identity (always), budgets, status, thresholds, make, actions,
+    /// webhooks, audit, or all. Default: budgets,status,thresholds,make.
+    #[arg(long, env = "MBM_TOOLSETS", value_delimiter = ',')]
+    pub toolsets: Option<Vec<String>>,
+    /// Single tools to serve on top of the toolsets, comma-separated.
+    #[arg(long, env = "MBM_TOOLS", value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
     /// HTTP without sessions: every request stands alone, so any instance behind a load balancer can
     /// answer any call. Server-to-client requests (elicitation) and subscriptions need sessions.
     #[arg(long, env = "MBM_HTTP_STATELESS")]
@@ -420,6 +427,8 @@ impl Cli {
             checkpoint_every_records: self.checkpoint_every_records,
             checkpoint_interval_secs: self.checkpoint_interval_secs,
             read_only: serve.and_then(|s| s.read_only.then_some(true)),
+            toolsets: serve.and_then(|s| s.toolsets.clone()),
+            tools: serve.and_then(|s| s.tools.clone()),
             stateless: serve.and_then(|s| s.stateless.then_some(true)),
             request_timeout_secs: serve.and_then(|s| s.request_timeout_secs),
             header_read_timeout_secs: serve.and_then(|s| s.header_read_timeout_secs),

@@ -52,10 +52,12 @@ async fn local_principal(app: &App, config: &Config, transport: Transport) -> an
 }
 
 pub(super) async fn serve(app: Arc<App>, config: &Config, transport: TransportArg) -> anyhow::Result<ExitCode> {
+    crate::mcp::catalog::check_choice(&config.tools).map_err(anyhow::Error::msg)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     tokio::spawn(forget_idle_forever(app.clone(), shutdown.clone()));
     let denial_summaries = tokio::spawn(crate::mcp::record_suppressed_denials_forever(app.clone(), shutdown.clone()));
+    tracing::info!(toolsets = ?config.tools.toolsets, tools = ?config.tools.tools, "serving these tools");
     if config.read_only {
         tracing::info!("read-only mode: only read tools are served; no evaluator and no checkpoint timer run");
     }
@@ -86,7 +88,7 @@ pub(super) async fn serve(app: Arc<App>, config: &Config, transport: TransportAr
             let principal = local_principal(&app, config, Transport::Stdio).await?;
             tracing::info!(tenant = %principal.tenant_id, subject = principal.subject, role = %principal.role,
                            "serving MCP over stdio");
-            let tools = Arc::new(BudgetServer::router_for(app.policy.read_only));
+            let tools = Arc::new(BudgetServer::router_for(&app.tools));
             let server = BudgetServer::new(app, tools, Some(principal));
             let running = server.serve(crate::mcp::stdio::stdio()).await?;
             let ct = running.cancellation_token();

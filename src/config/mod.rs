@@ -44,6 +44,10 @@ pub struct FileConfig {
     #[serde(default)]
     pub oauth: OAuthFile,
     /// Expose only read tools and run no background writers.
+    /// Toolsets to serve (catalogue groups or "all"); default budgets, status, thresholds, make.
+    pub toolsets: Option<Vec<String>>,
+    /// Single tools to serve on top of the toolsets.
+    pub tools: Option<Vec<String>>,
     pub read_only: Option<bool>,
     #[serde(default)]
     pub limits: LimitsFile,
@@ -198,6 +202,8 @@ pub struct Overrides {
     pub checkpoint_every_records: Option<i64>,
     pub checkpoint_interval_secs: Option<u64>,
     pub read_only: Option<bool>,
+    pub toolsets: Option<Vec<String>>,
+    pub tools: Option<Vec<String>>,
     pub stateless: Option<bool>,
     pub request_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
@@ -241,6 +247,8 @@ pub struct Config {
     pub audit: AuditSettings,
     /// Only read tools are served, and `serve` runs no evaluator and no checkpoint timer.
     pub read_only: bool,
+    /// The tools served (toolsets, single tools, read-only).
+    pub tools: settings::ToolChoice,
     pub limits: settings::LimitSettings,
     /// A read tool running longer than this is cut off (mutations always run to completion).
     pub read_tool_timeout: std::time::Duration,
@@ -500,9 +508,18 @@ impl Config {
             allow_loopback: o.outbound_allow_loopback.or(file.outbound.allow_loopback).unwrap_or(false),
             allow_private: o.outbound_allow_private.or(file.outbound.allow_private).unwrap_or(false),
         };
+        let read_only = o.read_only.or(file.read_only).unwrap_or(false);
         Ok(Config {
             outbound,
-            read_only: o.read_only.or(file.read_only).unwrap_or(false),
+            read_only,
+            tools: settings::ToolChoice {
+                toolsets: o
+                    .toolsets
+                    .or(file.toolsets)
+                    .unwrap_or_else(|| settings::DEFAULT_TOOLSETS.iter().map(|s| (*s).to_owned()).collect()),
+                tools: o.tools.or(file.tools).unwrap_or_default(),
+                read_only,
+            },
             limits,
             read_tool_timeout,
             audit,
@@ -818,7 +835,7 @@ mod tests {
         let au = &file.audit;
         assert!(au.signing_key_file.is_some() && au.checkpoint_every_records.is_some());
         assert!(au.checkpoint_interval_secs.is_some());
-        assert!(file.read_only.is_some());
+        assert!(file.read_only.is_some() && file.toolsets.is_some() && file.tools.is_some());
         let h = &file.http;
         assert!(h.stateless.is_some() && h.request_timeout_secs.is_some() && h.shutdown_grace_secs.is_some());
         assert!(h.metrics.is_some());

@@ -84,3 +84,34 @@ impl Default for LimitSettings {
         }
     }
 }
+
+/// Which tools a server offers: whole toolsets (the catalogue's groups, or `all`) and single tools on
+/// top; `read_only` (from [`Config`](super::Config)) then keeps only the read tools of those. The names
+/// are checked against the catalogue when `serve` starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolChoice {
+    pub toolsets: Vec<String>,
+    pub tools: Vec<String>,
+    pub read_only: bool,
+}
+
+/// The toolsets served when none are chosen: setting budgets up and watching them. `control`,
+/// `actions`, `webhooks` and `audit` are asked for (or `all`).
+pub const DEFAULT_TOOLSETS: &[&str] = &["budgets", "status", "thresholds", "make"];
+
+impl Default for ToolChoice {
+    fn default() -> Self {
+        Self {
+            toolsets: DEFAULT_TOOLSETS.iter().map(|s| (*s).to_owned()).collect(),
+            tools: Vec::new(),
+            read_only: false,
+        }
+    }
+}
+
+impl ToolChoice {
+    /// Every tool (for tests, benchmarks and the catalogue).
+    pub fn all() -> Self {
+        Self { toolsets: vec!["all".into()], ..Self::default() }
+    }
+}

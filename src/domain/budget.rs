@@ -57,19 +57,18 @@ impl Unit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoneyView {
-    /// ISO 4217 currency code, three upper-case letters, e.g. "EUR" or "USD".
+    /// ISO 4217 code, e.g. "EUR".
     #[schemars(length(min = 3, max = 3), pattern(r"^[A-Z]{3}$"))]
     pub currency: String,
-    /// Price of 1,000 units (credits or operations) in the currency's minor unit (cents for EUR/USD).
-    /// Example: 1,000 credits for 9.00 USD is 900.
+    /// Price of 1,000 units in the currency's minor unit: 9.00 USD per 1,000 credits is 900.
     #[schemars(range(min = 1, max = PRICE_PER_1000_MAX_MINOR))]
     pub price_per_1000_units_minor: i64,
 }
 
 /// The window a budget's limit applies to. Calendar periods are computed in the budget's time zone.
-///
-/// Deserialised by hand (through [`PeriodArgs`]): serde's internally tagged enums ignore extra fields of
-/// unit variants, so `{"kind":"monthly","start":…}` would pass silently.
+//
+// Deserialised by hand (through [`PeriodArgs`]): serde's internally tagged enums ignore extra fields of
+// unit variants, so `{"kind":"monthly","start":…}` would pass silently.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Period {
@@ -179,18 +178,18 @@ impl Period {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scope {
-    /// Make organization id (from the Make URL or `GET /organizations`).
+    /// Make organization id (in the Make URL).
     #[schemars(range(min = 1, max = MAKE_ID_MAX))]
     pub organization_id: i64,
-    /// Restrict to these Make team ids; empty means every team of the organization.
+    /// Only these Make team ids (empty: all).
     #[serde(default)]
     #[schemars(length(max = SCOPE_LIST_MAX), inner(range(min = 1, max = MAKE_ID_MAX)))]
     pub team_ids: Vec<i64>,
-    /// Restrict to scenarios in these Make folder ids; empty means any folder.
+    /// Only scenarios in these folder ids (empty: any).
     #[serde(default)]
     #[schemars(length(max = SCOPE_LIST_MAX), inner(range(min = 1, max = MAKE_ID_MAX)))]
     pub folder_ids: Vec<i64>,
-    /// Restrict to these Make scenario ids; empty means every scenario that matches the other filters.
+    /// Only these scenario ids (empty: all that match).
     #[serde(default)]
     #[schemars(length(max = SCOPE_LIST_MAX), inner(range(min = 1, max = MAKE_ID_MAX)))]
     pub scenario_ids: Vec<i64>,
@@ -270,14 +269,14 @@ fn default_true() -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetDraft {
-    /// Short name, unique within the tenant, e.g. "Marketing automations – monthly".
+    /// Short name, unique within the tenant.
     #[schemars(length(min = 1, max = NAME_MAX_CHARS))]
     pub name: String,
     /// What this budget is for and who owns it.
     #[serde(default)]
     #[schemars(length(max = DESCRIPTION_MAX_CHARS))]
     pub description: String,
-    /// Unit the limit counts in: "credits" (current Make billing) or "operations" (legacy plans).
+    /// "credits" (Make's billing) or "operations" (legacy plans).
     pub unit: Unit,
     /// Spend allowed per period, in whole units of `unit`.
     #[schemars(range(min = 1, max = LIMIT_MAX))]
@@ -285,10 +284,9 @@ pub struct BudgetDraft {
     /// Optional price of the unit, to also report spend in money.
     #[serde(default)]
     pub money: Option<MoneyView>,
-    /// The period the limit applies to, e.g. {"kind":"monthly"} or
-    /// {"kind":"custom","start":"2026-01-01","end":"2026-03-31"}.
+    /// e.g. {"kind":"monthly"} or {"kind":"custom","start":"2026-01-01","end":"2026-03-31"}.
     pub period: Period,
-    /// IANA time zone for period boundaries, e.g. "Europe/Prague". Default "UTC".
+    /// IANA time zone of the period, e.g. "Europe/Prague". Default "UTC".
     #[serde(default = "default_timezone")]
     #[schemars(length(min = 1, max = TIMEZONE_MAX_CHARS))]
     pub timezone: String,

@@ -78,7 +78,7 @@ pub fn app(
     sessions_ct: CancellationToken,
     inflight: InFlight,
 ) -> Router {
-    let tools = Arc::new(BudgetServer::router_for(shared.policy.read_only));
+    let tools = Arc::new(BudgetServer::router_for(&shared.tools));
     let store = shared.store.clone();
     let auth_failures = FailedAuthLimit {
         app: shared.clone(),

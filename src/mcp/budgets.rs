@@ -55,7 +55,7 @@ fn default_page() -> u32 {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListBudgetsArgs {
-    /// Only active (true) or only inactive (false) budgets.
+    /// Only active (true) or inactive (false) ones.
     #[serde(default)]
     pub active: Option<bool>,
     /// Only budgets counting this unit.
@@ -68,11 +68,11 @@ pub struct ListBudgetsArgs {
     #[serde(default)]
     #[schemars(range(min = 1, max = MAKE_ID_MAX))]
     pub organization_id: Option<i64>,
-    /// Only budgets whose name contains this text (case-insensitive).
+    /// Name contains this (case-insensitive).
     #[serde(default)]
     #[schemars(length(min = 1, max = NAME_MAX_CHARS))]
     pub name_contains: Option<String>,
-    /// `next_cursor` from the previous page; omit for the first page.
+    /// `next_cursor` of the previous page.
     #[serde(default)]
     #[schemars(length(min = 36, max = 36))]
     pub cursor: Option<String>,
@@ -88,7 +88,7 @@ pub struct UpdateBudgetArgs {
     /// Budget id (a UUID).
     #[schemars(length(min = 36, max = 36))]
     pub id: String,
-    /// The `version` you last read. If the budget changed since, the update is refused with `conflict`.
+    /// The `version` you last read.
     #[schemars(range(min = 1))]
     pub version: i64,
     /// New name (unique within the tenant).
@@ -99,6 +99,7 @@ pub struct UpdateBudgetArgs {
     #[serde(default)]
     #[schemars(length(max = DESCRIPTION_MAX_CHARS))]
     pub description: Option<String>,
+    /// New unit: "credits" or "operations".
     #[serde(default)]
     pub unit: Option<Unit>,
     /// New limit per period, in whole units.
@@ -171,10 +172,8 @@ fn version(v: i64) -> Result<i64, ValidationError> {
 #[tool_router(router = budget_tools, vis = "pub(super)")]
 impl BudgetServer {
     /// Create a budget: a spend limit per period over a Make organization, optionally narrowed to teams,
-    /// folders or scenarios. Returns the budget with its `id` and `version` (1). Example arguments:
-    /// {"name":"Marketing","unit":"credits","limit":40000,"period":{"kind":"monthly"},
-    ///  "timezone":"Europe/Prague","scope":{"organization_id":123,"team_ids":[45]}}.
-    /// Names are unique per tenant.
+    /// folders or scenarios. Example: {"name":"Marketing","unit":"credits","limit":40000,
+    /// "period":{"kind":"monthly"},"timezone":"Europe/Prague","scope":{"organization_id":123,"team_ids":[45]}}.
     #[tool(annotations(
         title = "Create budget",
         read_only_hint = false,
@@ -201,9 +200,8 @@ impl BudgetServer {
         Ok(Json(self.tenant(&call).budget(id).await.about("budget", &args.id)?))
     }
 
-    /// List budgets in creation order, one page at a time (default 50, at most 200), optionally filtered
-    /// by active flag, unit, period kind, Make organization id or a name substring. When `next_cursor` is
-    /// present, call again with `cursor` set to it for the next page.
+    /// List budgets in creation order, optionally filtered; pass `next_cursor` back as `cursor` for the
+    /// next page.
     #[tool(annotations(
         title = "List budgets",
         read_only_hint = true,
@@ -241,10 +239,8 @@ impl BudgetServer {
         Ok(Json(BudgetList { budgets: page.budgets, next_cursor: page.next_cursor }))
     }
 
-    /// Change some fields of a budget. Pass `id`, the `version` you last read, and only the fields to
-    /// change (`money: null` removes the money view; `scope` replaces the whole scope). If the budget
-    /// changed since you read it, the call fails with `conflict`: read it again and retry. Returns the
-    /// updated budget with its new version.
+    /// Change some fields of a budget: pass `id`, the `version` you last read and only the fields to
+    /// change. A stale version fails with `conflict`: read again and retry.
     #[tool(annotations(
         title = "Update budget",
         read_only_hint = false,

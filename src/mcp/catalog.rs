@@ -2,16 +2,22 @@
 //! (the server's instructions, the README's tool table, the schema snapshots), so no list of tools is
 //! kept by hand.
 //!
+//! The groups are also the toolsets a server can be started with (`--toolsets`, see [`chosen`]).
+//!
 //! A new tool goes into the `#[tool_router]` block of its group's file and into
 //! `auth::TOOL_PERMISSIONS`; then `MBM_UPDATE_DOCS=1 cargo test --lib catalog` rewrites the README table
 //! and the snapshots in `tests/toolsnaps/`. Without the variable the same tests fail on any difference, so
 //! a changed schema or description is always a reviewed change.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::Tool;
 
-use super::BudgetServer;
+use super::{BudgetServer, schema};
 use crate::auth::{ARGUMENT_RULES, tool_permission};
+use crate::config::settings::ToolChoice;
 
 /// A group of tools that belong together, in the order the server lists them.
 pub struct Group {
@@ -26,7 +32,8 @@ pub const GROUPS: &[Group] = &[
     Group { name: "budgets", title: "Budgets", tools: BudgetServer::budget_tools },
     Group { name: "status", title: "How a budget stands", tools: BudgetServer::status_tools },
     Group { name: "thresholds", title: "Thresholds", tools: BudgetServer::threshold_tools },
-    Group { name: "make", title: "Make.com data and scenario control", tools: BudgetServer::make_tools },
+    Group { name: "make", title: "Make.com connections and data", tools: BudgetServer::make_tools },
+    Group { name: "control", title: "Pause or resume scenarios by hand", tools: BudgetServer::control_tools },
     Group { name: "actions", title: "Automated actions", tools: BudgetServer::action_tools },
     Group { name: "webhooks", title: "Notifications", tools: BudgetServer::webhook_tools },
     Group { name: "audit", title: "Audit (role auditor or admin)", tools: BudgetServer::audit_tools },
@@ -39,6 +46,61 @@ const OUTRO: &str = "To change a budget or threshold, read it, then update it wi
 `conflict` error means someone changed it in between: read it again and retry. Errors begin with a code \
 (invalid_argument, not_found, conflict, permission_denied, make_error, unavailable, rate_limited, cancelled, \
 internal) followed by what to do about it.";
+
+/// The group every server serves whatever toolsets are chosen: an agent's first call is `whoami`.
+const ALWAYS: &str = "identity";
+
+/// The names of the tools `choice` selects (before read-only filtering).
+pub fn chosen(choice: &ToolChoice) -> BTreeSet<String> {
+    let all = choice.toolsets.iter().any(|t| t == "all");
+    let mut names: BTreeSet<String> = GROUPS
+        .iter()
+        .filter(|g| all || g.name == ALWAYS || choice.toolsets.iter().any(|t| t == g.name))
+        .flat_map(tools_of)
+        .map(|t| t.name.to_string())
+        .collect();
+    names.extend(choice.tools.iter().cloned());
+    names
+}
+
+/// Refuse toolset and tool names the catalogue does not have, naming the setting and the valid names.
+pub fn check_choice(choice: &ToolChoice) -> Result<(), String> {
+    let sets: Vec<&str> = GROUPS.iter().map(|g| g.name).chain(["all"]).collect();
+    if let Some(bad) = choice.toolsets.iter().find(|t| !sets.contains(&t.as_str())) {
+        let bad: String = bad.chars().take(40).collect();
+        return Err(format!("invalid setting `toolsets`: unknown toolset {bad:?}; toolsets are {}", sets.join(", ")));
+    }
+    let tools = BudgetServer::router();
+    if let Some(bad) = choice.tools.iter().find(|t| !tools.has_route(t)) {
+        let bad: String = bad.chars().take(40).collect();
+        return Err(format!(
+            "invalid setting `tools`: unknown tool {bad:?}; `tools/list` with --toolsets all shows them"
+        ));
+    }
+    Ok(())
+}
+
+/// Tools whose results have the same shape carry the full output schema once: in the `get_` tool of
+/// the shape where there is one (else the first by name), while the others point to it with their
+/// top-level keys (see [`schema::same_as`]).
+pub fn share_output_shapes(router: &mut ToolRouter<BudgetServer>) {
+    let mut shapes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, route) in &router.map {
+        if let Some(out) = &route.attr.output_schema {
+            let key = serde_json::to_string(out.as_ref()).expect("a schema serialises");
+            shapes.entry(key).or_default().push(name.to_string());
+        }
+    }
+    for mut names in shapes.into_values().filter(|n| n.len() > 1) {
+        names.sort();
+        let canonical = names.iter().find(|n| n.starts_with("get_")).unwrap_or(&names[0]).clone();
+        for name in names.iter().filter(|n| **n != canonical) {
+            let route = router.map.get_mut(name.as_str()).expect("listed above");
+            let full = route.attr.output_schema.take().expect("listed above");
+            route.attr.output_schema = Some(Arc::new(schema::same_as(&canonical, &full)));
+        }
+    }
+}
 
 /// A group's tools in name order.
 fn tools_of(group: &Group) -> Vec<Tool> {
@@ -59,6 +121,11 @@ pub fn instructions(served: &ToolRouter<BudgetServer>) -> String {
         if !names.is_empty() {
             out.push_str(&format!(" {}: {}.", group.title, names.join(", ")));
         }
+    }
+    let off: Vec<&str> =
+        GROUPS.iter().filter(|g| !tools_of(g).iter().any(|t| served.has_route(&t.name))).map(|g| g.name).collect();
+    if !off.is_empty() {
+        out.push_str(&format!(" Not served here (the operator can add them with --toolsets): {}.", off.join(", ")));
     }
     out.push(' ');
     out.push_str(OUTRO);
@@ -151,8 +218,13 @@ mod tests {
         for t in all.list_all() {
             assert!(text.contains(&format!("`{}`", t.name)), "{} missing from the instructions", t.name);
         }
-        let read_only = instructions(&BudgetServer::router_for(true));
+        let read_only = instructions(&BudgetServer::router_for(&ToolChoice { read_only: true, ..ToolChoice::all() }));
         assert!(read_only.contains("`get_budget_status`") && !read_only.contains("`update_budget`"), "{read_only}");
+        let default = instructions(&BudgetServer::router_for(&ToolChoice::default()));
+        assert!(default.contains("`whoami`") && !default.contains("`approve_action`"), "{default}");
+        assert!(default.contains(
+            "Not served here (the operator can add them with --toolsets): control, actions, webhooks, audit."
+        ));
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Make.com tools: connect an organization (credentials sealed at rest), sync usage, read scenarios and
-//! their usage, and pause or resume scenarios in Make.
+//! their usage. Pausing and resuming scenarios by hand is `control.rs`.
 
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Json;
-use rmcp::model::{ElicitRequestParams, ElicitationAction, ElicitationSchema, ProgressNotificationParam};
-use rmcp::service::{Peer, RequestContext};
+use rmcp::model::ProgressNotificationParam;
+use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,6 @@ use crate::domain::ValidationError;
 use crate::domain::budget::MAKE_ID_MAX;
 use crate::domain::validation;
 use crate::engine::connect::{self, ConnectionView, MAX_ORGS_PER_CONNECTION, NewConnection, Removed, TOKEN_MAX_CHARS};
-use crate::engine::control::{self, ChangeOutcome, ScenarioChange};
 use crate::engine::sync::Progress;
 use crate::engine::sync_usage::{self, SyncResult};
 use crate::make::AuthKind;
@@ -23,24 +22,21 @@ use crate::store::{ConsumptionRow, ScenarioFilter, ScenarioRecord, UsageRow, Usa
 
 pub const MAX_SCENARIOS_PER_CALL: usize = 100;
 pub const REASON_MAX_CHARS: usize = 500;
-/// How long the human has to confirm a large pause.
-const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 const USAGE_RANGE_MAX_DAYS: i32 = 400;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectMakeArgs {
-    /// Make zone of the organizations: "eu1.make.com", "eu2.make.com", "us1.make.com", "us2.make.com",
-    /// "eu1.make.celonis.com", "us1.make.celonis.com", or the host (or https://host:port) of a private
-    /// instance. The zone is in the Make dashboard's URL.
+    /// Make zone, as in the dashboard's URL: e.g. "eu1.make.com", "us2.make.com", "eu1.make.celonis.com",
+    /// or a private instance's host.
     #[schemars(length(min = 1, max = 200))]
     pub zone: String,
-    /// "api_token" for a Make API token (Profile → API access), "oauth_access_token" for an OAuth token.
+    /// "api_token" (Profile → API access) or "oauth_access_token".
     pub auth_kind: AuthKind,
-    /// The token. Write-only: stored encrypted and never shown again, in any output or log.
+    /// The token; stored encrypted, never shown again.
     #[schemars(length(min = 8, max = TOKEN_MAX_CHARS))]
     pub token: String,
-    /// Make organization ids this token covers and this tenant will budget (1–20).
+    /// Make organization ids to budget (1–20).
     #[schemars(length(min = 1, max = MAX_ORGS_PER_CONNECTION), inner(range(min = 1, max = MAKE_ID_MAX)))]
     pub organization_ids: Vec<i64>,
     /// A name for the connection; default: the zone.
@@ -115,11 +111,11 @@ pub struct ScenarioList {
 pub struct ScenarioUsageArgs {
     #[schemars(range(min = 1, max = MAKE_ID_MAX))]
     pub scenario_id: i64,
-    /// First day, YYYY-MM-DD (organization time zone). Default: 30 days before `to`.
+    /// First day, YYYY-MM-DD. Default: 30 days before `to`.
     #[serde(default)]
     #[schemars(with = "Option<String>", length(min = 10, max = 10), extend("format" = "date"))]
     pub from: Option<jiff::civil::Date>,
-    /// Last day, YYYY-MM-DD. Default: today (UTC) + 1, which covers every organization time zone.
+    /// Last day, YYYY-MM-DD. Default: tomorrow (UTC).
     #[serde(default)]
     #[schemars(with = "Option<String>", length(min = 10, max = 10), extend("format" = "date"))]
     pub to: Option<jiff::civil::Date>,
@@ -140,92 +136,10 @@ pub struct ScenarioUsage {
     pub synced_at: String,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ScenarioControlArgs {
-    /// Make scenario ids (from `list_scenarios`), 1–100, each in an organization connected to this tenant.
-    #[schemars(length(min = 1, max = MAX_SCENARIOS_PER_CALL), inner(range(min = 1, max = MAKE_ID_MAX)))]
-    pub scenario_ids: Vec<i64>,
-    /// Why; recorded in the audit log, e.g. "marketing budget at 100 % on 2026-03-20".
-    #[schemars(length(min = 1, max = REASON_MAX_CHARS))]
-    pub reason: String,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ScenarioControlResult {
-    pub changed: usize,
-    pub already_in_state: usize,
-    pub failed: usize,
-    pub results: Vec<ScenarioChange>,
-}
-
-impl BudgetServer {
-    /// Ask the human to confirm a large pause, where the client supports form elicitation (protocol
-    /// versions up to 2025-11-25). A decline, a cancel or no answer stops the call before anything changes.
-    async fn confirm_pause(
-        &self,
-        call: &CallCtx,
-        args: &ScenarioControlArgs,
-        peer: &Peer<RoleServer>,
-    ) -> Result<(), ToolError> {
-        let supported = peer.supported_elicitation_modes().contains(&rmcp::service::ElicitationMode::Form);
-        if !supported {
-            tracing::info!(request_id = call.request_id, "client cannot confirm; pausing without asking");
-            return Ok(());
-        }
-        let ids: Vec<String> = args.scenario_ids.iter().map(i64::to_string).collect();
-        let message = format!(
-            "Pause {} Make scenarios ({}) now? Reason given: {}",
-            ids.len(),
-            ids.join(", "),
-            args.reason.trim()
-        );
-        let schema = ElicitationSchema::builder()
-            .required_bool_with("confirm", |b| b.title("Pause these scenarios").description("true to pause them"))
-            .build()
-            .map_err(|e| ToolError::internal(&e))?;
-        let request = ElicitRequestParams::FormElicitationParams { meta: None, message, requested_schema: schema };
-        let answer = peer
-            .create_elicitation_with_timeout(request, Some(CONFIRM_TIMEOUT))
-            .await
-            .map_err(|e| ToolError::NotConfirmed(format!("no confirmation from the user ({e}); nothing was paused")))?;
-        let confirmed = answer.action == ElicitationAction::Accept
-            && answer.content.as_ref().and_then(|c| c.get("confirm")).and_then(serde_json::Value::as_bool)
-                == Some(true);
-        if !confirmed {
-            return Err(ToolError::NotConfirmed(format!(
-                "the user did not confirm pausing {} scenarios; nothing was paused",
-                ids.len()
-            )));
-        }
-        Ok(())
-    }
-
-    async fn set_active(
-        &self,
-        call: &CallCtx,
-        args: ScenarioControlArgs,
-        active: bool,
-    ) -> Result<Json<ScenarioControlResult>, ToolError> {
-        let ids = validation::unique_ids("scenario_ids", &args.scenario_ids, MAX_SCENARIOS_PER_CALL, MAKE_ID_MAX)?;
-        let reason = validation::text("reason", &args.reason, 1, REASON_MAX_CHARS)?;
-        let results = control::set_scenarios_active(&call.caller(&self.app), &ids, active, &reason).await?;
-        let count = |o| results.iter().filter(|r| r.outcome == o).count();
-        Ok(Json(ScenarioControlResult {
-            changed: count(ChangeOutcome::Changed),
-            already_in_state: count(ChangeOutcome::AlreadyInState),
-            failed: count(ChangeOutcome::Failed),
-            results,
-        }))
-    }
-}
-
 #[tool_router(router = make_tools, vis = "pub(super)")]
 impl BudgetServer {
-    /// Connect Make organizations to this tenant (admin). Give the zone, the kind of token, the token and
-    /// the organization ids it covers. Each organization is checked with Make (GET /organizations/{id})
-    /// and its plan (allowance, API limit, reset dates) stored. The token is encrypted at rest and never
-    /// shown again. Then call `sync_usage` to pull usage.
+    /// Connect Make organizations to this tenant (admin): each is checked with Make and its plan stored;
+    /// the token is encrypted and never shown again. Then call `sync_usage`.
     #[tool(annotations(
         title = "Connect Make",
         read_only_hint = false,
@@ -284,10 +198,8 @@ impl BudgetServer {
         Ok(Json(removed))
     }
 
-    /// Pull usage from Make for every connected organization (or one): plan facts, teams, scenarios, 30
-    /// days of daily usage per organization, team and scenario, and each scenario's consumption in the
-    /// current billing period. Safe to repeat: days are replaced, never added twice. Large organizations
-    /// take a while (Make allows 60–1000 API calls a minute); progress is reported when the client asks.
+    /// Pull usage from Make for every connected organization (or one): plans, teams, scenarios and daily
+    /// usage. Safe to repeat. Large organizations take a while; progress is reported if asked for.
     #[tool(annotations(
         title = "Sync usage from Make",
         read_only_hint = false,
@@ -330,9 +242,7 @@ impl BudgetServer {
         Ok(Json(result?))
     }
 
-    /// List Make scenarios as of the last sync (id, name, team, folder, active/paused state, schedule,
-    /// critical mark), filtered by organization, team, folder, active or critical, 100 per page by
-    /// default. Call `sync_usage` first for fresh data.
+    /// List Make scenarios as of the last sync (state, schedule, critical mark), with filters and pages.
     #[tool(annotations(
         title = "List scenarios",
         read_only_hint = true,
@@ -366,8 +276,8 @@ impl BudgetServer {
         Ok(Json(ScenarioList { scenarios, next_cursor }))
     }
 
-    /// Daily usage of one scenario (credits as centicredits, operations, data transfer) between two
-    /// days, from the last sync, plus its consumption in the current billing period.
+    /// Daily usage of one scenario between two days, from the last sync, and its consumption this
+    /// billing period.
     #[tool(annotations(
         title = "Scenario usage",
         read_only_hint = true,
@@ -411,48 +321,5 @@ impl BudgetServer {
             days,
             current_period,
         }))
-    }
-
-    /// Deactivate Make scenarios now (POST /scenarios/{id}/stop), with a reason for the audit log. Each
-    /// id must be a scenario of a connected organization (see `list_scenarios`), or nothing is done. The
-    /// result says per scenario: changed, already inactive, or failed with Make's error. Reverse with
-    /// `resume_scenarios`. Pausing more than a configured number at once asks the human to confirm where
-    /// the client supports elicitation; without confirmation nothing is paused (error code cancelled).
-    #[tool(annotations(
-        title = "Pause scenarios",
-        read_only_hint = false,
-        destructive_hint = true,
-        idempotent_hint = true,
-        open_world_hint = true
-    ))]
-    async fn pause_scenarios(
-        &self,
-        Parameters(args): Parameters<ScenarioControlArgs>,
-        Extension(call): Extension<CallCtx>,
-        peer: Peer<RoleServer>,
-    ) -> Result<Json<ScenarioControlResult>, ToolError> {
-        if args.scenario_ids.len() > self.app.actions.confirm_pause_over {
-            self.confirm_pause(&call, &args, &peer).await?;
-        }
-        self.set_active(&call, args, false).await
-    }
-
-    /// Activate Make scenarios (POST /scenarios/{id}/start), with a reason for the audit log. WARNING:
-    /// Make runs an interval-scheduled scenario immediately when it is activated, and that run consumes
-    /// credits; the result flags such scenarios. Per scenario: changed, already active, or failed with
-    /// Make's error.
-    #[tool(annotations(
-        title = "Resume scenarios",
-        read_only_hint = false,
-        destructive_hint = false,
-        idempotent_hint = true,
-        open_world_hint = true
-    ))]
-    async fn resume_scenarios(
-        &self,
-        Parameters(args): Parameters<ScenarioControlArgs>,
-        Extension(call): Extension<CallCtx>,
-    ) -> Result<Json<ScenarioControlResult>, ToolError> {
-        self.set_active(&call, args, true).await
     }
 }

@@ -13,6 +13,7 @@ mod actions;
 mod audit;
 mod budgets;
 pub mod catalog;
+mod control;
 pub mod error;
 pub mod guard;
 mod identity;
@@ -47,6 +48,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
 
 use crate::app::App;
 use crate::auth::{Principal, tool_permission};
+use crate::config::settings::ToolChoice;
 use crate::limits::ToolClass;
 use crate::store::TenantStore;
 pub use error::ToolError;
@@ -80,24 +82,28 @@ impl BudgetServer {
         for group in catalog::GROUPS {
             router += (group.tools)();
         }
-        // Schemas as strict validators read them (see `schema`): no references, standard formats only.
+        // Schemas as strict validators read them (see `schema`): no references, standard formats only,
+        // and no prose an agent pays for twice.
         for route in router.map.values_mut() {
             route.attr.input_schema = Arc::new(schema::tidy_input(&route.attr.input_schema));
             if let Some(out) = route.attr.output_schema.take() {
                 route.attr.output_schema = Some(Arc::new(schema::tidy_output(&out)));
             }
         }
+        catalog::share_output_shapes(&mut router);
         router
     }
 
-    /// The tools served: all of them, or in read-only mode only those annotated `readOnlyHint: true`.
-    pub fn router_for(read_only: bool) -> ToolRouter<BudgetServer> {
+    /// The tools `choice` serves: its toolsets and single tools, and with `read_only` only those
+    /// annotated `readOnlyHint: true`. Unknown names are ignored here; `catalog::check_choice` refuses
+    /// them when the server starts.
+    pub fn router_for(choice: &ToolChoice) -> ToolRouter<BudgetServer> {
         let mut router = Self::router();
-        if read_only {
-            for tool in router.list_all() {
-                if tool.annotations.as_ref().and_then(|a| a.read_only_hint) != Some(true) {
-                    router.remove_route(&tool.name);
-                }
+        let wanted = catalog::chosen(choice);
+        for tool in router.list_all() {
+            let read = tool.annotations.as_ref().and_then(|a| a.read_only_hint) == Some(true);
+            if !wanted.contains(tool.name.as_ref()) || (choice.read_only && !read) {
+                router.remove_route(&tool.name);
             }
         }
         router
@@ -302,6 +308,10 @@ mod tests {
     use super::*;
     use crate::auth::TOOL_PERMISSIONS;
 
+    /// The full `tools/list` (every toolset) may not grow past this: 160 KB before lean schemas, 87 KB
+    /// now. Issue 18 asks for 64 KB; the rest needs smaller result shapes (see docs/performance.md).
+    const FULL_LIST_MAX: usize = 88 * 1024;
+
     #[test]
     fn every_served_tool_has_a_permission_entry_and_vice_versa() {
         let served: Vec<String> = BudgetServer::router().list_all().into_iter().map(|t| t.name.to_string()).collect();
@@ -316,13 +326,85 @@ mod tests {
     #[test]
     fn read_only_mode_serves_exactly_the_read_tools() {
         let all = BudgetServer::router().list_all();
-        let served: Vec<String> =
-            BudgetServer::router_for(true).list_all().into_iter().map(|t| t.name.to_string()).collect();
+        let served: Vec<String> = BudgetServer::router_for(&ToolChoice { read_only: true, ..ToolChoice::all() })
+            .list_all()
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
         for tool in &all {
             let read = tool.annotations.as_ref().and_then(|a| a.read_only_hint) == Some(true);
             assert_eq!(served.contains(&tool.name.to_string()), read, "{}", tool.name);
         }
         assert!(served.contains(&"get_budget_status".to_owned()) && !served.contains(&"update_budget".to_owned()));
+    }
+
+    fn names(choice: &ToolChoice) -> Vec<String> {
+        let mut names: Vec<String> =
+            BudgetServer::router_for(choice).list_all().into_iter().map(|t| t.name.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    fn choice(toolsets: &[&str], tools: &[&str], read_only: bool) -> ToolChoice {
+        ToolChoice {
+            toolsets: toolsets.iter().map(|s| (*s).to_owned()).collect(),
+            tools: tools.iter().map(|s| (*s).to_owned()).collect(),
+            read_only,
+        }
+    }
+
+    #[test]
+    fn toolsets_serve_their_groups_with_identity_single_tools_on_top_and_read_only_over_all() {
+        let audit = names(&choice(&["audit"], &[], false));
+        assert_eq!(audit, ["create_audit_checkpoint", "query_audit_log", "verify_audit_chain", "whoami"]);
+        let with_one = names(&choice(&["audit"], &["approve_action"], false));
+        assert_eq!(with_one.len(), audit.len() + 1);
+        assert!(with_one.contains(&"approve_action".to_owned()));
+        let read = names(&choice(&["audit"], &["approve_action"], true));
+        assert_eq!(read, ["query_audit_log", "verify_audit_chain", "whoami"], "read-only on top");
+        let default = names(&ToolChoice::default());
+        for t in ["create_budget", "get_budget_status", "add_threshold", "connect_make", "sync_usage", "whoami"] {
+            assert!(default.contains(&t.to_owned()), "{t} is in the default toolsets");
+        }
+        for t in ["approve_action", "pause_scenarios", "add_webhook", "query_audit_log"] {
+            assert!(!default.contains(&t.to_owned()), "{t} is asked for");
+        }
+        assert_eq!(names(&ToolChoice::all()).len(), BudgetServer::router().list_all().len());
+        // Every tool keeps its permission, whatever is served: the guard reads the one table.
+        for t in names(&ToolChoice::all()) {
+            assert!(tool_permission(&t).is_ok(), "{t}");
+        }
+        assert_eq!(catalog::check_choice(&ToolChoice::default()), Ok(()));
+        let e = catalog::check_choice(&choice(&["budget"], &[], false)).unwrap_err();
+        assert!(
+            e.starts_with("invalid setting `toolsets`: unknown toolset \"budget\"; toolsets are identity, budgets"),
+            "{e}"
+        );
+        let e = catalog::check_choice(&choice(&["all"], &["drop_tables"], false)).unwrap_err();
+        assert!(e.starts_with("invalid setting `tools`: unknown tool \"drop_tables\""), "{e}");
+    }
+
+    /// What an agent's context pays for `tools/list`, in bytes of compact JSON: names, descriptions and
+    /// input schemas of the default toolsets, and every definition in full with all toolsets.
+    #[test]
+    fn tool_definitions_fit_an_agents_context() {
+        let lean = |choice: &ToolChoice| -> usize {
+            BudgetServer::router_for(choice)
+                .list_all()
+                .iter()
+                .map(|t| {
+                    let v = serde_json::json!({"name": t.name, "description": t.description, "inputSchema": t.input_schema});
+                    serde_json::to_string(&v).unwrap().len()
+                })
+                .sum()
+        };
+        let full = serde_json::to_string(&BudgetServer::router_for(&ToolChoice::all()).list_all()).unwrap().len();
+        let (default_lean, all_lean) = (lean(&ToolChoice::default()), lean(&ToolChoice::all()));
+        println!(
+            "tools/list: default toolsets {default_lean} B (names, descriptions, input schemas); all toolsets {all_lean} B; full tools/list with every toolset {full} B"
+        );
+        assert!(default_lean <= 20 * 1024, "default toolsets: {default_lean} B > 20 KiB");
+        assert!(full <= FULL_LIST_MAX, "full tools/list: {full} B > {FULL_LIST_MAX} B");
     }
 
     #[test]

@@ -58,10 +58,164 @@ fn tidy(schema: &JsonObject, output: bool) -> JsonObject {
     let mut value = Value::Object(root);
     inline(&mut value, &defs, 0);
     clean(&mut value, output);
+    if output {
+        lean_output(&mut value, true);
+    } else {
+        lean_input(&mut value, false);
+    }
     match value {
         Value::Object(m) => m,
         _ => unreachable!("an object stays an object"),
     }
+}
+
+/// Keywords whose values are data, not schemas.
+fn is_data(key: &str) -> bool {
+    matches!(key, "const" | "enum" | "default" | "examples" | "required")
+}
+
+/// What an agent pays for and does not need in an input schema: `"default": null` (absent already means
+/// null), and the description of a type inlined under a property that has its own (the property says
+/// what to send; the type's doc comment was written for the code).
+fn lean_input(value: &mut Value, described_above: bool) {
+    match value {
+        Value::Object(map) => {
+            if map.get("default") == Some(&Value::Null) {
+                map.remove("default");
+            }
+            if described_above {
+                map.remove("description");
+            }
+            let described = described_above || map.contains_key("description");
+            for (key, v) in map.iter_mut() {
+                match key.as_str() {
+                    "properties" => {
+                        if let Value::Object(props) = v {
+                            props.values_mut().for_each(|p| lean_input(p, false));
+                        }
+                    }
+                    k if is_data(k) => {}
+                    _ => lean_input(v, described),
+                }
+            }
+            // After the children, whose descriptions are gone where this schema describes them.
+            if map.contains_key("const") {
+                // The constant says its type.
+                map.remove("type");
+            }
+            merge_tag_variants(map);
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| lean_input(v, described_above)),
+        _ => {}
+    }
+}
+
+/// `oneOf` variants that are the same object but for the constant of one tag property (`{"kind":
+/// "daily"}`, `{"kind": "weekly"}`, …) become one variant whose tag is an `enum`: the same values are
+/// accepted, in a quarter of the bytes.
+fn merge_tag_variants(map: &mut Map<String, Value>) {
+    let Some(Value::Array(variants)) = map.get_mut("oneOf") else { return };
+    // Only variants without a description of their own (they were dropped under a described property).
+    let tag_of = |v: &Value| -> Option<(String, Value)> {
+        let props = v.get("properties")?.as_object()?;
+        if props.len() != 1 || v.get("description").is_some() {
+            return None;
+        }
+        let (name, p) = props.iter().next()?;
+        let c = p.get("const")?;
+        (p.as_object()?.len() == 1).then(|| (name.clone(), c.clone()))
+    };
+    let mut merged: Option<(String, Vec<Value>, Value)> = None;
+    let mut rest = Vec::new();
+    for v in variants.drain(..) {
+        match (tag_of(&v), merged.as_mut()) {
+            (Some((name, c)), Some((m, values, _))) if *m == name => values.push(c),
+            (Some((name, c)), None) => merged = Some((name, vec![c], v)),
+            _ => rest.push(v),
+        }
+    }
+    if let Some((name, values, mut first)) = merged {
+        if values.len() > 1 {
+            first["properties"][&name] = serde_json::json!({ "enum": values });
+        }
+        rest.insert(0, first);
+    }
+    *variants = rest;
+    if variants.len() == 1 {
+        let only = variants.pop().expect("one variant");
+        map.remove("oneOf");
+        if let Value::Object(o) = only {
+            for (k, v) in o {
+                map.entry(k).or_insert(v);
+            }
+        }
+    }
+}
+
+/// An output schema describes what the server writes; the tool's description says what it means. So
+/// below the root only the shape stays: no descriptions, and a `oneOf` of described constants becomes
+/// one `enum`.
+fn lean_output(value: &mut Value, root: bool) {
+    match value {
+        Value::Object(map) => {
+            if !root {
+                map.remove("description");
+            }
+            if map.contains_key("const") {
+                map.remove("type");
+            }
+            let constants = match map.get("oneOf") {
+                Some(Value::Array(variants)) => variants
+                    .iter()
+                    .map(|v| v.get("const").cloned().filter(|_| v.get("properties").is_none()))
+                    .collect::<Option<Vec<Value>>>(),
+                _ => None,
+            };
+            if let Some(values) = constants {
+                map.remove("oneOf");
+                map.insert("enum".into(), Value::Array(values));
+            }
+            for (key, v) in map.iter_mut() {
+                match key.as_str() {
+                    "properties" => {
+                        if let Value::Object(props) = v {
+                            props.values_mut().for_each(|p| lean_output(p, false));
+                        }
+                    }
+                    k if is_data(k) => {}
+                    _ => lean_output(v, false),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| lean_output(v, false)),
+        _ => {}
+    }
+}
+
+/// The output schema of a tool whose result has the same shape as `canonical`'s: its top-level keys and
+/// their types, and a pointer to where the full shape is (every byte of `tools/list` is paid for by the
+/// agent's context, and repeating a 3 KB shape in five tools tells it nothing new).
+pub fn same_as(canonical: &str, schema: &JsonObject) -> JsonObject {
+    let mut out = Map::new();
+    out.insert("type".into(), Value::String("object".into()));
+    out.insert("description".into(), Value::String(format!("The same shape as {canonical}'s result.")));
+    if let Some(Value::Object(props)) = schema.get("properties") {
+        let shallow: Map<String, Value> = props
+            .iter()
+            .map(|(k, p)| {
+                let mut s = Map::new();
+                if let Some(t) = p.get("type") {
+                    s.insert("type".into(), t.clone());
+                }
+                (k.clone(), Value::Object(s))
+            })
+            .collect();
+        out.insert("properties".into(), Value::Object(shallow));
+    }
+    if let Some(req) = schema.get("required") {
+        out.insert("required".into(), req.clone());
+    }
+    out
 }
 
 /// Replace each `{"$ref": "#/$defs/X", …siblings}` by the definition merged with its siblings.
@@ -274,6 +428,65 @@ mod tests {
         assert_eq!(tidy["properties"]["n"], json!({"type": "integer", "minimum": 0}));
         assert_eq!(tidy["additionalProperties"], false);
         assert_eq!(lint_input(&tidy), Vec::<String>::new());
+    }
+
+    #[test]
+    fn lean_schemas_keep_bounds_and_shape_but_not_repeated_prose() {
+        let input = obj(json!({
+            "type": "object", "additionalProperties": false,
+            "properties": {"period": {"description": "The period.", "default": null,
+                "oneOf": [{"description": "Each day.", "type": "object", "additionalProperties": false,
+                           "properties": {"kind": {"const": "daily", "description": "kept: a property's own"}}}]},
+                "n": {"type": "integer", "minimum": 1, "maximum": 9, "default": 3}},
+        }));
+        let lean = tidy_input(&input);
+        assert_eq!(lean["properties"]["period"]["description"], "The period.");
+        assert!(!lean["properties"]["period"].as_object().unwrap().contains_key("default"));
+        // One variant left: it is the schema.
+        assert!(lean["properties"]["period"].get("oneOf").is_none());
+        assert_eq!(lean["properties"]["period"]["properties"]["kind"]["description"], "kept: a property's own");
+        assert_eq!(lean["properties"]["n"], json!({"type": "integer", "minimum": 1, "maximum": 9, "default": 3}));
+        assert_eq!(lint_input(&lean), Vec::<String>::new());
+
+        let output = obj(json!({
+            "type": "object", "description": "A plan.",
+            "properties": {"state": {"description": "State.", "oneOf": [
+                {"const": "planned", "type": "string", "description": "Made."},
+                {"const": "executed", "type": "string", "description": "Done."}]},
+                "n": {"type": "integer", "description": "How many."}},
+            "required": ["state", "n"],
+        }));
+        let lean = tidy_output(&output);
+        assert_eq!(lean["description"], "A plan.");
+        assert_eq!(lean["properties"]["state"], json!({"enum": ["planned", "executed"]}));
+        assert_eq!(lean["properties"]["n"], json!({"type": "integer"}));
+        let same = same_as("get_action", &lean);
+        assert_eq!(same["properties"], json!({"state": {}, "n": {"type": "integer"}}));
+        assert_eq!(same["required"], json!(["state", "n"]));
+        assert_eq!(same["description"], "The same shape as get_action's result.");
+    }
+
+    #[test]
+    fn unit_variants_of_a_tagged_type_merge_into_one_enum() {
+        let unit = |k: &str| {
+            json!({"type": "object", "additionalProperties": false,
+                                    "properties": {"kind": {"const": k, "type": "string"}}, "required": ["kind"]})
+        };
+        let custom = json!({"type": "object", "additionalProperties": false, "required": ["kind", "start"],
+                            "properties": {"kind": {"const": "custom"}, "start": {"type": "string", "maxLength": 10}}});
+        let input = obj(json!({"type": "object", "additionalProperties": false, "properties": {
+            "period": {"description": "The period.", "oneOf": [unit("daily"), unit("weekly"), custom]},
+            "only": {"description": "One kind.", "oneOf": [unit("daily"), unit("monthly")]}}}));
+        let lean = tidy_input(&input);
+        let period = &lean["properties"]["period"]["oneOf"];
+        assert_eq!(period[0]["properties"]["kind"], json!({"enum": ["daily", "weekly"]}));
+        assert_eq!(period[1]["properties"]["kind"], json!({"const": "custom"}));
+        assert_eq!(period.as_array().unwrap().len(), 2);
+        let only = &lean["properties"]["only"];
+        assert!(only.get("oneOf").is_none());
+        assert_eq!(only["properties"]["kind"], json!({"enum": ["daily", "monthly"]}));
+        assert_eq!((only["required"].clone(), only["additionalProperties"].clone()), (json!(["kind"]), json!(false)));
+        assert_eq!(lint_input(&lean), Vec::<String>::new());
     }
 
     #[test]

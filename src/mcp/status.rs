@@ -29,7 +29,7 @@ pub struct StatusArgs {
     /// Budget id (a UUID).
     #[schemars(length(min = 36, max = 36))]
     pub id: String,
-    /// Also return a PNG chart of this period (cumulative spend, forecast bands, limit, thresholds).
+    /// Also return a PNG chart.
     #[serde(default)]
     pub chart: bool,
 }
@@ -74,11 +74,11 @@ pub struct HistoryArgs {
     /// Budget id (a UUID).
     #[schemars(length(min = 36, max = 36))]
     pub id: String,
-    /// First day, YYYY-MM-DD. Default: the first day of the current period.
+    /// First day, YYYY-MM-DD. Default: the period's first.
     #[serde(default)]
     #[schemars(with = "Option<String>", length(min = 10, max = 10), extend("format" = "date"))]
     pub from: Option<jiff::civil::Date>,
-    /// Last day, YYYY-MM-DD. Default: today (in the budget's time zone). At most 400 days after `from`.
+    /// Last day, YYYY-MM-DD (≤ 400 days after `from`). Default: today.
     #[serde(default)]
     #[schemars(with = "Option<String>", length(min = 10, max = 10), extend("format" = "date"))]
     pub to: Option<jiff::civil::Date>,
@@ -176,11 +176,8 @@ impl BudgetServer {
 
 #[tool_router(router = status_tools, vis = "pub(super)")]
 impl BudgetServer {
-    /// The current period of a budget: spent (whole units and exact hundredths; money if configured),
-    /// limit, percent used, remaining, days elapsed/remaining, daily run rate, the forecast period-end total
-    /// with 80 % and 95 % intervals and the probability of going over the limit, top scenarios, each
-    /// threshold (crossed now? first recorded when?), and how fresh the synced usage is (`data.stale`).
-    /// Set `chart: true` to also get a PNG chart.
+    /// A budget's current period: spent, limit, remaining, run rate, the forecast period-end total with
+    /// its intervals and probability of going over, top scenarios, thresholds, and data freshness.
     #[tool(
         annotations(title = "Budget status", read_only_hint = true, idempotent_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<BudgetStatus>()
@@ -201,9 +198,8 @@ impl BudgetServer {
         Ok(result)
     }
 
-    /// A PNG chart of a budget's current period: cumulative spend so far, the forecast to the period end
-    /// with its 80 % and 95 % bands, the limit (red) and each threshold (amber). Returns the image and a
-    /// one-line summary.
+    /// A PNG chart of a budget's current period: spend so far, the forecast with its bands, the limit and
+    /// thresholds, with a one-line summary.
     #[tool(
         annotations(title = "Budget chart", read_only_hint = true, idempotent_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<ChartInfo>()
@@ -236,8 +232,8 @@ impl BudgetServer {
         Ok(result)
     }
 
-    /// Daily spend within a budget's scope between two days (default: this period so far), from synced
-    /// usage; days without synced data are marked.
+    /// Daily spend in a budget's scope between two days (default: this period so far); days without
+    /// synced data are marked.
     #[tool(annotations(
         title = "Budget history",
         read_only_hint = true,
@@ -255,9 +251,8 @@ impl BudgetServer {
         ))
     }
 
-    /// Forecast a budget's scope for the next 1–90 days (starting today), with the method chosen by
-    /// backtesting on this series' own history, its backtest error, every candidate's error, and 80 % /
-    /// 95 % intervals of the total. Says so when there is little data.
+    /// Forecast a budget's daily spend for 1–90 days from today, with the method its own backtest chose,
+    /// its errors, and 80 % / 95 % intervals of the total.
     #[tool(annotations(
         title = "Forecast spend",
         read_only_hint = true,

@@ -31,7 +31,7 @@ pub struct AddThresholdArgs {
     /// "actual" spend so far, or the "forecast" period-end total.
     pub basis: Basis,
     pub severity: Severity,
-    /// Minutes before a threshold that went back below may be recorded as crossed again. Default 60.
+    /// Minutes before it may cross again after going back below. Default 60.
     #[serde(default = "crate::domain::threshold::default_cooldown")]
     #[schemars(range(min = 0, max = COOLDOWN_MAX_MINUTES))]
     pub cooldown_minutes: i64,
@@ -107,9 +107,8 @@ fn threshold_version(v: i64) -> Result<i64, ValidationError> {
 
 #[tool_router(router = threshold_tools, vis = "pub(super)")]
 impl BudgetServer {
-    /// Add a threshold to a budget: a percentage of the limit (1–200) or an absolute amount, watched on
-    /// `actual` spend or on the `forecast` period-end total, with a severity and a cooldown. Crossings are
-    /// recorded (once per period) when usage is synced, and audited.
+    /// Add a threshold to a budget: a percentage of the limit or an amount, on `actual` spend or the
+    /// `forecast` period-end total. Crossings are recorded once per period, and audited.
     #[tool(annotations(
         title = "Add threshold",
         read_only_hint = false,
@@ -134,8 +133,7 @@ impl BudgetServer {
         Ok(Json(thresholds::add(&call.caller(&self.app), budget_id, spec).await?))
     }
 
-    /// Change some fields of a threshold. Pass its `id`, the `version` you read, and the fields to change
-    /// (`label: null` removes the label). A stale version is refused with `conflict`.
+    /// Change some fields of a threshold: its `id`, the `version` you read, and the fields to change.
     #[tool(annotations(
         title = "Update threshold",
         read_only_hint = false,
@@ -179,8 +177,7 @@ impl BudgetServer {
         Ok(Json(ThresholdRemoved { id: args.id, removed: true }))
     }
 
-    /// List a budget's thresholds: kind, value, basis (actual or forecast), severity, cooldown, label, and
-    /// the id and version needed by update_threshold and remove_threshold.
+    /// List a budget's thresholds, with the id and version update_threshold needs.
     #[tool(annotations(
         title = "List thresholds",
         read_only_hint = true,

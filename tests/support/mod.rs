@@ -69,6 +69,9 @@ pub const NO_RATE_LIMITS: [(&str, &str); 5] = [
     ("MBM_DENIED_AUDITS_PER_HOUR", "0"),
 ];
 
+/// Every toolset: the tests call every tool (the default serves budgets, status, thresholds and make).
+pub const ALL_TOOLSETS: (&str, &str) = ("MBM_TOOLSETS", "all");
+
 /// Outbound requests may reach loopback: the fake Make and the webhook receivers listen there. Every server
 /// and CLI run the helpers start gets it; `tests/outbound.rs` removes it (see [`UNSET`]) to test the default.
 pub const ALLOW_LOOPBACK: (&str, &str) = ("MBM_OUTBOUND_ALLOW_LOOPBACK", "true");
@@ -416,7 +419,8 @@ fn command(db_url: &str) -> std::process::Command {
         .env("MBM_LOG", "warn")
         .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
         .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY)
-        .env(ALLOW_LOOPBACK.0, ALLOW_LOOPBACK.1);
+        .env(ALLOW_LOOPBACK.0, ALLOW_LOOPBACK.1)
+        .env(ALL_TOOLSETS.0, ALL_TOOLSETS.1);
     c
 }
 
@@ -477,6 +481,7 @@ impl HttpServer {
             .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY)
             .envs(NO_RATE_LIMITS)
             .env(ALLOW_LOOPBACK.0, ALLOW_LOOPBACK.1)
+            .env(ALL_TOOLSETS.0, ALL_TOOLSETS.1)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -627,7 +632,8 @@ fn stdio_command(db_url: &str, env: &[(&str, &str)]) -> tokio::process::Command 
         .env("MBM_MASTER_KEY", TEST_MASTER_KEY)
         .env("MBM_AUDIT_SIGNING_KEY", TEST_AUDIT_KEY)
         .envs(NO_RATE_LIMITS)
-        .env(ALLOW_LOOPBACK.0, ALLOW_LOOPBACK.1);
+        .env(ALLOW_LOOPBACK.0, ALLOW_LOOPBACK.1)
+        .env(ALL_TOOLSETS.0, ALL_TOOLSETS.1);
     apply_env(cmd.as_std_mut(), env);
     cmd
 }

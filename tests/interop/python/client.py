@@ -43,7 +43,7 @@ KNOWN_TOOLS = {
     "get_budget_chart", "get_budget_history", "forecast_spend", "add_threshold", "update_threshold",
     "remove_threshold", "list_thresholds", "add_threshold_action", "remove_threshold_action",
     "list_threshold_actions", "set_scenario_critical", "preview_action", "list_actions", "get_action",
-    "approve_action", "reject_action", "reverse_action", "add_webhook", "list_webhooks", "remove_webhook",
+    "approve_action", "reject_action", "cancel_action", "reverse_action", "add_webhook", "list_webhooks", "remove_webhook",
     "query_audit_log", "verify_audit_chain", "create_audit_checkpoint",
 }
 
@@ -397,6 +397,8 @@ class Run:
             rejected = await alice.call("reject_action", {"plan_id": reject_id, "reason": "interop: rejected"})
             if rejected is not None and rejected.get("state") != "rejected":
                 r.fail("reject_action", f"plan state {rejected.get('state')!r}, expected 'rejected'")
+            # Only a scheduled (delayed) plan can be cancelled: a rejected one is a conflict.
+            await alice.call("cancel_action", {"plan_id": reject_id, "reason": "interop: too late"}, expect_error="conflict:")
             back = await alice.call("reverse_action", {"plan_id": approve_id, "reason": "interop: reversed"})
             if back is not None and back.get("state") != "reversed":
                 r.fail("reverse_action", f"plan state {back.get('state')!r}, expected 'reversed'")

@@ -32,7 +32,7 @@ const KNOWN_TOOLS = new Set([
   'get_budget_chart', 'get_budget_history', 'forecast_spend', 'add_threshold', 'update_threshold',
   'remove_threshold', 'list_thresholds', 'add_threshold_action', 'remove_threshold_action',
   'list_threshold_actions', 'set_scenario_critical', 'preview_action', 'list_actions', 'get_action',
-  'approve_action', 'reject_action', 'reverse_action', 'add_webhook', 'list_webhooks', 'remove_webhook',
+  'approve_action', 'reject_action', 'cancel_action', 'reverse_action', 'add_webhook', 'list_webhooks', 'remove_webhook',
   'query_audit_log', 'verify_audit_chain', 'create_audit_checkpoint',
 ]);
 
@@ -355,6 +355,8 @@ class Run {
       }
       const rejected = await alice.call('reject_action', { plan_id: rejectId, reason: 'interop: rejected' });
       if (rejected && rejected.state !== 'rejected') r.fail('reject_action', `plan state ${rejected.state}, expected rejected`);
+      // Only a scheduled (delayed) plan can be cancelled: a rejected one is a conflict.
+      await alice.call('cancel_action', { plan_id: rejectId, reason: 'interop: too late' }, 'conflict:');
       const back = await alice.call('reverse_action', { plan_id: approveId, reason: 'interop: reversed' });
       if (back && back.state !== 'reversed') r.fail('reverse_action', `plan state ${back.state}, expected reversed`);
     });
