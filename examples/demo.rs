@@ -110,7 +110,10 @@ fn show(label: &str, v: &Value) {
     println!("   {label}: {v}");
 }
 
-/// The server binary: the one named by MBM_DEMO_SERVER_BIN, or a fresh build next to this example.
+/// The server binary: the one named by MBM_DEMO_SERVER_BIN, or a build next to this example. It is built
+/// together with this example (`--example demo`), so that Cargo resolves the same features as for
+/// `cargo run --example demo` and reuses every crate it just compiled: only the binary's own `main.rs` is
+/// compiled and linked, instead of the whole tree a second time with the features of a plain build.
 fn server_binary() -> Result<PathBuf, Error> {
     if let Ok(bin) = std::env::var("MBM_DEMO_SERVER_BIN") {
         return Ok(bin.into());
@@ -120,7 +123,7 @@ fn server_binary() -> Result<PathBuf, Error> {
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
-    build.args(["build", "--quiet", "--bin", "make-budget-mcp"]);
+    build.args(["build", "--quiet", "--locked", "--bin", "make-budget-mcp", "--example", "demo"]);
     if release {
         build.arg("--release");
     }
