@@ -83,8 +83,16 @@ pub const SELECTION_HORIZON: usize = 7;
 pub const SELECTION_MARGIN: f64 = 0.02;
 /// Fewest cumulative error samples for intervals from the backtest.
 pub const MIN_INTERVAL_SAMPLES: usize = 8;
+/// Least growth exponent of the total's error with the span (independent day errors).
+pub const MIN_ERROR_GROWTH: f64 = 0.5;
+/// Largest growth exponent of the total's error with the span (an error in the trend).
+pub const MAX_ERROR_GROWTH: f64 = 2.0;
 /// Fewest effectively independent error windows for intervals from the backtest (see the module docs).
 pub const MIN_EFFECTIVE_WINDOWS: f64 = 3.0;
+/// A level shift must stand out by more than this many standard errors (see the module docs).
+pub const SHIFT_THRESHOLD: f64 = 4.0;
+/// Fewest days of history in which level shifts are looked for (three weeks: two to compare, one to see it).
+pub const SHIFT_MIN_HISTORY: usize = 3 * SEASON;
 /// A day further than this many robust standard deviations from its weekday's neighbours is an outlier.
 pub const OUTLIER_THRESHOLD: f64 = 5.0;
 /// If more than this share of days would be outliers, none are: the jumps are how the series behaves.
@@ -177,6 +185,9 @@ pub struct SpendForecast {
     pub method: Method,
     /// Days of history the forecast is based on.
     pub days_of_data: usize,
+    /// The last days of the history the models were fitted and backtested on: all of them, unless a level
+    /// shift was detected (see the module docs), then the days since the shift.
+    pub fitted_days: usize,
     pub horizon: usize,
     /// Point forecast for each future day (never negative).
     pub daily: Vec<f64>,
@@ -246,25 +257,39 @@ pub fn forecast(history: &[f64], horizon: usize) -> SpendForecast {
         );
     }
 
+    // After a level shift only the days since it say how spend behaves now.
+    let regime = regime_start(&history);
+    let all_days = history;
+    let history = &all_days[regime..];
+    let fitted = history.len();
+    let based_on = if regime > 0 {
+        format!(
+            "{based_on}, of which the last {fitted} are used: spend shifted to a new level {fitted} days ago"
+        )
+    } else {
+        based_on
+    };
+
     let steps = horizon.max(SELECTION_HORIZON);
     let backtests: Vec<Backtest> =
-        Method::CANDIDATES.iter().filter_map(|&method| Backtest::run(method, &history, steps)).collect();
+        Method::CANDIDATES.iter().filter_map(|&method| Backtest::run(method, history, steps)).collect();
     let common_origin = backtests.iter().map(Backtest::first_origin).max().unwrap_or(n);
-    let scores: Vec<BacktestScore> = backtests.iter().map(|b| b.score(&history, common_origin)).collect();
+    let scores: Vec<BacktestScore> = backtests.iter().map(|b| b.score(history, common_origin)).collect();
     let ranking = rank(&scores);
 
     // The chosen model, or the next best if its final fit fails (rare: it fitted at every origin).
     for &i in &ranking {
         let method = scores[i].method;
-        let Some(daily) = fit_predict(method, &history, horizon) else { continue };
+        let Some(daily) = fit_predict(method, history, horizon) else { continue };
         let total: f64 = daily.iter().sum();
         let intervals = backtest_intervals(&backtests[i], horizon, total)
-            .unwrap_or_else(|| model_intervals(&history, horizon, total));
+            .unwrap_or_else(|| model_intervals(history, horizon, total));
         let candidates: Vec<BacktestScore> = ranking.iter().map(|&j| scores[j].clone()).collect();
-        let note = format!("{based_on}; {}; {}", choice_note(&scores[i], &candidates, n), intervals.note(horizon));
+        let note = format!("{based_on}; {}; {}", choice_note(&scores[i], &candidates, fitted), intervals.note(horizon));
         return SpendForecast {
             method,
             days_of_data: n,
+            fitted_days: fitted,
             horizon,
             daily,
             total,
@@ -280,9 +305,9 @@ pub fn forecast(history: &[f64], horizon: usize) -> SpendForecast {
     }
 
     // Nothing could be backtested: the run rate, which fits on any non-empty history.
-    let daily = fit_predict(Method::RunRate, &history, horizon).unwrap_or_else(|| vec![0.0; horizon]);
+    let daily = fit_predict(Method::RunRate, history, horizon).unwrap_or_else(|| vec![0.0; horizon]);
     let total: f64 = daily.iter().sum();
-    let intervals = model_intervals(&history, horizon, total);
+    let intervals = model_intervals(history, horizon, total);
     let reason =
         if backtests.is_empty() { "too little history to backtest" } else { "no backtested model could be fitted" };
     let note = format!(
@@ -292,6 +317,7 @@ pub fn forecast(history: &[f64], horizon: usize) -> SpendForecast {
     SpendForecast {
         method: Method::RunRate,
         days_of_data: n,
+        fitted_days: fitted,
         horizon,
         daily,
         total,
@@ -314,6 +340,7 @@ impl SpendForecast {
         SpendForecast {
             method,
             days_of_data,
+            fitted_days: days_of_data,
             horizon: daily.len(),
             daily,
             total,
@@ -505,6 +532,59 @@ fn isolated_outliers(history: &[f64]) -> Vec<(usize, f64)> {
     if outliers.len() as f64 > OUTLIER_MAX_SHARE * n as f64 { Vec::new() } else { outliers }
 }
 
+/// Where the current regime of `history` starts: the day of the most recent level shift, or 0 if there is
+/// none (see the module docs). A shift is only seen once a full week has passed since it, and only with at
+/// least [`SHIFT_MIN_HISTORY`] days of history.
+///
+/// With `d(t) = y(t) − y(t − 7)` (weekly differences, free of the weekly pattern and, up to a constant, of a
+/// linear trend), a shift by `Δ` on day `s` makes `d` about `Δ` on the seven days `s..s + 7` and leaves it
+/// about the same constant elsewhere. So for each `s` the mean and the median of `d` over `s..s + 7`, minus the
+/// median of all `d`, are compared with their standard errors under no shift (`σ / √7` for the mean, `1.25 σ
+/// / √7` for the median, `σ` the spread of `d` estimated as 1.2533 × its mean absolute deviation from the
+/// median, which is robust enough to a few shifted days and, unlike the median absolute deviation, not 0 on
+/// series with many zero days). A day is a candidate if both exceed [`SHIFT_THRESHOLD`] in the same direction:
+/// the median keeps one or two spikes from passing for a shift, the mean keeps sparse series (where most `d`
+/// are 0) from passing for one. Of the most recent run of consecutive candidates, the day with the largest
+/// mean is the shift.
+fn regime_start(history: &[f64]) -> usize {
+    let n = history.len();
+    if n < SHIFT_MIN_HISTORY {
+        return 0;
+    }
+    let d: Vec<f64> = (SEASON..n).map(|t| history[t] - history[t - SEASON]).collect();
+    let centre = median(d.clone());
+    let sigma = 1.2533 * d.iter().map(|x| (x - centre).abs()).sum::<f64>() / d.len() as f64;
+    if !(sigma > 0.0 && sigma.is_finite()) {
+        return 0;
+    }
+    let root = (SEASON as f64).sqrt();
+    // Score of a shift on day s (d[i] is day i + SEASON), positive up, negative down, 0 if not a candidate.
+    let score = |s: usize| -> f64 {
+        let window = &d[s - SEASON..s];
+        let mean = (window.iter().sum::<f64>() / SEASON as f64 - centre) / (sigma / root);
+        let med = (median(window.to_vec()) - centre) / (1.25 * sigma / root);
+        if mean.abs() > SHIFT_THRESHOLD && med.abs() > SHIFT_THRESHOLD && mean.signum() == med.signum() {
+            mean
+        } else {
+            0.0
+        }
+    };
+    // A shift on day s is seen in d over days s..s + 7, which needs a week before s and a week from s on.
+    let scores: Vec<(usize, f64)> = (SEASON..=n - SEASON).map(|s| (s, score(s))).collect();
+    let Some(last) = scores.iter().rposition(|(_, z)| *z != 0.0) else { return 0 };
+    let direction = scores[last].1.signum();
+    let mut best = scores[last];
+    for &(s, z) in scores[..last].iter().rev() {
+        if z == 0.0 || z.signum() != direction {
+            break;
+        }
+        if z.abs() > best.1.abs() {
+            best = (s, z);
+        }
+    }
+    best.0
+}
+
 /// Median of a non-empty list (0 for an empty one).
 fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
@@ -671,11 +751,16 @@ impl TotalIntervals {
 }
 
 /// Intervals from the chosen model's backtest errors, if there are enough of them: at the horizon itself, or
-/// else at the longest shorter span that has enough, scaled by `sqrt(horizon / k)`.
+/// else at the longest shorter span `k` that has enough, scaled by `(horizon / k)^β` with `β` the growth of the
+/// error with the span on this series ([`error_growth`]).
 fn backtest_intervals(backtest: &Backtest, horizon: usize, total: f64) -> Option<TotalIntervals> {
     (1..=horizon).rev().find_map(|k| {
         let (origins, errors): (Vec<usize>, Vec<f64>) = backtest.cumulative_errors(k).into_iter().unzip();
-        let scale = (horizon as f64 / k as f64).sqrt();
+        let m_eff = effective_windows(&origins, k);
+        if errors.len() < MIN_INTERVAL_SAMPLES || m_eff < MIN_EFFECTIVE_WINDOWS {
+            return None;
+        }
+        let scale = if k == horizon { 1.0 } else { (horizon as f64 / k as f64).powf(error_growth(backtest, k)) };
         let samples: Vec<f64> = errors.iter().map(|e| e * scale).collect();
         let distribution = fit_student_t(total, &samples, &origins, k)?;
         let source = if k == horizon {
@@ -685,6 +770,30 @@ fn backtest_intervals(backtest: &Backtest, horizon: usize, total: f64) -> Option
         };
         Some(TotalIntervals::new(total, distribution, source, samples))
     })
+}
+
+/// How the backtest's error of the total grows with the span: the exponent `β` of `rms(k) ∝ k^β`, where
+/// `rms(j)` is the root mean square of the cumulative errors over the first `j` days, fitted by least squares on
+/// `log rms(j)` against `log j` for `j = 1..=k`, and kept within [`MIN_ERROR_GROWTH`]..=[`MAX_ERROR_GROWTH`]:
+/// independent day errors give ½, a persistent level error 1, an error in the trend 2. With fewer than three
+/// spans (or no spread), 1: an error in the level is what a forecast gets wrong first.
+fn error_growth(backtest: &Backtest, k: usize) -> f64 {
+    let points: Vec<(f64, f64)> = (1..=k)
+        .filter_map(|j| {
+            let errors = backtest.cumulative_errors(j);
+            let mean_square = errors.iter().map(|(_, e)| e * e).sum::<f64>() / errors.len().max(1) as f64;
+            (mean_square > 0.0).then(|| ((j as f64).ln(), 0.5 * mean_square.ln()))
+        })
+        .collect();
+    if points.len() < 3 {
+        return 1.0;
+    }
+    let m = points.len() as f64;
+    let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / m, points.iter().map(|p| p.1).sum::<f64>() / m);
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let beta = sxy / sxx;
+    if beta.is_finite() { beta.clamp(MIN_ERROR_GROWTH, MAX_ERROR_GROWTH) } else { 1.0 }
 }
 
 /// How many independent samples `k`-day cumulative errors at these origins are worth. Windows of `k` days
