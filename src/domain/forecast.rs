@@ -8,7 +8,7 @@
 //!
 //! | method | fitted when | backtested from origin |
 //! |---|---|---|
-//! | [`Method::RunRate`]: mean of the last ≤ 14 days | n ≥ 1 | t ≥ 3 |
+//! | [`Method::RunRate`]: mean of the last 7 or 14 days (all days below 7) | n ≥ 1 | t ≥ 3 |
 //! | [`Method::SeasonalNaive`]: same weekday last week | n ≥ 7 | t ≥ 7 |
 //! | [`Method::DampedTrend`]: ETS(A,Ad,N) from augurs-ets | n ≥ 10 | t ≥ 10 |
 //! | [`Method::SeasonalEts`]: MSTL (period 7) + AutoETS trend, augurs-mstl | n ≥ 21 | t ≥ 21 |
@@ -100,7 +100,7 @@ use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 /// Length of the weekly season, in days.
 pub const SEASON: usize = 7;
-/// The run rate averages at most this many recent days.
+/// The run rate averages at most this many recent days (whole weeks once there is one).
 pub const RUN_RATE_WINDOW: usize = 14;
 /// Backtest origins per candidate, at most (the most recent ones). Bounds the cost of a forecast.
 pub const MAX_ORIGINS: usize = 30;
@@ -181,7 +181,7 @@ impl Method {
     pub fn label(self) -> &'static str {
         match self {
             Method::NoData => "no data",
-            Method::RunRate => "the run rate (average daily spend of the last 14 days)",
+            Method::RunRate => "the run rate (average daily spend of the last one or two weeks)",
             Method::SeasonalNaive => "seasonal naive (each weekday repeats last week)",
             Method::DampedTrend => "a damped trend (exponential smoothing)",
             Method::SeasonalEts => "exponential smoothing with a weekly pattern",
@@ -637,6 +637,13 @@ fn regime_start(history: &[f64]) -> usize {
     best.0
 }
 
+/// How many of the last `n` days the run rate averages: [`RUN_RATE_WINDOW`] at most, and whole weeks once
+/// there is one, so that the weekly pattern does not tilt the average (ten days would count three weekdays
+/// twice).
+fn run_rate_days(n: usize) -> usize {
+    if n < SEASON { n } else { n.min(RUN_RATE_WINDOW) / SEASON * SEASON }
+}
+
 /// Median of a non-empty list (0 for an empty one).
 fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
@@ -664,7 +671,7 @@ fn fit_predict(method: Method, history: &[f64], steps: usize) -> Option<Vec<f64>
     let raw = match method {
         Method::NoData => vec![0.0; steps],
         Method::RunRate => {
-            let window = &history[n.saturating_sub(RUN_RATE_WINDOW)..];
+            let window = &history[n - run_rate_days(n)..];
             vec![window.iter().sum::<f64>() / window.len() as f64; steps]
         }
         Method::SeasonalNaive => (0..steps).map(|i| history[n - SEASON + i % SEASON]).collect(),
@@ -932,7 +939,7 @@ fn model_intervals(history: &[f64], horizon: usize, total: f64) -> TotalInterval
         return TotalIntervals::new(total, TotalDistribution::Point { value: total }, IntervalSource::None, Vec::new());
     }
     let sd = day_noise(history);
-    let averaged_days = n.min(RUN_RATE_WINDOW) as f64;
+    let averaged_days = run_rate_days(n) as f64;
     let h = horizon as f64;
     let sd_total = sd * (h * (1.0 + h / averaged_days)).sqrt();
     TotalIntervals::new(total, TotalDistribution::normal(total, sd_total), IntervalSource::Model, Vec::new())
@@ -1481,5 +1488,14 @@ mod tests {
         let score = b.score(&history, 0);
         assert!((score.mae - 10.0 / 1.5).abs() < 1e-9, "{}", score.mae);
         assert_eq!(score.origins, 2);
+    }
+
+    #[test]
+    fn the_run_rate_averages_whole_weeks() {
+        assert_eq!([1, 6, 7, 10, 13, 14, 30].map(run_rate_days), [1, 6, 7, 7, 7, 14, 14]);
+        // Ten days of a weekly pattern: the last seven average to the weekly mean.
+        let y: Vec<f64> = (0..10).map(|t| 1000.0 * weekly(t, 0.5)).collect();
+        let daily = fit_predict(Method::RunRate, &y, 1).unwrap();
+        assert!((daily[0] - 1000.0).abs() < 1e-9, "{daily:?}");
     }
 }
