@@ -44,9 +44,9 @@
 
 use std::time::Instant;
 
+use make_budget_mcp::domain::forecast::{SpendForecast, forecast};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use make_budget_mcp::domain::forecast::{SpendForecast, forecast};
 
 const HISTORIES: [usize; 3] = [30, 60, 90];
 const HORIZONS: [usize; 3] = [7, 14, 30];
@@ -246,8 +246,7 @@ fn percent(hits: usize, of: usize) -> String {
 }
 
 fn main() {
-    let series_per_cell: usize =
-        std::env::var("FORECAST_BENCH_SERIES").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let series_per_cell: usize = std::env::var("FORECAST_BENCH_SERIES").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
     let cases = corpus(series_per_cell);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = Instant::now();
@@ -304,11 +303,16 @@ fn main() {
     println!("\nlargest gap {:.1} points; Brier score {:.4} over {all} cases\n", 100.0 * worst, brier / all as f64);
 
     println!("difference (observed − mean predicted, points) per bin and family:\n");
-    println!("| family | {} |", (0..10).map(|b| format!("{:.1}–{:.1}", b as f64 / 10.0, (b + 1) as f64 / 10.0)).collect::<Vec<_>>().join(" | "));
+    println!(
+        "| family | {} |",
+        (0..10).map(|b| format!("{:.1}–{:.1}", b as f64 / 10.0, (b + 1) as f64 / 10.0)).collect::<Vec<_>>().join(" | ")
+    );
     println!("|---|{}", (0..10).map(|_| "---:|").collect::<String>());
     for &family in &FAMILIES {
         let mut bins = vec![(0usize, 0.0f64, 0usize); 10];
-        for (p, happened) in outcomes.iter().filter(|o| o.family == family).flat_map(|o| o.probabilities.iter().copied()) {
+        for (p, happened) in
+            outcomes.iter().filter(|o| o.family == family).flat_map(|o| o.probabilities.iter().copied())
+        {
             let b = ((p * 10.0) as usize).min(9);
             bins[b].0 += 1;
             bins[b].1 += p;
@@ -316,7 +320,13 @@ fn main() {
         }
         let cells: Vec<String> = bins
             .iter()
-            .map(|&(c, sum, hits)| if c == 0 { "-".to_owned() } else { format!("{:+.0} ({c})", 100.0 * (hits as f64 / c as f64 - sum / c as f64)) })
+            .map(|&(c, sum, hits)| {
+                if c == 0 {
+                    "-".to_owned()
+                } else {
+                    format!("{:+.0} ({c})", 100.0 * (hits as f64 / c as f64 - sum / c as f64))
+                }
+            })
             .collect();
         println!("| {} | {} |", family.name(), cells.join(" | "));
     }
@@ -351,7 +361,10 @@ fn main() {
 
     // 3. Point error.
     println!("\n3. Point error of the period total: MAE in % of the period's mean spend, forecast vs seasonal naive\n");
-    println!("| family | forecast | seasonal naive | ratio | {} |", header.iter().map(|h| format!("ratio {h}")).collect::<Vec<_>>().join(" | "));
+    println!(
+        "| family | forecast | seasonal naive | ratio | {} |",
+        header.iter().map(|h| format!("ratio {h}")).collect::<Vec<_>>().join(" | ")
+    );
     println!("|---|---:|---:|---:|{}", HORIZONS.iter().map(|_| "---:|").collect::<String>());
     let errors = |select: &dyn Fn(&Outcome) -> bool| {
         let chosen: Vec<&Outcome> = outcomes.iter().filter(|o| select(o)).collect();
@@ -386,7 +399,12 @@ fn main() {
         let of: Vec<&Outcome> = outcomes.iter().filter(|o| o.family == family).collect();
         let seen = of.iter().filter(|o| o.shift_seen).count();
         let across = of.iter().filter(|o| o.fitted_across_shift).count();
-        println!("- {}: {seen} of {} ({} %); fitted across the true shift: {across}", family.name(), of.len(), percent(seen, of.len()));
+        println!(
+            "- {}: {seen} of {} ({} %); fitted across the true shift: {across}",
+            family.name(),
+            of.len(),
+            percent(seen, of.len())
+        );
     }
 
     // 4. Timing.

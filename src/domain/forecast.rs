@@ -304,9 +304,7 @@ pub fn forecast(history: &[f64], horizon: usize) -> SpendForecast {
     let history = &all_days[regime..];
     let fitted = history.len();
     let based_on = if regime > 0 {
-        format!(
-            "{based_on}, of which the last {fitted} are used: spend shifted to a new level {fitted} days ago"
-        )
+        format!("{based_on}, of which the last {fitted} are used: spend shifted to a new level {fitted} days ago")
     } else {
         based_on
     };
