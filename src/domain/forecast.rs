@@ -213,9 +213,11 @@ pub enum IntervalSource {
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct BacktestScore {
     pub method: Method,
-    /// Mean absolute error of daily forecasts (same unit as the series), horizons 1..=7, over all origins.
+    /// Mean absolute error of daily forecasts (same unit as the series), horizons 1..=7, over the compared
+    /// origins, each weighted by its recency (the weight halves every [`SELECTION_HALF_LIFE`] days).
     pub mae: f64,
-    /// Mean absolute percentage error in percent over days with non-zero actuals; None if all actuals were 0.
+    /// Mean absolute percentage error in percent over days with non-zero actuals, weighted as `mae`; None if all
+    /// actuals were 0.
     pub mape: Option<f64>,
     pub origins: usize,
 }
