@@ -63,7 +63,7 @@
 //! 1. `k = h`: the errors of past `h`-day totals as they are ([`IntervalSource::Backtest`]);
 //! 2. `k < h`: those errors scaled by `(h / k)^β` ([`IntervalSource::ScaledBacktest`]), where `β` is how the
 //!    error of the total grows with the span on this series: the slope of `log rms C(·, j)` against `log j` over
-//!    the upper half of the spans `j ≤ k`, within [`MIN_ERROR_GROWTH`]..=[`MAX_ERROR_GROWTH`] (½ for
+//!    the upper half of the spans `j ≤ k` (at least three; 1 with fewer), within [`MIN_ERROR_GROWTH`]..=[`MAX_ERROR_GROWTH`] (½ for
 //!    independent day errors, 1 for an error in the level, 2 for an error in the trend). A square root, as if day
 //!    errors were independent, understates long horizons badly on trending series;
 //! 3. no such span: a normal approximation from the day-to-day noise `s` of the history (the spread of the
@@ -852,7 +852,8 @@ fn backtest_intervals(backtest: &Backtest, horizon: usize, total: f64) -> Option
 
 /// How the backtest's error of the total grows with the span: the exponent `β` of `rms(k) ∝ k^β`, where
 /// `rms(j)` is the root mean square of the cumulative errors over the first `j` days, fitted by least squares on
-/// `log rms(j)` against `log j` for `j = 1..=k`, and kept within [`MIN_ERROR_GROWTH`]..=[`MAX_ERROR_GROWTH`]:
+/// `log rms(j)` against `log j` over the upper half of the spans (`j` from `min(⌈k/2⌉, k − 2)` to `k`, so at
+/// least three when `k ≥ 3`), and kept within [`MIN_ERROR_GROWTH`]..=[`MAX_ERROR_GROWTH`]:
 /// independent day errors give ½, a persistent level error 1, an error in the trend 2. With fewer than three
 /// spans (or no spread), 1: an error in the level is what a forecast gets wrong first.
 fn error_growth(backtest: &Backtest, k: usize) -> f64 {
