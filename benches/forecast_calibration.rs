@@ -27,18 +27,24 @@
 //!
 //! # What is measured
 //!
-//! 1. Reliability of [`SpendForecast::probability_total_exceeds`]: each forecast is asked for the
-//!    probability that the actual total exceeds 14 limits, `c × h × r` with `r` the mean of the last 14 days of
-//!    the history (of the whole history if those were all 0) and `c` from 0.4 to 2 (0.4, 0.6, 0.75, 0.85, 0.92, 0.96, 1, 1.04, 1.08, 1.15, 1.25, 1.4, 1.6,
-//!    2). The limits depend only on the history (what a budget set from recent spend would look like), so they
-//!    are the same before and after a change to the forecast, and a forecast that knew the true distribution
-//!    of the total given the history would be reliable (limits placed from the true future distribution would
-//!    not: for them the outcome frequency does not depend on the history at all). Per probability bin: cases,
-//!    mean predicted probability, observed frequency of `actual > limit`.
+//! 1. Reliability of [`SpendForecast::probability_total_exceeds`]: each forecast is asked for the probability
+//!    that the actual total exceeds 14 limits, `c × h × r`, with `r` the mean of the last 14 days of the history
+//!    (of the whole history if those were all 0) and `c` one of 0.4, 0.6, 0.75, 0.85, 0.92, 0.96, 1, 1.04,
+//!    1.08, 1.15, 1.25, 1.4, 1.6 and 2. The limits depend only on the history (what a budget set from recent
+//!    spend would look like), so they are the same before and after a change to the forecast, and a forecast
+//!    that knew the true distribution of the total given the history would be reliable (limits placed at
+//!    quantiles of the true future distribution would not do: for them the outcome frequency does not depend
+//!    on anything a forecast can know). Per probability bin: cases, mean predicted probability, observed
+//!    frequency of `actual > limit`; then the difference per bin and family.
 //! 2. Coverage of the 80 % and 95 % intervals of the total, per family and horizon (and per history length).
 //! 3. Point error: mean absolute error of the period total, scaled by the period's mean spend in the history
 //!    (`h · mean(history)`), for the forecast and for seasonal naive (each weekday repeats the last week of the
 //!    history), per family.
+//!
+//! Also printed: in how many forecasts of each family a level shift was seen (the forecast fitted on fewer days
+//! than the history has, [`SpendForecast::fitted_days`]), and for the level-shift family how many fitted across
+//! the true shift day.
+//!
 //! 4. Timing: forecasts per second on one thread, for 90-day histories at horizon 30 (the costliest case the
 //!    status tools ask for).
 
