@@ -8,7 +8,7 @@
 //!
 //! | method | fitted when | backtested from origin |
 //! |---|---|---|
-//! | [`Method::RunRate`]: mean of the last ≤ 14 days | n ≥ 1 | t ≥ 3 |
+//! | [`Method::RunRate`]: mean of the last 7 or 14 days (all days below 7) | n ≥ 1 | t ≥ 3 |
 //! | [`Method::SeasonalNaive`]: same weekday last week | n ≥ 7 | t ≥ 7 |
 //! | [`Method::DampedTrend`]: ETS(A,Ad,N) from augurs-ets | n ≥ 10 | t ≥ 10 |
 //! | [`Method::SeasonalEts`]: MSTL (period 7) + AutoETS trend, augurs-mstl | n ≥ 21 | t ≥ 21 |
@@ -22,40 +22,72 @@
 //! repeated by the seasonal naive forecast or taken as a new level by exponential smoothing. Backtests still
 //! compare with what actually happened, spikes included, so the intervals keep the risk of spikes.
 //!
+//! # Level shifts
+//!
+//! When spend moves to a new level (a scenario goes live or is switched off), the days before the move describe
+//! a past regime: exponential smoothing takes weeks to forget them, a run rate mixes both levels, and backtest
+//! errors across the move make the intervals too wide. So before anything is fitted, the most recent level shift
+//! is looked for ([`SHIFT_THRESHOLD`], from [`SHIFT_MIN_HISTORY`] days of history): with the weekly differences
+//! `d(t) = y(t) − y(t − 7)`, which a weekly pattern and a steady trend only shift by a constant, a level shift
+//! on day `s` is a week `s..s + 7` in which both the mean and the median of `d` stand out from the median of
+//! all `d` by more than the threshold in standard errors (the spread of `d` is estimated from the days outside
+//! that week). The mean keeps sparse series, whose `d` are mostly 0, from passing for shifts; the median keeps
+//! one or two spikes from doing so. If a shift is found, everything below (backtests, fits, intervals) uses
+//! only the days from it on ([`SpendForecast::fitted_days`]), and the note says so. A shift is seen once a
+//! week has passed since it.
+//!
 //! # Choosing a model
 //!
 //! Each candidate is backtested on rolling origins over the recent past: at origin `t` it is fitted on
 //! `history[..t]` and forecasts the following days, compared with what actually happened. The origins are the
-//! last [`MAX_ORIGINS`] days (so the cost is bounded, whatever the history length), and only from the candidate's
-//! minimum history on. A candidate needs [`MIN_ORIGINS`] origins to be backtested at all.
+//! last [`MAX_ORIGINS`] days (every [`LONG_HISTORY_ORIGIN_STEP`] days once the history is long enough), so the
+//! cost is bounded whatever the history length, and only from the candidate's minimum history on. A candidate
+//! needs [`MIN_ORIGINS`] origins to be backtested at all.
 //!
-//! The candidates are compared on the same origins (those every backtested candidate has), by mean absolute
-//! error of the daily forecasts at horizons 1..=7. The simplest candidate (order: run rate, seasonal naive,
-//! damped trend, seasonal ETS) is the incumbent, and a more complex one replaces it only if its MAE is lower by
-//! more than [`SELECTION_MARGIN`] (relative). A small margin keeps the choice from chasing noise between
-//! nearly equal candidates, and ties go to the simpler model. If nothing can be backtested (fewer than 6 days),
-//! the forecast is the run rate and the note says so.
+//! The candidates are compared on the same origins (those every backtested candidate has), by the mean absolute
+//! error of the daily forecasts at horizons 1..=7, each origin weighted by its recency (the weight halves every
+//! [`SELECTION_HALF_LIFE`] days), so that how a model has done lately counts most. The simplest candidate
+//! (order: run rate, seasonal naive, damped trend, seasonal ETS) is the incumbent, and a more complex one
+//! replaces it only if its MAE is lower by more than [`SELECTION_MARGIN`] (relative). A small margin keeps the
+//! choice from chasing noise between nearly equal candidates, and ties go to the simpler model. If nothing can
+//! be backtested (fewer than 6 days), the forecast is the run rate and the note says so.
 //!
 //! # Intervals for the total
 //!
 //! For the chosen model, the backtest gives cumulative errors `C(t, k) = Σ_{j ≤ k} (actual − forecast)` at every
-//! origin `t` that has `k` days of actuals after it. With `h` the horizon:
+//! origin `t` that has `k` days of actuals after it: errors of the total of the same kind as the one forecast,
+//! on this series. With `h` the horizon, the span used is the longest `k ≤ h` with at least
+//! [`MIN_INTERVAL_SAMPLES`] samples worth at least [`MIN_EFFECTIVE_WINDOWS`] independent windows (windows `d`
+//! days apart share `k − d` days, see `effective_windows`):
 //!
-//! 1. at least [`MIN_INTERVAL_SAMPLES`] samples of `C(·, h)`: empirical 10/90 and 2.5/97.5 % quantiles
-//!    ([`IntervalSource::Backtest`]);
-//! 2. otherwise the largest `k < h` with enough samples, scaled by `sqrt(h / k)`
-//!    ([`IntervalSource::ScaledBacktest`]); the square root assumes day errors are roughly independent, which
-//!    understates the range when the error is a persistent level error;
-//! 3. otherwise a normal approximation from the day-to-day spread `s` of the history:
-//!    `sd(total) = s · sqrt(h · (1 + h / m))`, where `m` is the number of days the run rate averages (the
-//!    second term is the uncertainty of the estimated mean) ([`IntervalSource::Model`]);
+//! 1. `k = h`: the errors of past `h`-day totals as they are ([`IntervalSource::Backtest`]);
+//! 2. `k < h`: those errors scaled by `(h / k)^β` ([`IntervalSource::ScaledBacktest`]), where `β` is how the
+//!    error of the total grows with the span on this series: the slope of `log rms C(·, j)` against `log j` over
+//!    the upper half of the spans `j ≤ k` (at least three; 1 with fewer), within [`MIN_ERROR_GROWTH`]..=[`MAX_ERROR_GROWTH`] (½ for
+//!    independent day errors, 1 for an error in the level, 2 for an error in the trend). A square root, as if day
+//!    errors were independent, understates long horizons badly on trending series;
+//! 3. no such span: a normal approximation from the day-to-day noise `s` of the history (the spread of the
+//!    weekly differences over √2 from two weeks on, so that neither the weekly pattern nor a trend counts as
+//!    noise; the plain spread before): `sd(total) = s · sqrt(h · (1 + h / m))`, where `m` is the number of days
+//!    the run rate averages (the second term is the uncertainty of the estimated mean) ([`IntervalSource::Model`]);
 //! 4. with 0 or 1 day of data there is no spread to learn from and the interval is the point
 //!    ([`IntervalSource::None`]).
 //!
-//! The bounds are `total + quantile`; they are widened if needed to contain the point forecast (a biased
-//! backtest could otherwise give an interval beside the point), and lower bounds are clamped at 0. The error
-//! samples used are kept in [`SpendForecast::total_error_samples`] for
-//! [`SpendForecast::probability_total_exceeds`].
+//! From the error samples (cases 1 and 2), a Student-t for the actual total is fitted: location `total + mean
+//! error`, and the textbook prediction interval for one more draw (`s · sqrt(1 + 1/m)`) with the sample size `m`
+//! replaced by the effective number of independent windows and `s` corrected for the overlap; its degrees of
+//! freedom are 3/2 × (effective windows − 1) ([`OVERLAP_DOF_FACTOR`]: overlapping windows estimate a variance
+//! better than the disjoint ones they are worth), at most `m − 1`. The samples are then dressed with Student-t
+//! kernels of that shape ([`TotalDistribution::Dressed`]): the average of one kernel per sample, centred at
+//! `total + error`, with the kernel scale chosen so that the mixture has the fitted variance. The mixture keeps
+//! the skew of the errors (sparse or spiky spend: usually a little below the forecast, sometimes far above),
+//! which a symmetric distribution would lose, and the width the fit adds for few independent windows.
+//!
+//! The 80 % and 95 % bounds are that distribution's 10/90 and 2.5/97.5 % quantiles; they are widened if needed
+//! to contain the point forecast (a biased backtest could otherwise give an interval beside the point), and
+//! lower bounds are clamped at 0. [`SpendForecast::probability_total_exceeds`] reads the same distribution
+//! ([`SpendForecast::total_distribution`]); the error samples used are kept in
+//! [`SpendForecast::total_error_samples`].
 //!
 //! Values are in the caller's unit (centicredits as `f64`); nothing is rounded here.
 
@@ -68,7 +100,7 @@ use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 /// Length of the weekly season, in days.
 pub const SEASON: usize = 7;
-/// The run rate averages at most this many recent days.
+/// The run rate averages at most this many recent days (whole weeks once there is one).
 pub const RUN_RATE_WINDOW: usize = 14;
 /// Backtest origins per candidate, at most (the most recent ones). Bounds the cost of a forecast.
 pub const MAX_ORIGINS: usize = 30;
@@ -79,12 +111,27 @@ pub const LONG_HISTORY_ORIGIN_STEP: usize = 2;
 pub const MIN_ORIGINS: usize = 3;
 /// The selection metric is the MAE of daily forecasts at horizons `1..=SELECTION_HORIZON`.
 pub const SELECTION_HORIZON: usize = 7;
+/// Days after which a backtest origin's weight in the selection metric halves.
+pub const SELECTION_HALF_LIFE: f64 = 14.0;
 /// A more complex candidate must beat the incumbent's MAE by more than this fraction to be chosen.
 pub const SELECTION_MARGIN: f64 = 0.02;
 /// Fewest cumulative error samples for intervals from the backtest.
 pub const MIN_INTERVAL_SAMPLES: usize = 8;
+/// Least growth exponent of the total's error with the span (independent day errors).
+pub const MIN_ERROR_GROWTH: f64 = 0.5;
+/// Largest growth exponent of the total's error with the span (an error in the trend).
+pub const MAX_ERROR_GROWTH: f64 = 2.0;
+/// Degrees of freedom of a variance estimated from fully overlapping windows, per effectively independent
+/// window (overlapping batch means: the estimator's variance is 2/3 of that from disjoint windows).
+pub const OVERLAP_DOF_FACTOR: f64 = 1.5;
+/// Bisection steps for a quantile of [`TotalDistribution::Dressed`] (the bracket shrinks 2^-this).
+const QUANTILE_ITERATIONS: usize = 50;
 /// Fewest effectively independent error windows for intervals from the backtest (see the module docs).
 pub const MIN_EFFECTIVE_WINDOWS: f64 = 3.0;
+/// A level shift must stand out by more than this many standard errors (see the module docs).
+pub const SHIFT_THRESHOLD: f64 = 4.0;
+/// Fewest days of history in which level shifts are looked for (three weeks: two to compare, one to see it).
+pub const SHIFT_MIN_HISTORY: usize = 3 * SEASON;
 /// A day further than this many robust standard deviations from its weekday's neighbours is an outlier.
 pub const OUTLIER_THRESHOLD: f64 = 5.0;
 /// If more than this share of days would be outliers, none are: the jumps are how the series behaves.
@@ -134,7 +181,7 @@ impl Method {
     pub fn label(self) -> &'static str {
         match self {
             Method::NoData => "no data",
-            Method::RunRate => "the run rate (average daily spend of the last 14 days)",
+            Method::RunRate => "the run rate (average daily spend of the last one or two weeks)",
             Method::SeasonalNaive => "seasonal naive (each weekday repeats last week)",
             Method::DampedTrend => "a damped trend (exponential smoothing)",
             Method::SeasonalEts => "exponential smoothing with a weekly pattern",
@@ -152,9 +199,10 @@ pub struct Interval {
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum IntervalSource {
-    /// Empirical quantiles of backtest errors of the same horizon, over `origins` forecast origins.
+    /// Backtest errors of the same horizon, over `origins` forecast origins.
     Backtest { origins: usize },
-    /// Empirical quantiles of backtest errors at `from_horizon` days, scaled by sqrt(horizon / from_horizon).
+    /// Backtest errors at `from_horizon` days, scaled by (horizon / from_horizon)^β with β the growth of the
+    /// error with the span on this series (see the module docs).
     ScaledBacktest { from_horizon: usize, origins: usize },
     /// The model's own (normal) prediction intervals / normal approximation from daily spread.
     Model,
@@ -165,9 +213,11 @@ pub enum IntervalSource {
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct BacktestScore {
     pub method: Method,
-    /// Mean absolute error of daily forecasts (same unit as the series), horizons 1..=7, over all origins.
+    /// Mean absolute error of daily forecasts (same unit as the series), horizons 1..=7, over the compared
+    /// origins, each weighted by its recency (the weight halves every [`SELECTION_HALF_LIFE`] days).
     pub mae: f64,
-    /// Mean absolute percentage error in percent over days with non-zero actuals; None if all actuals were 0.
+    /// Mean absolute percentage error in percent over days with non-zero actuals, weighted as `mae`; None if all
+    /// actuals were 0.
     pub mape: Option<f64>,
     pub origins: usize,
 }
@@ -177,6 +227,9 @@ pub struct SpendForecast {
     pub method: Method,
     /// Days of history the forecast is based on.
     pub days_of_data: usize,
+    /// The last days of the history the models were fitted and backtested on: all of them, unless a level
+    /// shift was detected (see the module docs), then the days since the shift.
+    pub fitted_days: usize,
     pub horizon: usize,
     /// Point forecast for each future day (never negative).
     pub daily: Vec<f64>,
@@ -206,7 +259,8 @@ pub struct SpendForecast {
 impl SpendForecast {
     /// Probability (0..=1) that the actual future total exceeds `amount`.
     /// From the same distribution the intervals were read from ([`SpendForecast::total_distribution`]): the
-    /// Student-t fitted to the backtest errors, or the normal approximation, or (no spread known) 0 or 1 by
+    /// backtest errors dressed with Student-t kernels (or the Student-t fitted to them), or the normal
+    /// approximation, or (no spread known) 0 or 1 by
     /// comparing the point with `amount`. Spend is never negative, so a negative amount is exceeded with
     /// probability 1.
     pub fn probability_total_exceeds(&self, amount: f64) -> f64 {
@@ -246,25 +300,37 @@ pub fn forecast(history: &[f64], horizon: usize) -> SpendForecast {
         );
     }
 
+    // After a level shift only the days since it say how spend behaves now.
+    let regime = regime_start(&history);
+    let all_days = history;
+    let history = &all_days[regime..];
+    let fitted = history.len();
+    let based_on = if regime > 0 {
+        format!("{based_on}, of which the last {fitted} are used: spend shifted to a new level {fitted} days ago")
+    } else {
+        based_on
+    };
+
     let steps = horizon.max(SELECTION_HORIZON);
     let backtests: Vec<Backtest> =
-        Method::CANDIDATES.iter().filter_map(|&method| Backtest::run(method, &history, steps)).collect();
+        Method::CANDIDATES.iter().filter_map(|&method| Backtest::run(method, history, steps)).collect();
     let common_origin = backtests.iter().map(Backtest::first_origin).max().unwrap_or(n);
-    let scores: Vec<BacktestScore> = backtests.iter().map(|b| b.score(&history, common_origin)).collect();
+    let scores: Vec<BacktestScore> = backtests.iter().map(|b| b.score(history, common_origin)).collect();
     let ranking = rank(&scores);
 
     // The chosen model, or the next best if its final fit fails (rare: it fitted at every origin).
     for &i in &ranking {
         let method = scores[i].method;
-        let Some(daily) = fit_predict(method, &history, horizon) else { continue };
+        let Some(daily) = fit_predict(method, history, horizon) else { continue };
         let total: f64 = daily.iter().sum();
         let intervals = backtest_intervals(&backtests[i], horizon, total)
-            .unwrap_or_else(|| model_intervals(&history, horizon, total));
+            .unwrap_or_else(|| model_intervals(history, horizon, total));
         let candidates: Vec<BacktestScore> = ranking.iter().map(|&j| scores[j].clone()).collect();
-        let note = format!("{based_on}; {}; {}", choice_note(&scores[i], &candidates, n), intervals.note(horizon));
+        let note = format!("{based_on}; {}; {}", choice_note(&scores[i], &candidates, fitted), intervals.note(horizon));
         return SpendForecast {
             method,
             days_of_data: n,
+            fitted_days: fitted,
             horizon,
             daily,
             total,
@@ -280,9 +346,9 @@ pub fn forecast(history: &[f64], horizon: usize) -> SpendForecast {
     }
 
     // Nothing could be backtested: the run rate, which fits on any non-empty history.
-    let daily = fit_predict(Method::RunRate, &history, horizon).unwrap_or_else(|| vec![0.0; horizon]);
+    let daily = fit_predict(Method::RunRate, history, horizon).unwrap_or_else(|| vec![0.0; horizon]);
     let total: f64 = daily.iter().sum();
-    let intervals = model_intervals(&history, horizon, total);
+    let intervals = model_intervals(history, horizon, total);
     let reason =
         if backtests.is_empty() { "too little history to backtest" } else { "no backtested model could be fitted" };
     let note = format!(
@@ -292,6 +358,7 @@ pub fn forecast(history: &[f64], horizon: usize) -> SpendForecast {
     SpendForecast {
         method: Method::RunRate,
         days_of_data: n,
+        fitted_days: fitted,
         horizon,
         daily,
         total,
@@ -314,6 +381,7 @@ impl SpendForecast {
         SpendForecast {
             method,
             days_of_data,
+            fitted_days: days_of_data,
             horizon: daily.len(),
             daily,
             total,
@@ -424,25 +492,29 @@ impl Backtest {
         self.origins.last().copied().unwrap_or(usize::MAX)
     }
 
-    /// MAE and MAPE at horizons `1..=SELECTION_HORIZON` over the origins from `from_origin` on.
+    /// MAE and MAPE at horizons `1..=SELECTION_HORIZON` over the origins from `from_origin` on, each origin
+    /// weighted by its recency: `2^(−(t_last − t) / SELECTION_HALF_LIFE)`, so that how a model did lately counts
+    /// more than how it did at the start of the history.
     fn score(&self, history: &[f64], from_origin: usize) -> BacktestScore {
-        let (mut abs_sum, mut count, mut pct_sum, mut pct_count, mut origins) = (0.0, 0usize, 0.0, 0usize, 0);
+        let last = self.origins.first().copied().unwrap_or(0);
+        let (mut abs_sum, mut weights, mut pct_sum, mut pct_weights, mut origins) = (0.0, 0.0, 0.0, 0.0, 0);
         for (&t, errors) in self.origins.iter().zip(&self.errors).filter(|(t, _)| **t >= from_origin) {
             origins += 1;
+            let w = (-((last - t) as f64) / SELECTION_HALF_LIFE).exp2();
             for (k, e) in errors.iter().take(SELECTION_HORIZON).enumerate() {
-                abs_sum += e.abs();
-                count += 1;
+                abs_sum += w * e.abs();
+                weights += w;
                 let actual = history[t + k];
                 if actual > 0.0 {
-                    pct_sum += e.abs() / actual;
-                    pct_count += 1;
+                    pct_sum += w * e.abs() / actual;
+                    pct_weights += w;
                 }
             }
         }
         BacktestScore {
             method: self.method,
-            mae: if count == 0 { 0.0 } else { abs_sum / count as f64 },
-            mape: (pct_count > 0).then(|| 100.0 * pct_sum / pct_count as f64),
+            mae: if weights > 0.0 { abs_sum / weights } else { 0.0 },
+            mape: (pct_weights > 0.0).then(|| 100.0 * pct_sum / pct_weights),
             origins,
         }
     }
@@ -505,6 +577,73 @@ fn isolated_outliers(history: &[f64]) -> Vec<(usize, f64)> {
     if outliers.len() as f64 > OUTLIER_MAX_SHARE * n as f64 { Vec::new() } else { outliers }
 }
 
+/// Where the current regime of `history` starts: the day of the most recent level shift, or 0 if there is
+/// none (see the module docs). A shift is only seen once a full week has passed since it, and only with at
+/// least [`SHIFT_MIN_HISTORY`] days of history.
+///
+/// With `d(t) = y(t) − y(t − 7)` (weekly differences, free of the weekly pattern and, up to a constant, of a
+/// linear trend), a shift by `Δ` on day `s` makes `d` about `Δ` on the seven days `s..s + 7` and leaves it
+/// about the same constant elsewhere. So for each `s` the mean and the median of `d` over `s..s + 7`, minus the
+/// median of all `d`, are compared with their standard errors under no shift (`σ / √7` for the mean, `1.25 σ
+/// / √7` for the median, `σ` the spread of `d` estimated as 1.2533 × its mean absolute deviation from the
+/// median, which is robust enough to a few shifted days and, unlike the median absolute deviation, not 0 on
+/// series with many zero days). A day is a candidate if both exceed [`SHIFT_THRESHOLD`] in the same direction:
+/// the median keeps one or two spikes from passing for a shift, the mean keeps sparse series (where most `d`
+/// are 0) from passing for one. Of the most recent run of consecutive candidates, the day with the largest
+/// mean is the shift.
+fn regime_start(history: &[f64]) -> usize {
+    let n = history.len();
+    if n < SHIFT_MIN_HISTORY {
+        return 0;
+    }
+    let d: Vec<f64> = (SEASON..n).map(|t| history[t] - history[t - SEASON]).collect();
+    let centre = median(d.clone());
+    let deviations: Vec<f64> = d.iter().map(|x| (x - centre).abs()).collect();
+    let total_deviation: f64 = deviations.iter().sum();
+    let root = (SEASON as f64).sqrt();
+    // Score of a shift on day s (d[i] is day i + SEASON), positive up, negative down, 0 if not a candidate.
+    let score = |s: usize| -> f64 {
+        let window = &d[s - SEASON..s];
+        // The spread of d outside the window: the shift itself must not make it look like noise.
+        let outside = total_deviation - deviations[s - SEASON..s].iter().sum::<f64>();
+        let sigma = 1.2533 * outside / (d.len() - SEASON) as f64;
+        if !(sigma > 0.0 && sigma.is_finite()) {
+            // No spread outside the window: any change of the weekly differences in it is a shift.
+            let change = window.iter().sum::<f64>() / SEASON as f64 - centre;
+            let med = median(window.to_vec()) - centre;
+            return if change != 0.0 && med.signum() == change.signum() && med != 0.0 { change } else { 0.0 };
+        }
+        let mean = (window.iter().sum::<f64>() / SEASON as f64 - centre) / (sigma / root);
+        let med = (median(window.to_vec()) - centre) / (1.25 * sigma / root);
+        if mean.abs() > SHIFT_THRESHOLD && med.abs() > SHIFT_THRESHOLD && mean.signum() == med.signum() {
+            mean
+        } else {
+            0.0
+        }
+    };
+    // A shift on day s is seen in d over days s..s + 7, which needs a week before s and a week from s on.
+    let scores: Vec<(usize, f64)> = (SEASON..=n - SEASON).map(|s| (s, score(s))).collect();
+    let Some(last) = scores.iter().rposition(|(_, z)| *z != 0.0) else { return 0 };
+    let direction = scores[last].1.signum();
+    let mut best = scores[last];
+    for &(s, z) in scores[..last].iter().rev() {
+        if z == 0.0 || z.signum() != direction {
+            break;
+        }
+        if z.abs() > best.1.abs() {
+            best = (s, z);
+        }
+    }
+    best.0
+}
+
+/// How many of the last `n` days the run rate averages: [`RUN_RATE_WINDOW`] at most, and whole weeks once
+/// there is one, so that the weekly pattern does not tilt the average (ten days would count three weekdays
+/// twice).
+fn run_rate_days(n: usize) -> usize {
+    if n < SEASON { n } else { n.min(RUN_RATE_WINDOW) / SEASON * SEASON }
+}
+
 /// Median of a non-empty list (0 for an empty one).
 fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
@@ -532,7 +671,7 @@ fn fit_predict(method: Method, history: &[f64], steps: usize) -> Option<Vec<f64>
     let raw = match method {
         Method::NoData => vec![0.0; steps],
         Method::RunRate => {
-            let window = &history[n.saturating_sub(RUN_RATE_WINDOW)..];
+            let window = &history[n - run_rate_days(n)..];
             vec![window.iter().sum::<f64>() / window.len() as f64; steps]
         }
         Method::SeasonalNaive => (0..steps).map(|i| history[n - SEASON + i % SEASON]).collect(),
@@ -579,6 +718,9 @@ pub enum TotalDistribution {
     Normal { mean: f64, sd: f64 },
     /// Location–scale Student-t fitted to backtest errors (see the module docs).
     StudentT { location: f64, scale: f64, dof: f64 },
+    /// The backtest errors dressed with Student-t kernels: the average of Student-t distributions of this
+    /// scale and degrees of freedom centred at the point forecast plus each error (see the module docs).
+    Dressed { centres: Vec<f64>, scale: f64, dof: f64 },
 }
 
 impl TotalDistribution {
@@ -598,11 +740,23 @@ impl TotalDistribution {
 
     /// The value below which the total falls with probability `p` (0 < p < 1).
     pub fn quantile(&self, p: f64) -> f64 {
-        let q = match *self {
-            Self::Point { value } => value,
-            Self::Normal { mean, sd } => Normal::new(mean, sd).map_or(mean, |d| d.inverse_cdf(p)),
+        let q = match self {
+            Self::Point { value } => *value,
+            Self::Normal { mean, sd } => Normal::new(*mean, *sd).map_or(*mean, |d| d.inverse_cdf(p)),
             Self::StudentT { location, scale, dof } => {
-                StudentsT::new(location, scale, dof).map_or(location, |d| d.inverse_cdf(p))
+                StudentsT::new(*location, *scale, *dof).map_or(*location, |d| d.inverse_cdf(p))
+            }
+            Self::Dressed { centres, scale, dof } => {
+                // The mixture's CDF is increasing: bisect between quantiles of its outermost components.
+                let Ok(kernel) = StudentsT::new(0.0, *scale, *dof) else { return self.centre() };
+                let low = centres.iter().copied().fold(f64::INFINITY, f64::min) + kernel.inverse_cdf(p.min(0.5));
+                let high = centres.iter().copied().fold(f64::NEG_INFINITY, f64::max) + kernel.inverse_cdf(p.max(0.5));
+                let (mut low, mut high) = (low, high);
+                for _ in 0..QUANTILE_ITERATIONS {
+                    let mid = 0.5 * (low + high);
+                    if 1.0 - self.probability_above(mid) < p { low = mid } else { high = mid }
+                }
+                0.5 * (low + high)
             }
         };
         if q.is_finite() { q } else { self.centre() }
@@ -610,21 +764,25 @@ impl TotalDistribution {
 
     /// Probability that the total exceeds `amount`.
     pub fn probability_above(&self, amount: f64) -> f64 {
-        let p = match *self {
-            Self::Point { value } => f64::from(value > amount),
-            Self::Normal { mean, sd } => Normal::new(mean, sd).map_or(f64::NAN, |d| d.sf(amount)),
+        let p = match self {
+            Self::Point { value } => f64::from(*value > amount),
+            Self::Normal { mean, sd } => Normal::new(*mean, *sd).map_or(f64::NAN, |d| d.sf(amount)),
             Self::StudentT { location, scale, dof } => {
-                StudentsT::new(location, scale, dof).map_or(f64::NAN, |d| d.sf(amount))
+                StudentsT::new(*location, *scale, *dof).map_or(f64::NAN, |d| d.sf(amount))
             }
+            Self::Dressed { centres, scale, dof } => StudentsT::new(0.0, *scale, *dof).map_or(f64::NAN, |kernel| {
+                centres.iter().map(|c| kernel.sf(amount - c)).sum::<f64>() / centres.len() as f64
+            }),
         };
         if p.is_finite() { p.clamp(0.0, 1.0) } else { f64::from(self.centre() > amount) }
     }
 
     fn centre(&self) -> f64 {
-        match *self {
-            Self::Point { value } => value,
-            Self::Normal { mean, .. } => mean,
-            Self::StudentT { location, .. } => location,
+        match self {
+            Self::Point { value } => *value,
+            Self::Normal { mean, .. } => *mean,
+            Self::StudentT { location, .. } => *location,
+            Self::Dressed { centres, .. } => centres.iter().sum::<f64>() / centres.len().max(1) as f64,
         }
     }
 }
@@ -671,13 +829,18 @@ impl TotalIntervals {
 }
 
 /// Intervals from the chosen model's backtest errors, if there are enough of them: at the horizon itself, or
-/// else at the longest shorter span that has enough, scaled by `sqrt(horizon / k)`.
+/// else at the longest shorter span `k` that has enough, scaled by `(horizon / k)^β` with `β` the growth of the
+/// error with the span on this series ([`error_growth`]).
 fn backtest_intervals(backtest: &Backtest, horizon: usize, total: f64) -> Option<TotalIntervals> {
     (1..=horizon).rev().find_map(|k| {
         let (origins, errors): (Vec<usize>, Vec<f64>) = backtest.cumulative_errors(k).into_iter().unzip();
-        let scale = (horizon as f64 / k as f64).sqrt();
+        let m_eff = effective_windows(&origins, k);
+        if errors.len() < MIN_INTERVAL_SAMPLES || m_eff < MIN_EFFECTIVE_WINDOWS {
+            return None;
+        }
+        let scale = if k == horizon { 1.0 } else { (horizon as f64 / k as f64).powf(error_growth(backtest, k)) };
         let samples: Vec<f64> = errors.iter().map(|e| e * scale).collect();
-        let distribution = fit_student_t(total, &samples, &origins, k)?;
+        let distribution = dress(total, &samples, fit_student_t(total, &samples, &origins, k)?);
         let source = if k == horizon {
             IntervalSource::Backtest { origins: samples.len() }
         } else {
@@ -685,6 +848,31 @@ fn backtest_intervals(backtest: &Backtest, horizon: usize, total: f64) -> Option
         };
         Some(TotalIntervals::new(total, distribution, source, samples))
     })
+}
+
+/// How the backtest's error of the total grows with the span: the exponent `β` of `rms(k) ∝ k^β`, where
+/// `rms(j)` is the root mean square of the cumulative errors over the first `j` days, fitted by least squares on
+/// `log rms(j)` against `log j` over the upper half of the spans (`j` from `min(⌈k/2⌉, k − 2)` to `k`, so at
+/// least three when `k ≥ 3`), and kept within [`MIN_ERROR_GROWTH`]..=[`MAX_ERROR_GROWTH`]:
+/// independent day errors give ½, a persistent level error 1, an error in the trend 2. With fewer than three
+/// spans (or no spread), 1: an error in the level is what a forecast gets wrong first.
+fn error_growth(backtest: &Backtest, k: usize) -> f64 {
+    let points: Vec<(f64, f64)> = (k.div_ceil(2).min(k.saturating_sub(2)).max(1)..=k)
+        .filter_map(|j| {
+            let errors = backtest.cumulative_errors(j);
+            let mean_square = errors.iter().map(|(_, e)| e * e).sum::<f64>() / errors.len().max(1) as f64;
+            (mean_square > 0.0).then(|| ((j as f64).ln(), 0.5 * mean_square.ln()))
+        })
+        .collect();
+    if points.len() < 3 {
+        return 1.0;
+    }
+    let m = points.len() as f64;
+    let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / m, points.iter().map(|p| p.1).sum::<f64>() / m);
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let beta = sxy / sxx;
+    if beta.is_finite() { beta.clamp(MIN_ERROR_GROWTH, MAX_ERROR_GROWTH) } else { 1.0 }
 }
 
 /// How many independent samples `k`-day cumulative errors at these origins are worth. Windows of `k` days
@@ -701,8 +889,9 @@ fn effective_windows(origins: &[usize], k: usize) -> f64 {
 
 /// Student-t for the actual total from `samples` of (actual − forecast) of the total, at `origins`, each over
 /// `k` days: location `total + mean`, and the textbook prediction interval for one more draw from a normal
-/// sample (`s · sqrt(1 + 1/m)`, `m − 1` degrees of freedom), with the sample size `m` replaced by the effective
-/// number of independent windows and `s` corrected for the overlap. None if there are fewer than
+/// sample (`s · sqrt(1 + 1/m)`), with the sample size `m` replaced by the effective number of independent
+/// windows and `s` corrected for the overlap; [`OVERLAP_DOF_FACTOR`] × (effective windows − 1) degrees of
+/// freedom, at most `m − 1`. None if there are fewer than
 /// [`MIN_INTERVAL_SAMPLES`] samples or fewer than [`MIN_EFFECTIVE_WINDOWS`] independent windows.
 fn fit_student_t(total: f64, samples: &[f64], origins: &[usize], k: usize) -> Option<TotalDistribution> {
     let m = samples.len();
@@ -715,7 +904,33 @@ fn fit_student_t(total: f64, samples: &[f64], origins: &[usize], k: usize) -> Op
     // E[Σ (eᵢ − ē)²] = σ² (m − m / m_eff) for correlated samples (m − 1 when independent).
     let variance = squares / (m as f64 - m as f64 / m_eff);
     let scale = (variance * (1.0 + 1.0 / m_eff)).sqrt();
-    Some(TotalDistribution::student_t(total + mean, scale, m_eff - 1.0))
+    // Overlapping windows estimate the variance better than the m_eff disjoint ones they are worth for the
+    // mean: 3/2 the degrees of freedom when they overlap fully (overlapping batch means), never more than m − 1.
+    let dof = (OVERLAP_DOF_FACTOR * (m_eff - 1.0)).min(m as f64 - 1.0);
+    Some(TotalDistribution::student_t(total + mean, scale, dof))
+}
+
+/// The backtest errors themselves, dressed with Student-t kernels, instead of the Student-t fitted to them: a
+/// kernel at `total + e` for every sample `e`, all with the fitted degrees of freedom `ν` and a scale `b` chosen
+/// so that the mixture has the fitted distribution's variance, `v + b² ν/(ν − 2) = scale² ν/(ν − 2)` with `v`
+/// the plain variance of the samples (with `ν ≤ 2` there is no variance to match, and the fit is kept). The mixture has the samples' skew (a total that is usually a little below the
+/// forecast and sometimes far above, as with sparse spend) and the fit's width; with many independent windows
+/// `b` shrinks and the mixture tends to the samples' empirical distribution.
+fn dress(total: f64, samples: &[f64], fitted: TotalDistribution) -> TotalDistribution {
+    let TotalDistribution::StudentT { scale, dof, .. } = fitted else { return fitted };
+    if dof <= 2.0 {
+        // No finite variance to match: the fitted Student-t as it is.
+        return fitted;
+    }
+    let m = samples.len() as f64;
+    let mean = samples.iter().sum::<f64>() / m;
+    let variance = samples.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / m;
+    let t_variance = dof / (dof - 2.0);
+    let kernel = ((scale * scale * t_variance - variance) / t_variance).max(0.0).sqrt();
+    if !(kernel > 0.0 && kernel.is_finite()) {
+        return fitted;
+    }
+    TotalDistribution::Dressed { centres: samples.iter().map(|e| total + e).collect(), scale: kernel, dof }
 }
 
 /// Normal approximation from the day-to-day spread of the history; no interval with a single day.
@@ -724,12 +939,29 @@ fn model_intervals(history: &[f64], horizon: usize, total: f64) -> TotalInterval
     if n < 2 {
         return TotalIntervals::new(total, TotalDistribution::Point { value: total }, IntervalSource::None, Vec::new());
     }
-    let mean = history.iter().sum::<f64>() / n as f64;
-    let sd = (history.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
-    let averaged_days = n.min(RUN_RATE_WINDOW) as f64;
+    let sd = day_noise(history);
+    let averaged_days = run_rate_days(n) as f64;
     let h = horizon as f64;
     let sd_total = sd * (h * (1.0 + h / averaged_days)).sqrt();
     TotalIntervals::new(total, TotalDistribution::normal(total, sd_total), IntervalSource::Model, Vec::new())
+}
+
+/// Spread of a day around what a forecast can know: from two weeks of history on, the standard deviation of the
+/// weekly differences `y(t) − y(t − 7)` over √2 (the weekly pattern and a level or trend cancel in them, the
+/// noise of two days adds up), else the plain standard deviation of the days.
+fn day_noise(history: &[f64]) -> f64 {
+    let n = history.len();
+    let spread = |values: &[f64]| {
+        let m = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / m;
+        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (m - 1.0)).sqrt()
+    };
+    if n >= 2 * SEASON {
+        let weekly: Vec<f64> = (SEASON..n).map(|t| history[t] - history[t - SEASON]).collect();
+        spread(&weekly) / std::f64::consts::SQRT_2
+    } else {
+        spread(history)
+    }
 }
 
 /// An interval that contains the point, never goes below 0 and is finite.
@@ -1124,5 +1356,147 @@ mod tests {
         assert!(v.get("total_error_samples").is_none());
         assert!(v["interval_source"]["kind"].is_string());
         assert!(v["method"].as_str().unwrap().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+    }
+
+    #[test]
+    fn a_level_shift_is_found_and_only_the_days_after_it_are_fitted() {
+        for (seed, shift) in [(71, 70), (72, 80), (73, 60)] {
+            let y = level_shift(seed, 90, shift);
+            let start = regime_start(&y);
+            assert!(start.abs_diff(shift) <= 1, "shift on day {shift}, found {start}");
+            let f = forecast(&y, 7);
+            assert_well_formed(&f);
+            assert_eq!((f.days_of_data, f.fitted_days), (90, 90 - start));
+            assert!(f.note.contains(&format!("the last {} are used", 90 - start)), "{}", f.note);
+            // The new level (1600 a day) is forecast, not a mix of the two.
+            assert!((f.total / 7.0 - 1600.0).abs() < 120.0, "{} a day", f.total / 7.0);
+        }
+        // Down as well as up.
+        let down: Vec<f64> = level_shift(74, 90, 75).iter().map(|v| 2000.0 - v).collect();
+        assert!(regime_start(&down).abs_diff(75) <= 1, "{}", regime_start(&down));
+    }
+
+    #[test]
+    fn no_level_shift_in_series_without_one() {
+        let series: Vec<(&str, Vec<f64>)> = vec![
+            ("trend + season", structured(81, 90)),
+            ("flat noisy", flat_noisy(82, 90)),
+            ("spikes", spiky(83, 90)),
+            ("weekdays only", weekdays_only(84, 90)),
+            ("sparse", (0..90).map(|t| if t % 5 == 0 { 900.0 } else { 0.0 }).collect()),
+            ("flat", vec![700.0; 60]),
+        ];
+        for (name, y) in series {
+            assert_eq!(regime_start(&y), 0, "{name}");
+            assert_eq!(forecast(&y, 14).fitted_days, y.len(), "{name}");
+        }
+        // Too short to tell.
+        assert_eq!(regime_start(&level_shift(85, SHIFT_MIN_HISTORY - 1, 10)), 0);
+    }
+
+    #[test]
+    fn intervals_widen_faster_than_the_square_root_on_a_trending_series() {
+        // A steep trend: errors of the level and the trend persist, so the range of the total grows faster
+        // than with independent days.
+        let mut rng = StdRng::seed_from_u64(91);
+        let y: Vec<f64> = (0..60).map(|t| 500.0 + 25.0 * t as f64 + 60.0 * gaussian(&mut rng)).collect();
+        let widths: Vec<f64> = [7, 14, 30]
+            .iter()
+            .map(|&h| {
+                let f = forecast(&y, h);
+                assert_well_formed(&f);
+                f.interval_80.upper - f.interval_80.lower
+            })
+            .collect();
+        assert!(widths.windows(2).all(|w| w[1] > w[0]), "{widths:?}");
+        assert!(widths[2] / widths[0] > (30.0_f64 / 7.0).sqrt(), "{widths:?}");
+        let f = forecast(&y, 30);
+        assert!(matches!(f.interval_source, IntervalSource::ScaledBacktest { .. }), "{:?}", f.interval_source);
+    }
+
+    #[test]
+    fn error_growth_tells_independent_from_persistent_errors() {
+        let origins: Vec<usize> = (0..30).map(|i| 100 - 2 * i).collect();
+        let mut rng = StdRng::seed_from_u64(92);
+        let backtest = |errors: Vec<Vec<f64>>| Backtest { method: Method::RunRate, origins: origins.clone(), errors };
+        // Independent day errors: the total's error grows like sqrt(k).
+        let independent = backtest((0..30).map(|_| (0..14).map(|_| gaussian(&mut rng)).collect()).collect());
+        let beta = error_growth(&independent, 14);
+        assert!((0.5..0.75).contains(&beta), "{beta}");
+        // A level error that persists over the window: linearly.
+        let level = backtest((0..30).map(|_| vec![gaussian(&mut rng); 14]).collect());
+        assert!((error_growth(&level, 14) - 1.0).abs() < 1e-9);
+        // An error in the trend: the day errors grow with the day, the total's about like k².
+        let trend = backtest(
+            (0..30)
+                .map(|_| {
+                    let slope = gaussian(&mut rng);
+                    (1..=14).map(|j| slope * j as f64).collect()
+                })
+                .collect(),
+        );
+        let beta = error_growth(&trend, 14);
+        assert!((1.7..=MAX_ERROR_GROWTH).contains(&beta), "{beta}");
+        // Too few spans: a level error.
+        assert_eq!(error_growth(&independent, 2), 1.0);
+    }
+
+    #[test]
+    fn dressed_errors_keep_their_skew_and_the_fitted_variance() {
+        // Mostly a little below, sometimes far above: the median is below the mean.
+        let samples: Vec<f64> = (0..30).map(|i| if i % 6 == 0 { 500.0 } else { -100.0 }).collect();
+        let origins: Vec<usize> = (0..30).map(|i| 7 * i).collect();
+        let fitted = fit_student_t(1000.0, &samples, &origins, 7).unwrap();
+        let dressed = dress(1000.0, &samples, fitted.clone());
+        let TotalDistribution::Dressed { ref centres, scale, dof } = dressed else { panic!("{dressed:?}") };
+        assert_eq!(centres.len(), 30);
+        let TotalDistribution::StudentT { scale: t_scale, dof: t_dof, .. } = fitted else { panic!() };
+        assert_eq!(dof, t_dof);
+        let mean = samples.iter().sum::<f64>() / 30.0;
+        let v = samples.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / 30.0;
+        let t_var = dof / (dof - 2.0);
+        assert!((v + scale * scale * t_var - t_scale * t_scale * t_var).abs() < 1e-6 * v, "variance matched");
+        assert!(dressed.quantile(0.5) < 1000.0 + mean, "median below the mean: {}", dressed.quantile(0.5));
+        assert!(dressed.probability_above(1000.0 + mean) < 0.5);
+        // Quantiles and probabilities agree, and are monotone.
+        for p in [0.025, 0.1, 0.5, 0.9, 0.975] {
+            let q = dressed.quantile(p);
+            assert!((dressed.probability_above(q) - (1.0 - p)).abs() < 1e-9, "p {p}: q {q}");
+        }
+        let ps: Vec<f64> = (0..100).map(|i| dressed.probability_above(500.0 + 20.0 * i as f64)).collect();
+        assert!(ps.windows(2).all(|w| w[1] <= w[0]), "{ps:?}");
+        // Few degrees of freedom: no variance to match, the fit is kept.
+        let wide = TotalDistribution::StudentT { location: 1000.0, scale: 100.0, dof: 2.0 };
+        assert_eq!(dress(1000.0, &samples, wide.clone()), wide);
+    }
+
+    #[test]
+    fn day_noise_ignores_the_weekly_pattern_and_the_trend() {
+        let pattern: Vec<f64> = (0..42).map(|t| 1000.0 + 10.0 * t as f64 + 400.0 * weekly(t, 1.0)).collect();
+        assert!(day_noise(&pattern) < 1e-9, "{}", day_noise(&pattern));
+        let mut rng = StdRng::seed_from_u64(93);
+        let noisy: Vec<f64> = (0..700).map(|_| 1000.0 + 50.0 * gaussian(&mut rng)).collect();
+        assert!((day_noise(&noisy) - 50.0).abs() < 5.0, "{}", day_noise(&noisy));
+        // Under two weeks: the plain spread.
+        assert!((day_noise(&[1.0, 3.0]) - 2.0_f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn recent_origins_weigh_more_in_the_selection() {
+        // Errors of 10 at the latest origin, 0 fourteen days earlier: weights 1 and ½.
+        let b = Backtest { method: Method::RunRate, origins: vec![40, 26], errors: vec![vec![10.0; 7], vec![0.0; 7]] };
+        let history = vec![100.0; 60];
+        let score = b.score(&history, 0);
+        assert!((score.mae - 10.0 / 1.5).abs() < 1e-9, "{}", score.mae);
+        assert_eq!(score.origins, 2);
+    }
+
+    #[test]
+    fn the_run_rate_averages_whole_weeks() {
+        assert_eq!([1, 6, 7, 10, 13, 14, 30].map(run_rate_days), [1, 6, 7, 7, 7, 14, 14]);
+        // Ten days of a weekly pattern: the last seven average to the weekly mean.
+        let y: Vec<f64> = (0..10).map(|t| 1000.0 * weekly(t, 0.5)).collect();
+        let daily = fit_predict(Method::RunRate, &y, 1).unwrap();
+        assert!((daily[0] - 1000.0).abs() < 1e-9, "{daily:?}");
     }
 }
