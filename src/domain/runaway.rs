@@ -109,12 +109,18 @@ const MAD_TO_SIGMA: f64 = 1.4826;
 /// The hour-of-day and hour-of-week views read only intervals that began this long before the latest,
 /// so they describe past days and weeks and never the hours just gone (nor a runaway in progress).
 const PATTERN_GAP_SECS: i64 = 3 * 3600;
-/// A time-of-day or time-of-week view replaces a less specific one only when its median is this many
-/// times higher: a pattern must stand out of the noise to excuse anything.
-const PATTERN_MARGIN: f64 = 1.25;
+/// Two peaks reach further than one: a time of day or week may lower the baseline to this share of the
+/// `recent` one, no further.
+const RECENT_SHARE: f64 = 0.25;
+/// How far around this time of day (and of the week) a past day's peak is looked for: an hour and a
+/// quarter, which covers a shift by daylight saving time and a schedule that drifts a little.
+const PEAK_WINDOW_SECS: i64 = 75 * 60;
+/// A rate is anomalous only at `PEAK_MARGIN` times the typical peak at this time of day or week.
+const PEAK_MARGIN: f64 = 2.0;
 /// The latest interval's predecessor counts as the previous pass when it ended at most this long before.
 const ADJACENT_GAP_SECS: i64 = 600;
 const DAY_SECS: i64 = 86_400;
+const WEEK_SECS: i64 = 7 * DAY_SECS;
 
 /// What counts as a runaway: tenant defaults, merged with a budget's [`RunawayOverrides`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -347,51 +353,63 @@ fn stats(v: &mut [f64]) -> Option<Stats> {
 
 /// The views of the history around the latest interval, and how far back it reaches.
 struct Views {
+    /// Rates of the active intervals of the last 7 days, and of all 28.
     active_recent: Vec<f64>,
     active_all: Vec<f64>,
-    /// Hour of day: the hour before, the same hour, the hour after.
+    /// Rates of the active intervals in the hour of day before, the same, and the hour after.
     day: [Vec<f64>; 3],
-    /// Hour of week, likewise.
-    week: [Vec<f64>; 3],
+    /// Per past day (index = days back), the largest rate within [`PEAK_WINDOW_SECS`] of this time of
+    /// day; negative when that day has no interval there.
+    day_peaks: [f64; HISTORY_DAYS as usize + 1],
+    /// Per past week, the same around this time of the week.
+    week_peaks: [f64; HISTORY_DAYS as usize / 7 + 1],
     earliest: Option<i64>,
     previous: Option<Interval>,
 }
 
-/// The hour index (hours since the Unix epoch) of an interval's midpoint.
-fn hour_index(from: i64, to: i64) -> i64 {
-    (from + (to - from).max(0) / 2).div_euclid(3600)
+/// The hour index (hours since the Unix epoch) of a second.
+fn hour_index(second: i64) -> i64 {
+    second.div_euclid(3600)
 }
 
-/// Which of the three neighbouring buckets (`h − 1`, `h`, `h + 1` modulo `period`) `x` falls in.
-fn neighbour(x: i64, h: i64, period: i64) -> Option<usize> {
-    match (x - h).rem_euclid(period) {
+fn midpoint(from: i64, to: i64) -> i64 {
+    from + (to - from).max(0) / 2
+}
+
+/// Which of the three neighbouring hours of the day (`h − 1`, `h`, `h + 1`) the hour `x` is.
+fn neighbour_hour(x: i64, h: i64) -> Option<usize> {
+    match (x - h).rem_euclid(24) {
         0 => Some(1),
         1 => Some(2),
-        d if d == period - 1 => Some(0),
+        23 => Some(0),
         _ => None,
     }
 }
 
-/// Hour of the week with Monday 00:00 UTC as 0 (the epoch fell on a Thursday).
-fn hour_of_week(hour_index: i64) -> i64 {
-    (hour_index + 72).rem_euclid(168)
+/// How many periods back `dt` seconds is, when it lies within [`PEAK_WINDOW_SECS`] of a whole number
+/// of periods.
+fn periods_back(dt: i64, period: i64) -> Option<usize> {
+    let phase = dt.rem_euclid(period);
+    (phase <= PEAK_WINDOW_SECS || phase >= period - PEAK_WINDOW_SECS)
+        .then(|| ((dt + PEAK_WINDOW_SECS) / period) as usize)
 }
 
 fn views(history: &[Interval], latest: &Interval) -> Views {
     let cut = latest.from.as_second();
     let start = cut - HISTORY_DAYS * DAY_SECS;
     let recent_start = cut - RECENT_DAYS * DAY_SECS;
-    let h = hour_index(cut, latest.to.as_second());
-    let (hod, how) = (h.rem_euclid(24), hour_of_week(h));
+    let pattern_end = cut - PATTERN_GAP_SECS;
+    let now_mid = midpoint(cut, latest.to.as_second());
+    let hod = hour_index(now_mid).rem_euclid(24);
     let mut v = Views {
         active_recent: Vec::with_capacity(history.len().min(2_100)),
         active_all: Vec::new(),
         day: [Vec::with_capacity(350), Vec::with_capacity(350), Vec::with_capacity(350)],
-        week: [Vec::with_capacity(50), Vec::with_capacity(50), Vec::with_capacity(50)],
+        day_peaks: [-1.0; HISTORY_DAYS as usize + 1],
+        week_peaks: [-1.0; HISTORY_DAYS as usize / 7 + 1],
         earliest: None,
         previous: None,
     };
-    let pattern_end = cut - PATTERN_GAP_SECS;
     let mut latest_end = None;
     for iv in history {
         let (from, to) = (iv.from.as_second(), iv.to.as_second());
@@ -410,14 +428,20 @@ fn views(history: &[Interval], latest: &Interval) -> Views {
                 v.active_recent.push(rate);
             }
         }
-        let hi = hour_index(from, to);
         if from >= pattern_end {
             continue;
         }
-        if let Some(k) = neighbour(hi.rem_euclid(24), hod, 24) {
+        let mid = midpoint(from, to);
+        if rate > 0.0
+            && let Some(k) = neighbour_hour(hour_index(mid).rem_euclid(24), hod)
+        {
             v.day[k].push(rate);
-            if let Some(k) = neighbour(hour_of_week(hi), how, 168) {
-                v.week[k].push(rate);
+        }
+        let dt = now_mid - mid;
+        if let Some(k) = periods_back(dt, DAY_SECS).filter(|&k| k < v.day_peaks.len()) {
+            v.day_peaks[k] = v.day_peaks[k].max(rate);
+            if let Some(k) = periods_back(dt, WEEK_SECS).filter(|&k| k < v.week_peaks.len()) {
+                v.week_peaks[k] = v.week_peaks[k].max(rate);
             }
         }
     }
@@ -427,17 +451,30 @@ fn views(history: &[Interval], latest: &Interval) -> Views {
     v
 }
 
-/// The baseline and spread from the views: the largest of the `recent`, `hour_of_day` and
-/// `hour_of_week` medians that have enough samples.
-fn baseline(v: &mut Views) -> (Stats, Basis) {
+/// The typical peak: the lower median of the periods that have data, when at least two do.
+fn typical_peak(peaks: &mut [f64]) -> Option<f64> {
+    let mut seen: Vec<f64> = peaks.iter().copied().filter(|p| *p >= 0.0).collect();
+    if seen.len() < 2 {
+        return None;
+    }
+    stats(&mut seen).map(|s| s.median)
+}
+
+/// The baseline (before the floor) and spread from the views, and which view gave it.
+fn baseline(v: &mut Views, factor: f64) -> (Stats, Basis) {
     let recent = if v.active_recent.len() >= MIN_SAMPLES { &mut v.active_recent } else { &mut v.active_all };
-    let mut best = (stats(recent).unwrap_or(Stats { median: 0.0, sigma: 0.0 }), Basis::Recent);
-    for (buckets, basis) in [(&mut v.day, Basis::HourOfDay), (&mut v.week, Basis::HourOfWeek)] {
-        for bucket in buckets.iter_mut().filter(|b| b.len() >= MIN_SAMPLES) {
-            if let Some(s) = stats(bucket)
-                && s.median > best.0.median * PATTERN_MARGIN
-            {
-                best = (s, basis);
+    let recent = stats(recent).unwrap_or(Stats { median: 0.0, sigma: 0.0 });
+    let hour = v.day.iter_mut().filter(|b| b.len() >= MIN_SAMPLES).filter_map(|b| stats(b)).max_by(|a, b| a.median.total_cmp(&b.median));
+    let mut best = match hour {
+        Some(h) if h.median >= recent.median * RECENT_SHARE => (h, Basis::HourOfDay),
+        Some(h) => (Stats { median: recent.median * RECENT_SHARE, sigma: h.sigma }, Basis::HourOfDay),
+        None => (recent, Basis::Recent),
+    };
+    for (peaks, basis) in [(&mut v.day_peaks[..], Basis::HourOfDay), (&mut v.week_peaks[..], Basis::HourOfWeek)] {
+        if let Some(p) = typical_peak(peaks) {
+            let level = p * PEAK_MARGIN / factor;
+            if level > best.0.median {
+                best = (Stats { median: level, sigma: 0.0 }, basis);
             }
         }
     }
@@ -471,7 +508,7 @@ pub fn assess(
         let limit = rules.new_scenario_centicredits_per_hour as f64;
         (limit, limit, Basis::AbsoluteNewScenario)
     } else {
-        let (s, basis) = baseline(&mut v);
+        let (s, basis) = baseline(&mut v, rules.factor);
         let floor = rules.min_centicredits as f64 * PASSES_PER_HOUR / rules.factor;
         let b = s.median.max(floor);
         ((rules.factor * b).max(b + MAD_SIGMAS * s.sigma), b, basis)
@@ -572,9 +609,9 @@ mod tests {
         // When the next day arrives just as steady
         let next = series(14 * DAY, 288, |s| wobble(2_000, s));
         let out = walk(&mut history, &next, &RunawayRules::default());
-        // Then nothing is flagged, and the baseline is the recent median
+        // Then nothing is flagged, and the baseline is the median of the same hours on past days
         assert_eq!(runaways(&out), 0);
-        assert!(out.iter().all(|a| a.verdict == Verdict::Normal && a.evidence.basis == Basis::Recent));
+        assert!(out.iter().all(|a| a.verdict == Verdict::Normal && a.evidence.basis == Basis::HourOfDay));
         let e = out[0].evidence;
         assert!((22_000..=26_000).contains(&e.baseline_per_hour), "{e:?}");
         assert!((0.8..=1.2).contains(&e.ratio), "{e:?}");
@@ -594,7 +631,7 @@ mod tests {
         assert_eq!(e.interval_centicredits, 60_000);
         assert_eq!(e.since, Some(latest.from));
         assert_eq!(e.burnt_since, 60_000);
-        assert_eq!(e.basis, Basis::Recent);
+        assert_eq!(e.basis, Basis::HourOfDay);
         assert!((27.0..=33.0).contains(&e.ratio), "{e:?}");
         assert_eq!(a.episode, Some(Episode { since: latest.from, burnt: 60_000, last_reported: latest.to }));
     }
@@ -647,7 +684,41 @@ mod tests {
         let burst = Interval { from: at(14 * DAY + 14 * HOUR), to: at(14 * DAY + 14 * HOUR + 300), centicredits: 20_000 };
         let a = assess(&h, &burst, None, &rules, burst.to);
         assert_eq!(a.verdict, Verdict::Runaway { new_episode: true, report: true });
-        assert_eq!(a.evidence.basis, Basis::Recent);
+        assert_eq!(a.evidence.basis, Basis::HourOfDay);
+        assert!(a.evidence.ratio >= 15.0, "{:?}", a.evidence);
+    }
+
+    #[test]
+    fn nightly_five_minute_job_is_learned() {
+        // Given a scenario whose nightly job burns 300 credits in the one pass after 02:00
+        let job = |s: i64| if s % DAY == 2 * HOUR { 30_000 } else { wobble(1_000, s) };
+        let mut history = series(0, 10 * 288, job);
+        // When the next night's job runs, it is excused by the typical peak at that time of day
+        let next = series(10 * DAY, 288, job);
+        let out = walk(&mut history, &next, &RunawayRules::default());
+        assert_eq!(runaways(&out), 0);
+        assert_eq!(out[24].evidence.basis, Basis::HourOfDay);
+        // But the same job at 14:00 is a runaway
+        let odd = Interval { from: at(11 * DAY + 14 * HOUR), to: at(11 * DAY + 14 * HOUR + 300), centicredits: 30_000 };
+        let mut h = history.clone();
+        h.extend(series(11 * DAY, 14 * 12, job));
+        let a = assess(&h, &odd, None, &RunawayRules::default(), odd.to);
+        assert_eq!(a.verdict, Verdict::Runaway { new_episode: true, report: true });
+    }
+
+    #[test]
+    fn a_quiet_hour_lowers_the_baseline() {
+        // Given a scenario at 20 credits a pass by day and 5 at night (00:00–06:00)
+        let daily = |s: i64| if (s % DAY) / HOUR < 6 { wobble(500, s) } else { wobble(2_000, s) };
+        let mut history = series(0, 14 * 288, daily);
+        history.extend(series(14 * DAY, 3 * 12, daily));
+        // When at 03:00 it burns 30 credits a pass, twice: 6× the night's rate, 1.5× the day's
+        let next = series(14 * DAY + 3 * HOUR, 2, |_| 3_000);
+        let out = walk(&mut history, &next, &RunawayRules::default());
+        assert_eq!(out[0].verdict, Verdict::Normal);
+        assert_eq!(out[1].verdict, Verdict::Runaway { new_episode: true, report: true });
+        assert_eq!(out[1].evidence.basis, Basis::HourOfDay);
+        assert_eq!(out[1].evidence.baseline_per_hour, 6_000);
     }
 
     #[test]
@@ -703,6 +774,8 @@ mod tests {
         let next = series(7 * DAY, 288, hourly);
         let out = walk(&mut history, &next, &RunawayRules::default());
         assert_eq!(runaways(&out), 0);
+        assert_eq!(out[0].evidence.basis, Basis::Recent);
+        assert_eq!(out[0].evidence.baseline_per_hour, 60_000);
         // But a run ten times as big is flagged
         let big = Interval { from: at(8 * DAY), to: at(8 * DAY + 300), centicredits: 60_000 };
         let a = assess(&history, &big, None, &RunawayRules::default(), big.to);
