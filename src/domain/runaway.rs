@@ -87,7 +87,7 @@ pub const RECENT_DAYS: i64 = 7;
 /// Intervals a baseline view needs before it counts (one hour of five-minute passes).
 pub const MIN_SAMPLES: usize = 12;
 /// How many spreads above the baseline an anomalous rate must also be.
-pub const MAD_SIGMAS: f64 = 6.0;
+pub const MAD_SIGMAS: f64 = 4.0;
 /// A rate this many times the threshold is a runaway on its first interval.
 pub const INSTANT_MULTIPLE: f64 = 2.0;
 /// An episode lasts while the rate stays at or above this share of the threshold.
@@ -239,11 +239,6 @@ pub struct Interval {
 }
 
 impl Interval {
-    /// Length in seconds, at least 60 (a shorter or inverted interval counts as a minute).
-    fn secs(&self) -> i64 {
-        (self.to.as_second() - self.from.as_second()).max(60)
-    }
-
     /// Centicredits actually burnt (a negative correction counts as nothing).
     fn burnt(&self) -> i64 {
         self.centicredits.max(0)
@@ -251,8 +246,14 @@ impl Interval {
 
     /// The consumption rate in centicredits per hour.
     pub fn rate_per_hour(&self) -> f64 {
-        self.burnt() as f64 * 3600.0 / self.secs() as f64
+        rate_per_hour(self.centicredits, self.to.as_second() - self.from.as_second())
     }
+}
+
+/// Centicredits per hour for `centicredits` over `secs` seconds (at least 60: a shorter or inverted
+/// interval counts as a minute; a negative correction counts as nothing).
+fn rate_per_hour(centicredits: i64, secs: i64) -> f64 {
+    centicredits.max(0) as f64 * 3600.0 / secs.max(60) as f64
 }
 
 /// A runaway in progress: stored by the caller between passes (one row per scenario) and passed back to
@@ -329,35 +330,41 @@ pub struct Assessment {
     pub episode: Option<Episode>,
 }
 
-/// Median and spread of one view of the history.
+/// Baseline level and spread of one view of the history.
 #[derive(Debug, Clone, Copy)]
 struct Stats {
     median: f64,
     sigma: f64,
 }
 
-/// Median (the lower one of an even count, so that a view half filled with a past runaway does not
-/// take its level) and MAD-based spread; reorders `v`. `None` when `v` is empty.
-fn stats(v: &mut [f64]) -> Option<Stats> {
+/// The median (the lower one of an even count, so that a view half filled with a past runaway does not
+/// take its level); reorders `v`. `None` when `v` is empty.
+fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
     let mid = (v.len() - 1) / 2;
-    let median = *v.select_nth_unstable_by(mid, f64::total_cmp).1;
+    Some(*v.select_nth_unstable_by(mid, f64::total_cmp).1)
+}
+
+/// The MAD around `median`, scaled to estimate a standard deviation; overwrites `v`.
+fn spread(v: &mut [f64], median_of_v: f64) -> f64 {
     for x in v.iter_mut() {
-        *x = (*x - median).abs();
+        *x = (*x - median_of_v).abs();
     }
-    let mad = *v.select_nth_unstable_by(mid, f64::total_cmp).1;
-    Some(Stats { median, sigma: mad * MAD_TO_SIGMA })
+    median(v).unwrap_or(0.0) * MAD_TO_SIGMA
 }
 
 /// The views of the history around the latest interval, and how far back it reaches.
 struct Views {
-    /// Rates of the active intervals of the last 7 days, and of all 28.
+    /// Rates of the active intervals of the last 7 days (of all 28 when 7 have too few).
     active_recent: Vec<f64>,
-    active_all: Vec<f64>,
     /// Rates of the active intervals in the hour of day before, the same, and the hour after.
     day: [Vec<f64>; 3],
+    /// Per bucket, the days back (bit k: k days ago) on which it had an active interval; and the days
+    /// that had any interval in the three hours.
+    day_active: [u32; 3],
+    days_seen: u32,
     /// Per past day (index = days back), the largest rate within [`PEAK_WINDOW_SECS`] of this time of
     /// day; negative when that day has no interval there.
     day_peaks: [f64; HISTORY_DAYS as usize + 1],
@@ -365,6 +372,8 @@ struct Views {
     week_peaks: [f64; HISTORY_DAYS as usize / 7 + 1],
     earliest: Option<i64>,
     previous: Option<Interval>,
+    /// Centicredits of the intervals that began in the hour before the latest one ended.
+    last_hour: i64,
 }
 
 /// The hour index (hours since the Unix epoch) of a second.
@@ -396,54 +405,63 @@ fn periods_back(dt: i64, period: i64) -> Option<usize> {
 
 fn views(history: &[Interval], latest: &Interval) -> Views {
     let cut = latest.from.as_second();
-    let start = cut - HISTORY_DAYS * DAY_SECS;
-    let recent_start = cut - RECENT_DAYS * DAY_SECS;
-    let pattern_end = cut - PATTERN_GAP_SECS;
     let now_mid = midpoint(cut, latest.to.as_second());
-    let hod = hour_index(now_mid).rem_euclid(24);
+    let ctx = Window {
+        start: cut - HISTORY_DAYS * DAY_SECS,
+        recent_start: cut - RECENT_DAYS * DAY_SECS,
+        pattern_end: cut - PATTERN_GAP_SECS,
+        hour_start: latest.to.as_second() - 3600,
+        cut,
+        now_mid,
+        hod: hour_index(now_mid).rem_euclid(24),
+    };
     let mut v = Views {
         active_recent: Vec::with_capacity(history.len().min(2_100)),
-        active_all: Vec::new(),
         day: [Vec::with_capacity(350), Vec::with_capacity(350), Vec::with_capacity(350)],
+        day_active: [0; 3],
+        days_seen: 0,
         day_peaks: [-1.0; HISTORY_DAYS as usize + 1],
         week_peaks: [-1.0; HISTORY_DAYS as usize / 7 + 1],
         earliest: None,
         previous: None,
+        last_hour: 0,
     };
     let mut latest_end = None;
-    for iv in history {
-        let (from, to) = (iv.from.as_second(), iv.to.as_second());
-        if from < start || to > cut {
-            continue;
+    if history.is_sorted_by_key(|iv| iv.from) {
+        // In time order (as a caller keeps it): read the last 7 days whole, and of the 21 before only
+        // the four hours around this time on each day.
+        let lo = history.partition_point(|iv| iv.from.as_second() < ctx.start);
+        let hi = history.partition_point(|iv| iv.from.as_second() < cut);
+        let mid = lo + history[lo..hi].partition_point(|iv| iv.from.as_second() < ctx.recent_start);
+        for iv in &history[mid..hi] {
+            visit(&mut v, &mut latest_end, iv, &ctx);
         }
-        if latest_end.is_none_or(|e| to > e) {
-            latest_end = Some(to);
-            v.previous = Some(*iv);
-        }
-        v.earliest = Some(v.earliest.map_or(from, |e| e.min(from)));
-        let rate = iv.rate_per_hour();
-        if rate > 0.0 {
-            v.active_all.push(rate);
-            if from >= recent_start {
-                v.active_recent.push(rate);
+        for k in 1..=HISTORY_DAYS {
+            let centre = now_mid - k * DAY_SECS;
+            let a = lo + history[lo..mid].partition_point(|iv| iv.from.as_second() < centre - 3 * 3600);
+            if a == mid {
+                continue;
+            }
+            let b = a + history[a..mid].partition_point(|iv| iv.from.as_second() <= centre + 2 * 3600);
+            for iv in &history[a..b] {
+                visit(&mut v, &mut latest_end, iv, &ctx);
             }
         }
-        if from >= pattern_end {
-            continue;
+        v.earliest = history[lo..hi].iter().find(|iv| iv.to.as_second() <= cut).map(|iv| iv.from.as_second());
+    } else {
+        for iv in history {
+            visit(&mut v, &mut latest_end, iv, &ctx);
         }
-        let mid = midpoint(from, to);
-        if rate > 0.0
-            && let Some(k) = neighbour_hour(hour_index(mid).rem_euclid(24), hod)
-        {
-            v.day[k].push(rate);
-        }
-        let dt = now_mid - mid;
-        if let Some(k) = periods_back(dt, DAY_SECS).filter(|&k| k < v.day_peaks.len()) {
-            v.day_peaks[k] = v.day_peaks[k].max(rate);
-            if let Some(k) = periods_back(dt, WEEK_SECS).filter(|&k| k < v.week_peaks.len()) {
-                v.week_peaks[k] = v.week_peaks[k].max(rate);
-            }
-        }
+    }
+    if v.active_recent.len() < MIN_SAMPLES {
+        // Too few active intervals in 7 days: read all 28 (rare, so a second pass is cheap overall).
+        v.active_recent.clear();
+        v.active_recent.extend(
+            history
+                .iter()
+                .filter(|iv| iv.centicredits > 0 && iv.from.as_second() >= ctx.start && iv.to.as_second() <= cut)
+                .map(Interval::rate_per_hour),
+        );
     }
     if latest_end.is_none_or(|e| cut - e > ADJACENT_GAP_SECS) {
         v.previous = None;
@@ -451,26 +469,93 @@ fn views(history: &[Interval], latest: &Interval) -> Views {
     v
 }
 
-/// The typical peak: the lower median of the periods that have data, when at least two do.
-fn typical_peak(peaks: &mut [f64]) -> Option<f64> {
-    let mut seen: Vec<f64> = peaks.iter().copied().filter(|p| *p >= 0.0).collect();
-    if seen.len() < 2 {
-        return None;
+/// The bounds [`views`] reads the history with.
+struct Window {
+    start: i64,
+    recent_start: i64,
+    pattern_end: i64,
+    hour_start: i64,
+    cut: i64,
+    now_mid: i64,
+    hod: i64,
+}
+
+/// Add one past interval to the views it belongs to.
+#[inline]
+fn visit(v: &mut Views, latest_end: &mut Option<i64>, iv: &Interval, w: &Window) {
+    let (from, to) = (iv.from.as_second(), iv.to.as_second());
+    if from < w.start || to > w.cut {
+        return;
     }
-    stats(&mut seen).map(|s| s.median)
+    if latest_end.is_none_or(|e| to > e) {
+        *latest_end = Some(to);
+        v.previous = Some(*iv);
+    }
+    v.earliest = Some(v.earliest.map_or(from, |e| e.min(from)));
+    if from >= w.hour_start {
+        v.last_hour = v.last_hour.saturating_add(iv.burnt());
+    }
+    let recent = from >= w.recent_start && iv.centicredits > 0;
+    let (mut hour, mut day, mut week) = (None, None, None);
+    // Only intervals of up to two hours describe a time of day.
+    if from < w.pattern_end && to - from <= 2 * 3600 {
+        let mid = midpoint(from, to);
+        let dt = w.now_mid - mid;
+        if let Some(b) = neighbour_hour(hour_index(mid).rem_euclid(24), w.hod) {
+            let bit = 1u32 << ((dt + 2 * 3600) / DAY_SECS).clamp(0, 31);
+            v.days_seen |= bit;
+            if iv.centicredits > 0 {
+                v.day_active[b] |= bit;
+                hour = Some(b);
+            }
+        }
+        day = periods_back(dt, DAY_SECS).filter(|&k| k < v.day_peaks.len());
+        if day.is_some() {
+            week = periods_back(dt, WEEK_SECS).filter(|&k| k < v.week_peaks.len());
+        }
+    }
+    if !recent && hour.is_none() && day.is_none() {
+        return;
+    }
+    let rate = rate_per_hour(iv.centicredits, to - from);
+    if recent {
+        v.active_recent.push(rate);
+    }
+    if let Some(k) = hour {
+        v.day[k].push(rate);
+    }
+    if let Some(k) = day {
+        v.day_peaks[k] = v.day_peaks[k].max(rate);
+    }
+    if let Some(k) = week {
+        v.week_peaks[k] = v.week_peaks[k].max(rate);
+    }
+}
+
+/// The typical peak: the lower median of the periods that have data.
+fn typical_peak(peaks: &[f64]) -> Option<f64> {
+    let mut seen: Vec<f64> = peaks.iter().copied().filter(|p| *p >= 0.0).collect();
+    median(&mut seen)
 }
 
 /// The baseline (before the floor) and spread from the views, and which view gave it.
 fn baseline(v: &mut Views, factor: f64) -> (Stats, Basis) {
-    let recent = if v.active_recent.len() >= MIN_SAMPLES { &mut v.active_recent } else { &mut v.active_all };
-    let recent = stats(recent).unwrap_or(Stats { median: 0.0, sigma: 0.0 });
-    let hour = v.day.iter_mut().filter(|b| b.len() >= MIN_SAMPLES).filter_map(|b| stats(b)).max_by(|a, b| a.median.total_cmp(&b.median));
+    let recent = median(&mut v.active_recent).unwrap_or(0.0);
+    // An hour counts when the scenario was active in it on at least two days and on half the days
+    // seen, so that one past runaway cannot become the hour's normal.
+    let days_needed = (v.days_seen.count_ones() as usize).div_ceil(2).max(2);
+    let hour = v
+        .day
+        .iter_mut()
+        .zip(v.day_active)
+        .filter(|(b, days)| b.len() >= MIN_SAMPLES && days.count_ones() as usize >= days_needed)
+        .filter_map(|(b, _)| median(b).map(|m| (m, b)))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
     let mut best = match hour {
-        Some(h) if h.median >= recent.median * RECENT_SHARE => (h, Basis::HourOfDay),
-        Some(h) => (Stats { median: recent.median * RECENT_SHARE, sigma: h.sigma }, Basis::HourOfDay),
-        None => (recent, Basis::Recent),
+        Some((m, b)) => (Stats { median: m.max(recent * RECENT_SHARE), sigma: spread(b, m) }, Basis::HourOfDay),
+        None => (Stats { median: recent, sigma: spread(&mut v.active_recent, recent) }, Basis::Recent),
     };
-    for (peaks, basis) in [(&mut v.day_peaks[..], Basis::HourOfDay), (&mut v.week_peaks[..], Basis::HourOfWeek)] {
+    for (peaks, basis) in [(&v.day_peaks[..], Basis::HourOfDay), (&v.week_peaks[..], Basis::HourOfWeek)] {
         if let Some(p) = typical_peak(peaks) {
             let level = p * PEAK_MARGIN / factor;
             if level > best.0.median {
@@ -498,22 +583,32 @@ pub fn assess(
     rules: &RunawayRules,
     now: Timestamp,
 ) -> Assessment {
-    let rate = latest.rate_per_hour();
     let mut v = views(history, latest);
     let span = v.earliest.map_or(0, |e| latest.from.as_second() - e);
     let warming = span < rules.warmup_hours * 3600;
 
-    // The threshold T (sustained) and what the evidence reports as the baseline.
-    let (threshold, baseline_rate, basis) = if warming {
+    // The rate judged, the threshold T, and what the evidence reports as the baseline. In warm-up the
+    // rate is what the last hour burnt; otherwise the latest interval's.
+    let mut relative_ok = true;
+    let (rate, threshold, baseline_rate, basis) = if warming {
+        let hour = v.last_hour.saturating_add(latest.burnt()) as f64;
         let limit = rules.new_scenario_centicredits_per_hour as f64;
-        (limit, limit, Basis::AbsoluteNewScenario)
+        // Once an hour of activity is known, a scenario that has always burnt this much is not new.
+        if v.active_recent.len() >= MIN_SAMPLES
+            && let Some(m) = median(&mut v.active_recent)
+        {
+            relative_ok = latest.rate_per_hour() >= rules.factor * m;
+        }
+        (hour, limit, limit, Basis::AbsoluteNewScenario)
     } else {
         let (s, basis) = baseline(&mut v, rules.factor);
         let floor = rules.min_centicredits as f64 * PASSES_PER_HOUR / rules.factor;
         let b = s.median.max(floor);
-        ((rules.factor * b).max(b + MAD_SIGMAS * s.sigma), b, basis)
+        (latest.rate_per_hour(), (rules.factor * b).max(b + MAD_SIGMAS * s.sigma), b, basis)
     };
-    let above = |iv: &Interval, t: f64| iv.centicredits >= rules.min_centicredits && iv.rate_per_hour() >= t;
+    let floor_met = |iv: &Interval| iv.centicredits >= rules.min_centicredits;
+    let above = |iv: &Interval, t: f64| floor_met(iv) && iv.rate_per_hour() >= t;
+    let begin = |since: Timestamp, burnt: i64| Some((Episode { since, burnt, last_reported: now }, true, true));
 
     let next = match episode {
         Some(ep) if rate >= END_FRACTION * threshold => {
@@ -523,16 +618,16 @@ pub fn assess(
             Some((Episode { since: ep.since, burnt, last_reported }, false, report))
         }
         Some(_) => None,
-        None if warming && above(latest, threshold) => {
-            Some((Episode { since: latest.from, burnt: latest.burnt(), last_reported: now }, true, true))
-        }
-        None if !warming && above(latest, INSTANT_MULTIPLE * threshold) => {
-            Some((Episode { since: latest.from, burnt: latest.burnt(), last_reported: now }, true, true))
-        }
+        None if warming && floor_met(latest) && rate >= threshold && relative_ok => begin(latest.from, latest.burnt()),
+        None if warming => None,
+        None if above(latest, INSTANT_MULTIPLE * threshold) => begin(latest.from, latest.burnt()),
         None => match v.previous {
-            Some(prev) if !warming && above(latest, threshold) && above(&prev, threshold) => {
-                let burnt = prev.burnt().saturating_add(latest.burnt());
-                Some((Episode { since: prev.from, burnt, last_reported: now }, true, true))
+            Some(prev)
+                if above(latest, threshold / 2.0)
+                    && above(&prev, threshold / 2.0)
+                    && (rate + prev.rate_per_hour()) / 2.0 >= threshold =>
+            {
+                begin(prev.from, prev.burnt().saturating_add(latest.burnt()))
             }
             _ => None,
         },
@@ -785,23 +880,26 @@ mod tests {
     #[test]
     fn new_scenario_is_judged_by_the_absolute_rule() {
         let rules = RunawayRules::default();
-        // Given two hours of history (under the 24 hours of warm-up)
+        // Given two hours of history (under the 24 hours of warm-up) at 10 credits a pass
         let history = series(0, 24, |_| 1_000);
-        // When it burns 36,000 centicredits an hour: warming up
+        // When the last hour (11 earlier passes and this one) burns 14,000 centicredits: warming up
         let calm = Interval { from: at(2 * HOUR), to: at(2 * HOUR + 300), centicredits: 3_000 };
         let a = assess(&history, &calm, None, &rules, calm.to);
         assert_eq!(a.verdict, Verdict::WarmingUp);
         assert_eq!(a.evidence.basis, Basis::AbsoluteNewScenario);
-        assert_eq!(a.evidence.baseline_per_hour, 50_000);
-        // When it burns 60,000 an hour: a runaway at once
-        let hot = Interval { from: at(2 * HOUR), to: at(2 * HOUR + 300), centicredits: 5_000 };
+        assert_eq!((a.evidence.rate_per_hour, a.evidence.baseline_per_hour), (14_000, 50_000));
+        // When it burns 51,000: a runaway at once
+        let hot = Interval { from: at(2 * HOUR), to: at(2 * HOUR + 300), centicredits: 40_000 };
         let a = assess(&history, &hot, None, &rules, hot.to);
         assert_eq!(a.verdict, Verdict::Runaway { new_episode: true, report: true });
-        assert_eq!(a.evidence.rate_per_hour, 60_000);
-        assert_eq!(a.evidence.ratio, 1.2);
-        // And a brand-new scenario with no history at all is judged the same way
+        assert_eq!((a.evidence.rate_per_hour, a.evidence.ratio), (51_000, 1.0));
+        // A brand-new scenario is judged by what its first pass burnt, not by that pass's hourly rate
         let a = assess(&[], &hot, None, &rules, hot.to);
+        assert_eq!(a.verdict, Verdict::WarmingUp, "one 400-credit run is not yet 500 credits an hour");
+        let first = Interval { centicredits: 60_000, ..hot };
+        let a = assess(&[], &first, None, &rules, first.to);
         assert_eq!(a.verdict, Verdict::Runaway { new_episode: true, report: true });
+        assert_eq!(a.evidence.since, Some(first.from));
     }
 
     #[test]
@@ -880,6 +978,37 @@ mod tests {
         let latest = Interval { from: at(61 * DAY), to: at(61 * DAY + 300), centicredits: 2_000 };
         let a = assess(&history, &latest, None, &RunawayRules::default(), latest.to);
         assert_eq!(a.verdict, Verdict::WarmingUp, "history older than 28 days is not read");
+    }
+
+    #[test]
+    fn history_in_any_order_gives_the_same_assessment() {
+        // Given 20 days with a nightly peak, Monday batches, a missed pass every 50 and some idle passes
+        let shape = |s: i64| match ((s / DAY) % 7, (s % DAY) / HOUR) {
+            (_, 2) => wobble(20_000, s),
+            (0, 9) => 15_000,
+            _ if (s / 300) % 17 == 0 => 0,
+            _ => wobble(1_000, s),
+        };
+        let mut sorted = Vec::new();
+        let mut s = 0;
+        while s < 20 * DAY {
+            let len = if (s / 300) % 50 == 0 { 600 } else { 300 };
+            sorted.push(Interval { from: at(s), to: at(s + len), centicredits: shape(s) });
+            s += len;
+        }
+        let mut shuffled = sorted.clone();
+        shuffled.reverse();
+        shuffled.rotate_left(1_234);
+        // When intervals across a day are assessed against either, the assessments are the same
+        for k in 0..48 {
+            let from = 20 * DAY + k * 1_800;
+            let latest = Interval { from: at(from), to: at(from + 300), centicredits: 3_000 + 1_000 * (k % 5) };
+            let cut = sorted.partition_point(|iv| iv.from < latest.from);
+            let rules = RunawayRules::default();
+            let a = assess(&sorted[..cut], &latest, None, &rules, latest.to);
+            let b = assess(&shuffled, &latest, None, &rules, latest.to);
+            assert_eq!(a, b, "at {}", latest.from);
+        }
     }
 
     #[test]
