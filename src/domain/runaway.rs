@@ -355,10 +355,36 @@ fn spread(v: &mut [f64], median_of_v: f64) -> f64 {
     median(v).unwrap_or(0.0) * MAD_TO_SIGMA
 }
 
+/// Whole days between `from` and `cut`.
+fn days_back(cut: i64, from: i64) -> u32 {
+    ((cut - from) / DAY_SECS).clamp(0, HISTORY_DAYS) as u32
+}
+
+/// The `recent` view: the lower median over days of each day's median rate, and likewise of each day's
+/// spread, so that one day's runaway cannot become the normal. Reorders `pairs`; `None` when empty.
+fn daily_median(pairs: &mut [(u32, f64)]) -> Option<Stats> {
+    if !(pairs.is_sorted_by(|a, b| a.0 <= b.0) || pairs.is_sorted_by(|a, b| a.0 >= b.0)) {
+        pairs.sort_unstable_by_key(|p| p.0);
+    }
+    let by_rate = |a: &(u32, f64), b: &(u32, f64)| a.1.total_cmp(&b.1);
+    let mut medians = [0.0; HISTORY_DAYS as usize + 1];
+    let mut spreads = [0.0; HISTORY_DAYS as usize + 1];
+    let mut n = 0;
+    for day in pairs.chunk_by_mut(|a, b| a.0 == b.0) {
+        let mid = (day.len() - 1) / 2;
+        let m = day.select_nth_unstable_by(mid, by_rate).1.1;
+        day.iter_mut().for_each(|p| p.1 = (p.1 - m).abs());
+        spreads[n] = day.select_nth_unstable_by(mid, by_rate).1.1 * MAD_TO_SIGMA;
+        medians[n] = m;
+        n += 1;
+    }
+    Some(Stats { median: median(&mut medians[..n])?, sigma: median(&mut spreads[..n])? })
+}
+
 /// The views of the history around the latest interval, and how far back it reaches.
 struct Views {
-    /// Rates of the active intervals of the last 7 days (of all 28 when 7 have too few).
-    active_recent: Vec<f64>,
+    /// (days back, rate) of the active intervals of the last 7 days (of all 28 when 7 have too few).
+    active_recent: Vec<(u32, f64)>,
     /// Rates of the active intervals in the hour of day before, the same, and the hour after.
     day: [Vec<f64>; 3],
     /// Per bucket, the days back (bit k: k days ago) on which it had an active interval; and the days
@@ -460,7 +486,7 @@ fn views(history: &[Interval], latest: &Interval) -> Views {
             history
                 .iter()
                 .filter(|iv| iv.centicredits > 0 && iv.from.as_second() >= ctx.start && iv.to.as_second() <= cut)
-                .map(Interval::rate_per_hour),
+                .map(|iv| (days_back(cut, iv.from.as_second()), iv.rate_per_hour())),
         );
     }
     if latest_end.is_none_or(|e| cut - e > ADJACENT_GAP_SECS) {
@@ -519,7 +545,7 @@ fn visit(v: &mut Views, latest_end: &mut Option<i64>, iv: &Interval, w: &Window)
     }
     let rate = rate_per_hour(iv.centicredits, to - from);
     if recent {
-        v.active_recent.push(rate);
+        v.active_recent.push((days_back(w.cut, from), rate));
     }
     if let Some(k) = hour {
         v.day[k].push(rate);
@@ -540,7 +566,7 @@ fn typical_peak(peaks: &[f64]) -> Option<f64> {
 
 /// The baseline (before the floor) and spread from the views, and which view gave it.
 fn baseline(v: &mut Views, factor: f64) -> (Stats, Basis) {
-    let recent = median(&mut v.active_recent).unwrap_or(0.0);
+    let recent = daily_median(&mut v.active_recent).unwrap_or(Stats { median: 0.0, sigma: 0.0 });
     // An hour counts when the scenario was active in it on at least two days and on half the days
     // seen, so that one past runaway cannot become the hour's normal.
     let days_needed = (v.days_seen.count_ones() as usize).div_ceil(2).max(2);
@@ -552,8 +578,8 @@ fn baseline(v: &mut Views, factor: f64) -> (Stats, Basis) {
         .filter_map(|(b, _)| median(b).map(|m| (m, b)))
         .max_by(|a, b| a.0.total_cmp(&b.0));
     let mut best = match hour {
-        Some((m, b)) => (Stats { median: m.max(recent * RECENT_SHARE), sigma: spread(b, m) }, Basis::HourOfDay),
-        None => (Stats { median: recent, sigma: spread(&mut v.active_recent, recent) }, Basis::Recent),
+        Some((m, b)) => (Stats { median: m.max(recent.median * RECENT_SHARE), sigma: spread(b, m) }, Basis::HourOfDay),
+        None => (recent, Basis::Recent),
     };
     for (peaks, basis) in [(&v.day_peaks[..], Basis::HourOfDay), (&v.week_peaks[..], Basis::HourOfWeek)] {
         if let Some(p) = typical_peak(peaks) {
@@ -595,9 +621,9 @@ pub fn assess(
         let limit = rules.new_scenario_centicredits_per_hour as f64;
         // Once an hour of activity is known, a scenario that has always burnt this much is not new.
         if v.active_recent.len() >= MIN_SAMPLES
-            && let Some(m) = median(&mut v.active_recent)
+            && let Some(s) = daily_median(&mut v.active_recent)
         {
-            relative_ok = latest.rate_per_hour() >= rules.factor * m;
+            relative_ok = latest.rate_per_hour() >= rules.factor * s.median;
         }
         (hour, limit, limit, Basis::AbsoluteNewScenario)
     } else {
