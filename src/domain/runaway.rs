@@ -2,77 +2,91 @@
 //!
 //! Each usage-sync pass yields, per scenario, the centicredits it consumed since the previous pass: an
 //! [`Interval`] `[from, to)`. Passes are about five minutes apart but may be irregular or missed, so
-//! everything is compared as a **rate** (centicredits per hour = centicredits × 3600 / seconds; an
-//! interval shorter than a minute counts as a minute). [`assess`] compares the latest interval's rate
-//! with the scenario's own baseline, computed from its previous intervals, and carries an [`Episode`]
-//! between passes. It is pure: the caller passes the history, the stored episode and `now`.
+//! intervals are compared as **rates**: centicredits per hour = centicredits × 3600 / seconds (an
+//! interval shorter than a minute counts as a minute, a negative correction as nothing). [`assess`]
+//! compares the latest interval's rate with a baseline computed from the scenario's own previous
+//! intervals and carries an [`Episode`] between passes. It is pure: the caller passes the history, the
+//! stored episode and `now`, and stores the episode it gets back.
 //!
 //! # The baseline
 //!
-//! Only the last [`HISTORY_DAYS`] (28) days of history before the latest interval are read; older
-//! entries are skipped. The history should include the passes in which the scenario consumed nothing
-//! (they matter for the time-of-day medians); if the caller keeps only non-zero intervals, detection
-//! becomes more lenient, never more eager. Three views of the history are taken, and the **largest**
-//! wins, so a scenario is only called a runaway when it is far above every one of them:
+//! Only the [`HISTORY_DAYS`] (28) days before the latest interval are read; the caller may pass more.
+//! The history should include the passes in which the scenario burnt nothing; a caller that keeps
+//! only non-zero intervals makes detection more lenient, never more eager. In time order (as a store
+//! returns it) a call reads the last 7 days and, of the 21 before, the four hours around this time of
+//! each day; in any other order it reads everything once. Time of day and week are UTC. Views:
 //!
-//! - `recent`: the median rate of the intervals in which the scenario consumed anything, over the last
-//!   [`RECENT_DAYS`] (7) days (over all 28 days when the last 7 have fewer than [`MIN_SAMPLES`] such
-//!   intervals). Taking only active intervals is what keeps scenarios that run now and then (hourly,
-//!   daily, on a webhook) from alerting on every ordinary run: their baseline is how hard they burn
-//!   *when they run*.
-//! - `hour_of_day`: the median rate (idle intervals included) of the intervals in the same UTC hour of
-//!   the day, and in the hour before and after, taken as three separate buckets; the largest bucket
-//!   median counts. A bucket needs [`MIN_SAMPLES`] intervals (one hour of five-minute passes). This is
-//!   what learns a nightly peak; the neighbouring hours absorb a shift by daylight saving time (the
-//!   buckets are UTC) and a schedule that drifts a little.
-//! - `hour_of_week`: the same with hour-of-week buckets (Monday 00:00 UTC is bucket 0), which learns
-//!   batches that run on some weekdays only, once a week of history exists.
+//! - `recent`: for each of the last [`RECENT_DAYS`] (7) days, the median rate of the intervals in which
+//!   the scenario burnt anything; the baseline is the median of these daily medians (all 28 days are
+//!   used when the last 7 have fewer than [`MIN_SAMPLES`] active intervals). Counting only active
+//!   intervals keeps scenarios that run now and then (hourly, daily, on a webhook) from alerting on
+//!   every ordinary run: their baseline is how hard they burn *when they run*. Taking the median of
+//!   days keeps one day's runaway from becoming the normal.
+//! - `hour_of_day`, level: the median rate of active intervals in the same hour of the day, and
+//!   separately in the hour before and after, on past days (the largest of the three counts). An hour
+//!   counts when it has [`MIN_SAMPLES`] active intervals on at least two days and on half the days with
+//!   data; it may set the baseline below `recent`, to a quarter of it at most. This is what lets a quiet
+//!   night have a lower baseline than the busy day.
+//! - `hour_of_day`, peak: for each past day, the highest rate within 75 minutes of this time of day;
+//!   their median (the lower one) is the *typical peak*, and the baseline is at least
+//!   `2 × typical peak / factor`, so that a rate must be twice what the scenario regularly peaks at,
+//!   at this time, to count as anomalous. This learns a nightly job of one pass as well as an hour-long
+//!   peak; the 75 minutes absorb a shift by daylight saving time.
+//! - `hour_of_week`, peak: the same for the same time of the week in past weeks, which learns batches
+//!   that run on some weekdays only.
 //!
-//! The spread is the MAD (median absolute deviation, × 1.4826 to estimate a standard deviation) of the
-//! winning view's samples. A floor keeps scenarios with no baseline from producing infinite ratios: the
-//! baseline is at least `min_centicredits × 12 / factor` per hour, so a scenario that never consumed
-//! must burn `min_centicredits` per five minutes to count as anomalous.
+//! The views (except `hour_of_day` and `hour_of_week` of the last three hours, which describe past
+//! days only) give the baseline `B`: the `hour_of_day` level if it counts, else `recent`, raised to a
+//! peak view where that is higher. The evidence names the view. Its spread `σ` is the MAD (× 1.4826)
+//! of the same samples. A floor keeps scenarios without a baseline from producing infinite ratios:
+//! `B` is at least `min_centicredits × 12 / factor` per hour, so a scenario that never burnt anything
+//! must burn `min_centicredits` per five minutes to be anomalous.
 //!
 //! # The rule
 //!
-//! With `B` the baseline and `σ` the spread, an interval is **anomalous** when it holds at least
-//! `min_centicredits` and its rate is at least `T = max(factor × B, B + 6σ)`. A runaway begins
+//! With `T = max(factor × B, B + 4σ)`, and only intervals holding at least `min_centicredits`, a runaway
+//! begins
 //!
-//! - at once, on the first interval, when the rate is at least `2 × T` (a 30× jump with the default
-//!   factor 5 is flagged in the pass right after it starts), or
-//! - when two consecutive intervals are anomalous (a borderline 5–10× rise must last two passes, which
-//!   keeps one-off noise and the occasional 2–3× blip from alerting).
+//! - on its **first interval** when the rate is at least `2 × T` (so a 30× jump is flagged in the pass
+//!   right after it starts: with the default factor 5 the bar is 10×), or
+//! - over **two consecutive intervals** whose mean rate is at least `T`, neither below `T / 2`. A
+//!   borderline 5–10× rise must last two passes, which keeps noise and the occasional 2–3× blip from
+//!   alerting; the episode then began with the first of the two.
 //!
-//! The episode then lasts while the rate stays at or above `T / 2` (the hysteresis keeps a runaway that
-//! hovers near the threshold from flapping) and ends at the first interval below it. A step up that
-//! persists becomes the new normal once it fills half of the recent window (about 3.5 days) and the
-//! episode ends by itself.
+//! The episode lasts while the rate stays at or above `T / 2` (a runaway hovering near the threshold
+//! does not flap) and ends at the first interval below. A step up that persists becomes the new normal
+//! once it fills most of the recent days (about four) and the episode then ends by itself.
 //!
-//! **Warm-up.** Until the history spans `warmup_hours`, there is no baseline to trust and a scenario is
-//! judged by an absolute rule: a runaway when its rate is at least `new_scenario_centicredits_per_hour`
-//! (rates are per hour, whatever the interval length) and the interval holds at least
-//! `min_centicredits`, on the first such interval. The evidence then reports that limit as the baseline,
-//! with basis `absolute_new_scenario`.
+//! **Warm-up.** Until the history spans `warmup_hours`, a scenario is judged by an absolute rule: a
+//! runaway when the centicredits of the last hour (the latest interval and those that began in the
+//! hour before it ended) reach `new_scenario_centicredits_per_hour`, the latest interval holds at least
+//! `min_centicredits`, and, once [`MIN_SAMPLES`] active intervals are known, the latest rate is at least
+//! `factor` times their median (a scenario that has burnt this much since it appeared is not new). The
+//! evidence then reports the hour's centicredits as the rate and the limit as the baseline, with basis
+//! `absolute_new_scenario`; the episode lasts while the hour holds half the limit.
 //!
-//! **Cooldown.** A new episode is reported at once; while it lasts, it is reported again only when
+//! **Cooldown.** A new episode is reported at once; while it lasts, it is reported again only once
 //! `cooldown_minutes` have passed since the last report. Every assessment during the episode still says
-//! it is running away, and the episode keeps accumulating the centicredits burnt since it began.
+//! it is running away, and the episode accumulates the centicredits burnt since it began. An episode
+//! that ended and a new one that begins are reported as new.
 //!
 //! # Defaults, and why
 //!
-//! See [`RunawayRules::default`]: factor 5 (single-interval alarm at 10×), 1,000 centicredits
-//! (10 credits) per interval, 24 hours of warm-up, 60 minutes of cooldown, and 50,000 centicredits
-//! (500 credits) per hour for scenarios in warm-up. On the synthetic corpus of
-//! `benches/runaway_detection.rs` (docs/performance.md, section 8) they give well under one false alarm
-//! per 100 scenario-days while catching 10× spikes that last two passes.
+//! See [`RunawayRules::default`]: factor 5 (one interval must reach 10×), 1,000 centicredits (10
+//! credits) per interval, 24 hours of warm-up, 60 minutes of cooldown, and 50,000 centicredits (500
+//! credits) per hour for scenarios in warm-up. On the synthetic corpus of
+//! `benches/runaway_detection.rs` (docs/performance.md, section 8) they give under one false alarm per
+//! 100 scenario-days after warm-up while catching 10× spikes that last two passes.
 //!
 //! # What it cannot see
 //!
-//! Make reports consumption only as often as the server asks for it, so a runaway is seen at the earliest
-//! one pass after it starts, and a burst shorter than a pass is averaged over the whole interval.
+//! Make reports consumption only as often as the server asks for it: a runaway is seen at the earliest
+//! in the pass after it starts, and a burst shorter than a pass is averaged over the whole interval.
 //! Consumption below Make's reporting floor is invisible, and so is a runaway below `min_centicredits`
-//! per interval, by design. A runaway that repeats at the same hour for days becomes that hour's normal,
-//! and a scenario that has always been as wild as it is now is, by this measure, not running away.
+//! per interval, by design. A spike that stays under twice the scenario's regular peak near that time
+//! (a nightly job, a weekday batch) is, by this measure, normal; a runaway that repeats at the same
+//! hour on most days becomes that hour's normal; and a scenario that has always been as wild as it is
+//! now is not running away.
 
 use jiff::Timestamp;
 use schemars::JsonSchema;
@@ -802,7 +816,8 @@ mod tests {
         // But the same 20× at 14:00 is a runaway on its first interval
         let mut h = history.clone();
         h.extend(series(14 * DAY, 14 * 12, nightly));
-        let burst = Interval { from: at(14 * DAY + 14 * HOUR), to: at(14 * DAY + 14 * HOUR + 300), centicredits: 20_000 };
+        let burst =
+            Interval { from: at(14 * DAY + 14 * HOUR), to: at(14 * DAY + 14 * HOUR + 300), centicredits: 20_000 };
         let a = assess(&h, &burst, None, &rules, burst.to);
         assert_eq!(a.verdict, Verdict::Runaway { new_episode: true, report: true });
         assert_eq!(a.evidence.basis, Basis::HourOfDay);
@@ -936,8 +951,12 @@ mod tests {
         let out = walk(&mut history, &next, &RunawayRules::default());
         // Then every pass says runaway, only the first and the one an hour later report
         assert_eq!(runaways(&out), 18);
-        let reports: Vec<usize> =
-            out.iter().enumerate().filter(|(_, a)| matches!(a.verdict, Verdict::Runaway { report: true, .. })).map(|(i, _)| i).collect();
+        let reports: Vec<usize> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| matches!(a.verdict, Verdict::Runaway { report: true, .. }))
+            .map(|(i, _)| i)
+            .collect();
         assert_eq!(reports, vec![0, 12]);
         assert_eq!(out[0].verdict, Verdict::Runaway { new_episode: true, report: true });
         assert_eq!(out[5].verdict, Verdict::Runaway { new_episode: false, report: false });
@@ -1051,7 +1070,10 @@ mod tests {
         let e = bad(RunawayRules { warmup_hours: 0, ..d });
         assert_eq!(e.to_string(), "invalid argument `warmup_hours`: must be between 1 and 672 (got 0)");
         assert_eq!(bad(RunawayRules { cooldown_minutes: 10_081, ..d }).field, "cooldown_minutes");
-        assert_eq!(bad(RunawayRules { new_scenario_centicredits_per_hour: 0, ..d }).field, "new_scenario_centicredits_per_hour");
+        assert_eq!(
+            bad(RunawayRules { new_scenario_centicredits_per_hour: 0, ..d }).field,
+            "new_scenario_centicredits_per_hour"
+        );
         let o = RunawayOverrides { cooldown_minutes: Some(-5), ..Default::default() };
         assert_eq!(o.validate().unwrap_err().field, "cooldown_minutes");
     }
