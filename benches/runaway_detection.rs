@@ -30,7 +30,7 @@
 //!   passes), half on a schedule (every 1, 2, 4, 6, 12 or 24 hours at a fixed minute).
 //! - **Idle**: 0.1 % of passes burn 1–50 centicredits.
 //! - **Spikes** (spike corpus; steady and intermittent scenarios): two 10× spikes lasting 2 passes and
-//!   one 30× spike lasting 3–36 passes, at random passes after the first 26 hours, at least a day
+//!   one 30× spike lasting 3–36 passes, at random passes from 2 hours after warm-up, at least a day
 //!   apart. A spike of m× adds (m − 1) times the scenario's ordinary rate at that moment (its base,
 //!   growth, profile and weekend factor; peaks, batches and blips excluded); for an intermittent
 //!   scenario it adds m times its run size per pass. A spike is *eligible* when m times that ordinary
@@ -293,11 +293,12 @@ struct Spike {
     masked: bool,
 }
 
-fn spikes(rng: &mut StdRng, s: &Scenario, passes: &[(i64, i64)], min_centicredits: i64) -> Vec<Spike> {
+fn spikes(rng: &mut StdRng, s: &Scenario, passes: &[(i64, i64)], rules: &RunawayRules) -> Vec<Spike> {
     if s.kind == Kind::Idle {
         return Vec::new();
     }
-    let first = passes.iter().position(|p| p.0 >= 26 * 3600).unwrap_or(0);
+    let min_centicredits = rules.min_centicredits;
+    let first = passes.iter().position(|p| p.0 >= (rules.warmup_hours + 2) * 3600).unwrap_or(0);
     let last = passes.len().saturating_sub(40);
     let mut out: Vec<Spike> = Vec::new();
     for (mult, len) in [(10.0, 2), (10.0, 2), (30.0, rng.random_range(3..=36))] {
@@ -405,7 +406,7 @@ fn run_seed(seed: u64, scenarios: usize, days: i64, rules: &RunawayRules, t0: i6
         k.1 += 1;
         k.2 += new.len() - in_warmup;
 
-        let sp = spikes(&mut rng, &s, &passes, rules.min_centicredits);
+        let sp = spikes(&mut rng, &s, &passes, rules);
         let spiked = intervals(&mut rng, &s, &passes, &sp, t0);
         let (new, running) = walk(&spiked, rules);
         for e in new.iter().filter(|&&i| spiked[i].from >= warmup_end) {

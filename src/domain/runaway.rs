@@ -73,7 +73,7 @@
 //! # Defaults, and why
 //!
 //! See [`RunawayRules::default`]: factor 5 (one interval must reach 10×), 1,000 centicredits (10
-//! credits) per interval, 24 hours of warm-up, 60 minutes of cooldown, and 50,000 centicredits (500
+//! credits) per interval, 48 hours of warm-up, 60 minutes of cooldown, and 50,000 centicredits (500
 //! credits) per hour for scenarios in warm-up. On the synthetic corpus of
 //! `benches/runaway_detection.rs` (docs/performance.md, section 8) they give under one false alarm per
 //! 100 scenario-days after warm-up while catching 10× spikes that last two passes.
@@ -149,7 +149,7 @@ pub struct RunawayRules {
     #[schemars(range(min = 0, max = CENTICREDITS_MAX))]
     pub min_centicredits: i64,
     /// Hours of history before the scenario's own baseline is used; until then the absolute rule
-    /// `new_scenario_centicredits_per_hour` applies. 1 to 672. Default 24.
+    /// `new_scenario_centicredits_per_hour` applies. 1 to 672. Default 48.
     #[schemars(range(min = 1, max = WARMUP_HOURS_MAX))]
     pub warmup_hours: i64,
     /// Minutes before a runaway that goes on is reported again. 0 to 10,080. Default 60.
@@ -164,14 +164,14 @@ pub struct RunawayRules {
 impl Default for RunawayRules {
     /// Factor 5: ordinary variation (weekday batches, blips of 2–3×, noise) stays below it, while a loop
     /// or a webhook storm is usually tens of times the normal rate; a single interval must reach 10×.
-    /// 10 credits per interval: below that a runaway costs less than the alert is worth. 24 hours of
-    /// warm-up: one full day shows the daily pattern once. 60 minutes of cooldown: one report an hour
+    /// 10 credits per interval: below that a runaway costs less than the alert is worth. 48 hours of
+    /// warm-up: two days show the daily pattern twice, so one odd day does not define it. 60 minutes of cooldown: one report an hour
     /// while a runaway goes on. 500 credits an hour for new scenarios: a Core plan's month in a day.
     fn default() -> Self {
         Self {
             factor: 5.0,
             min_centicredits: 1_000,
-            warmup_hours: 24,
+            warmup_hours: 48,
             cooldown_minutes: 60,
             new_scenario_centicredits_per_hour: 50_000,
         }
@@ -921,7 +921,7 @@ mod tests {
     #[test]
     fn new_scenario_is_judged_by_the_absolute_rule() {
         let rules = RunawayRules::default();
-        // Given two hours of history (under the 24 hours of warm-up) at 10 credits a pass
+        // Given two hours of history (under the 48 hours of warm-up) at 10 credits a pass
         let history = series(0, 24, |_| 1_000);
         // When the last hour (11 earlier passes and this one) burns 14,000 centicredits: warming up
         let calm = Interval { from: at(2 * HOUR), to: at(2 * HOUR + 300), centicredits: 3_000 };
