@@ -36,11 +36,11 @@
 //!   that run on some weekdays only.
 //!
 //! The `hour_of_day` and `hour_of_week` views leave out the last three hours, so they describe past
-//! days only (and never a runaway in progress). The baseline `B` is the `hour_of_day` level if it
-//! counts, else `recent`, raised to a peak view where that is higher; the evidence names the view. Its
-//! spread `σ` is the MAD (× 1.4826) of the same samples (none for a peak view). A floor keeps scenarios without a baseline from producing infinite ratios:
-//! `B` is at least `min_centicredits × 12 / factor` per hour, so a scenario that never burnt anything
-//! must burn `min_centicredits` per five minutes to be anomalous.
+//! days only. The baseline `B` is the `hour_of_day` level if it counts, else `recent`, raised to a peak
+//! view where that is higher; the evidence names the view. Its spread `σ` is the MAD (× 1.4826) of the
+//! same samples (none for a peak view). A floor keeps scenarios without a baseline from producing
+//! infinite ratios: `B` is at least `min_centicredits × 12 / factor` per hour, so a scenario that never
+//! burnt anything must burn `min_centicredits` per five minutes to be anomalous.
 //!
 //! # The rule
 //!
