@@ -534,8 +534,8 @@ fn main() {
     let (wall, cpu) = throughput(seeds.first().copied().unwrap_or(1), &rules, t0);
     let cpu = cpu.unwrap_or(wall);
     println!(
-        "\n| assess, 500 scenarios × 28 days of history (8,064 intervals each) | ms per pass, wall | ms per pass, CPU | \
-         scenarios/s (CPU) |"
+        "\n| assess, 500 scenarios × 28 days of history (8,064 intervals each) | ms per pass, wall | \
+         ms per pass, CPU | scenarios/s (CPU) |"
     );
     println!("|---|---|---|---|");
     println!("| one sync pass | {wall:.1} | {cpu:.1} | {:.0} |", 500.0 / cpu * 1000.0);
