@@ -21,6 +21,7 @@ pub mod clock;
 pub mod forecast;
 pub mod ids;
 pub mod period;
+pub mod runaway;
 pub mod scope_usage;
 pub mod threshold;
 pub mod usage;
