@@ -110,6 +110,8 @@ mod cases {
 
     /// A budget over ORG for March 2026 (the fake's month) whose 1 % threshold pauses non-critical scenarios
     /// in `mode`, synced by the admin so that its crossing created a plan: (budget id, plan id).
+    /// A budget whose crossing made a plan: `mode` "automatic", "requires_approval", or "delayed" (automatic,
+    /// an hour after the crossing: scheduled).
     async fn plan_budget(admin: &Client, n: usize, mode: &str) -> (Value, Value) {
         let b = call_ok(
             admin,
@@ -125,13 +127,13 @@ mod cases {
             json!({"budget_id": b["id"], "kind": "percent", "value": 1, "basis": "actual", "severity": "info"}),
         )
         .await;
-        call_ok(
-            admin,
-            "add_threshold_action",
-            json!({"threshold_id": t["id"], "kind": "pause_scenarios", "selector": {"kind": "non_critical"},
-                   "mode": mode}),
-        )
-        .await;
+        let mut action = json!({"threshold_id": t["id"], "kind": "pause_scenarios", "selector": {"kind": "non_critical"},
+                                "mode": mode});
+        if mode == "delayed" {
+            action["mode"] = json!("automatic");
+            action["delay_minutes"] = json!(60);
+        }
+        call_ok(admin, "add_threshold_action", action).await;
         call_ok(admin, "sync_usage", json!({"organization_id": ORG})).await;
         let plans = call_ok(admin, "list_actions", json!({"budget_id": b["id"]})).await;
         (b["id"].clone(), plans["plans"][0]["id"].clone())
@@ -208,6 +210,7 @@ mod cases {
                 json!({"plan_id": plan_budget(admin, n, "requires_approval").await.1, "reason": "RBAC matrix"})
             }
             "reverse_action" => json!({"plan_id": plan_budget(admin, n, "automatic").await.1, "reason": "RBAC matrix"}),
+            "cancel_action" => json!({"plan_id": plan_budget(admin, n, "delayed").await.1, "reason": "RBAC matrix"}),
             "add_webhook" => json!({"url": "http://127.0.0.1:9/hook", "secret": "matrix-secret-0123456789"}),
             "remove_webhook" => {
                 let w = call_ok(
@@ -260,6 +263,7 @@ mod cases {
             ("approve_action", Some(Permission::ExecuteAutomatedActions)),
             ("reject_action", Some(Permission::ExecuteAutomatedActions)),
             ("reverse_action", Some(Permission::ExecuteAutomatedActions)),
+            ("cancel_action", Some(Permission::ExecuteAutomatedActions)),
             ("add_webhook", Some(Permission::ThresholdManagement)),
             ("list_webhooks", Some(Permission::BudgetRead)),
             ("remove_webhook", Some(Permission::ThresholdManagement)),

@@ -47,7 +47,7 @@ bin="$target_dir/debug/make-budget-mcp"
 export MBM_DATABASE_URL="sqlite://$work/conformance.db"
 export MBM_LOG="warn"
 "$bin" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log" >&2; fail "migrate failed"; }
-"$bin" serve --transport http --no-auth --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.log" &
+"$bin" serve --transport http --no-auth --listen 127.0.0.1:0 --toolsets all >"$work/server.out" 2>"$work/server.log" &
 server_pid=$!
 url=""
 for _ in $(seq 1 100); do
