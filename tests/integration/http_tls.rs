@@ -1,7 +1,6 @@
 //! HTTPS: the real binary serving MCP over rustls with a certificate from a CA made in the test.
 //! Clients trust only that CA, so a handshake succeeds only if the server presents what it should.
 
-mod support;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::json;
-use support::*;
+use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};

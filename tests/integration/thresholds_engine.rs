@@ -2,8 +2,6 @@
 //! once, the cooldown is respected, a new period re-arms, forecast thresholds fire on the forecast and not
 //! the actual, and every crossing is audited.
 
-#[macro_use]
-mod support;
 
 use std::sync::Arc;
 
@@ -20,7 +18,7 @@ use make_budget_mcp::make::AuthKind;
 use make_budget_mcp::store::{
     ConnectionRecord, OrgRecord, OrgSync, ScenarioRecord, Store, StoreOptions, UsageRow, UsageSubject,
 };
-use support::*;
+use crate::support::*;
 
 on_both_stores!(crossings_follow_the_rule_over_time, forecast_thresholds_fire_on_the_forecast);
 

@@ -2,7 +2,6 @@
 //! the test (its JWKS served by a small axum server on loopback, its keys generated here), alongside
 //! API tokens; every refusal is a 401 whose `WWW-Authenticate` points MCP clients at the RFC 9728 metadata.
 
-mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use support::*;
+use crate::support::*;
 
 const ISSUER: &str = "https://idp.example.test/";
 const AUDIENCE: &str = "https://mcp.example.test/mcp";
