@@ -2,14 +2,13 @@
 //! local webhook receiver. Plans, four-eyes approval, pausing exactly the right scenarios, reversal,
 //! signed notifications, faults, a crash mid-plan, and two instances sharing one PostgreSQL.
 
-
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use sqlx::Row;
 use crate::support::fake_make::Fault;
 use crate::support::in_memory::LocalServer;
 use crate::support::*;
+use serde_json::{Value, json};
+use sqlx::Row;
 
 on_both_stores!(
     crossings_plan_approve_pause_and_reverse_exactly_the_right_scenarios,

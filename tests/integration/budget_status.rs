@@ -1,10 +1,9 @@
 //! Budget status, chart, history, forecast and thresholds through the real binary (HTTP, rmcp client),
 //! on usage synced from the fake Make, anchored to today's date (the server runs on the system clock).
 
-
+use crate::support::*;
 use base64::Engine as _;
 use serde_json::{Value, json};
-use crate::support::*;
 
 on_both_stores!(
     status_of_a_synced_budget,

@@ -1,7 +1,6 @@
 //! The command line as an operator uses it: tenants, tokens, migrations, audit verification, and the
 //! errors a misconfiguration produces.
 
-
 use crate::support::*;
 
 fn stderr(out: &std::process::Output) -> String {

@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::fake_make::*;
 use jiff::civil::date;
 use serde_json::Value;
-use crate::support::fake_make::*;
 
 const TOKEN: &str = "0b6d7d3a-8f39-4c55-9d63-6a3a0e2f7c11";
 const OAUTH: &str = "oauth-access-token";

@@ -2,12 +2,11 @@
 //! authentication), Prometheus metrics, request ids in JSON logs, request timeouts, read-only mode,
 //! graceful shutdown, and stateless mode with two instances serving one client.
 
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use crate::support::*;
+use serde_json::{Value, json};
 
 on_both_stores!(two_stateless_instances_serve_one_client_alternately);
 

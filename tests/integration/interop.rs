@@ -15,13 +15,12 @@
 //! local operator, they are two server processes on the same database with different
 //! `MBM_LOCAL_SUBJECT`/`MBM_LOCAL_ROLE`.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use crate::support::*;
+use serde_json::{Value, json};
 
 const HOOK_SECRET: &str = "whsec-interop-0123456789abcdef";
 /// How long one driver may take before it is stopped (a run takes a few seconds).

@@ -1,13 +1,12 @@
 //! The Make API client against the fake Make server: pagination, counter encodings, missing
 //! centicredits, and every retry path (429 with and without Retry-After, 5xx, timeouts, give-up).
 
-
 use std::time::{Duration, Instant};
 
+use crate::support::fake_make::{self, CounterStyle, FakeMake, Fault, OrgSpec, ScenarioSpec};
 use make_budget_mcp::crypto::SecretString;
 use make_budget_mcp::make::{self, MakeClient, MakeClientConfig, MakeError, MakeTarget, UsageOf};
 use make_budget_mcp::outbound::OutboundPolicy;
-use crate::support::fake_make::{self, CounterStyle, FakeMake, Fault, OrgSpec, ScenarioSpec};
 
 const TOKEN: &str = "6f1c5b9e-2d4a-4c3b-9e8f-7a6b5c4d3e2f";
 const ORG: i64 = 10;

@@ -2,13 +2,12 @@
 //! Connecting (validated, token sealed), syncing (progress, idempotency, interruption, cancellation),
 //! reading scenarios and usage, pausing/resuming in Make, and keeping the token secret throughout.
 
-
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, NumberOrString, ProgressToken, RequestMetaObject};
-use serde_json::{Value, json};
 use crate::support::fake_make::Fault;
 use crate::support::*;
+use rmcp::model::{CallToolRequestParams, NumberOrString, ProgressToken, RequestMetaObject};
+use serde_json::{Value, json};
 
 on_both_stores!(
     connect_validates_and_never_reveals_the_token,

@@ -9,13 +9,13 @@ use crate::support::in_process;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::support::fake_make::{AuthKind, FakeMake, OrgSpec};
+use crate::support::*;
 use jiff::{SignedDuration, Timestamp};
 use make_budget_mcp::domain::budget::BudgetDraft;
 use make_budget_mcp::domain::clock::VirtualClock;
 use make_budget_mcp::domain::{Budget, BudgetId, BudgetSpec, Clock, TenantId};
 use serde_json::{Value, json};
-use crate::support::fake_make::{AuthKind, FakeMake, OrgSpec};
-use crate::support::*;
 
 on_both_stores!(a_simulated_day_of_syncs_agrees_with_a_full_read);
 

@@ -2,10 +2,9 @@
 //! lifecycles (`initialize` and the stateless 2026-07-28 `server/discover`), on SQLite and PostgreSQL:
 //! authentication, the RBAC matrix, tenant isolation, request size limits and log secrecy.
 
-
+use crate::support::*;
 use make_budget_mcp::auth::{Permission, Role, TOOL_PERMISSIONS};
 use serde_json::{Value, json};
-use crate::support::*;
 
 on_both_stores!(
     crud_in_both_lifecycles,

@@ -4,9 +4,8 @@
 //! fields of parameterless tools, periods with stray dates, RFC 3339 offsets).
 #![allow(deprecated)] // resources/subscribe is legacy-only in MCP 2026-07-28 but still served.
 
-
-use serde_json::{Value, json};
 use crate::support::*;
+use serde_json::{Value, json};
 
 on_both_stores!(
     automatic_actions_act_only_with_the_rights_of_whoever_configured_them,

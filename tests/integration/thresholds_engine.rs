@@ -2,9 +2,9 @@
 //! once, the cooldown is respected, a new period re-arms, forecast thresholds fire on the forecast and not
 //! the actual, and every crossing is audited.
 
-
 use std::sync::Arc;
 
+use crate::support::*;
 use jiff::civil::{Date, date};
 use jiff::{SignedDuration, Timestamp};
 use make_budget_mcp::admin;
@@ -18,7 +18,6 @@ use make_budget_mcp::make::AuthKind;
 use make_budget_mcp::store::{
     ConnectionRecord, OrgRecord, OrgSync, ScenarioRecord, Store, StoreOptions, UsageRow, UsageSubject,
 };
-use crate::support::*;
 
 on_both_stores!(crossings_follow_the_rule_over_time, forecast_thresholds_fire_on_the_forecast);
 

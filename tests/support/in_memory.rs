@@ -72,7 +72,9 @@ impl LocalServer {
                 let _ = running.waiting().await;
             }
         });
-        ().serve_with_lifecycle(client_end, ClientLifecycleMode::Initialize).await.expect("connect in-memory MCP client")
+        ().serve_with_lifecycle(client_end, ClientLifecycleMode::Initialize)
+            .await
+            .expect("connect in-memory MCP client")
     }
 
     /// Close the store's connections.
