@@ -2,7 +2,8 @@
 # Run the official MCP conformance suite (@modelcontextprotocol/conformance, pinned in package-lock.json,
 # with the Node.js 22 it needs from the `node` npm package) against make-budget-mcp over streamable HTTP.
 #
-# Builds the binary (`cargo build --locked`, honouring CARGO_TARGET_DIR), starts it with --no-auth on a
+# Builds the binary as `cargo test` builds it (`cargo test --locked --no-run --test integration`, honouring
+# CARGO_TARGET_DIR; see step 2), starts it with --no-auth on a
 # free loopback port against a temporary SQLite database, runs every active server scenario, and compares
 # the outcome with expected-failures.yml (the suite's own baseline format; each entry says why it fails).
 # Exits non-zero on an unexpected failure or on an unexpected pass (a stale baseline entry). The server is
@@ -35,8 +36,11 @@ fail() { keep_log=1; echo "conformance: $*" >&2; exit 1; }
 node22="$here/node_modules/.bin/node"
 "$node22" --version | grep -q '^v22\.' || fail "node_modules/.bin/node is not Node.js 22"
 
-# 2. The server binary.
-(cd "$root" && cargo build --locked --quiet --bin make-budget-mcp) || fail "cargo build failed"
+# 2. The server binary, built as `cargo test` builds it for the integration tests: with the features the
+#    dev-dependencies add (tokio, rmcp, reqwest, uuid), so after `cargo test` this builds nothing. A plain
+#    `cargo build --bin` resolves those features without the dev-dependencies and compiles most of the
+#    dependency tree, the library and the binary a second time. The code served is the same.
+(cd "$root" && cargo test --locked --quiet --no-run --test integration) || fail "cargo build failed"
 target_dir="${CARGO_TARGET_DIR:-$(cd "$root" && cargo metadata --format-version 1 --no-deps \
     | "$node22" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')}"
 case "$target_dir" in /*) ;; *) target_dir="$root/$target_dir" ;; esac

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the interop suite's clients (tests/interop.rs runs them): the official MCP Python SDK into
+# Install the interop suite's clients (tests/integration/interop.rs runs them): the official MCP Python SDK into
 # python/.venv (exact versions in python/requirements.txt) and the official MCP TypeScript SDK into
 # typescript/node_modules (exact versions in typescript/package-lock.json). Idempotent and quick when done:
 # each step is skipped while its lock file is unchanged since the last install. Exits non-zero, saying

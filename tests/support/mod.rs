@@ -7,9 +7,12 @@
 #![allow(dead_code)]
 
 pub mod fake_make;
+pub mod in_memory;
+pub mod in_process;
 
 /// Run each listed `cases::NAME(db: TestDb)` against a fresh SQLite file and a fresh PostgreSQL
-/// database (skipped, visibly, without `DATABASE_URL`). Use with `#[macro_use] mod support;`.
+/// database (skipped, visibly, without `DATABASE_URL`). Invoked in a test module that has a `cases` module
+/// (`tests/integration/main.rs` declares `support` first, with `#[macro_use]`).
 #[allow(unused_macros)]
 macro_rules! on_both_stores {
     ($($case:ident),* $(,)?) => {
@@ -17,7 +20,7 @@ macro_rules! on_both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    crate::cases::$case(crate::support::sqlite_db()).await;
+                    super::cases::$case(crate::support::sqlite_db()).await;
                 }
             )*
         }
@@ -27,7 +30,7 @@ macro_rules! on_both_stores {
                 async fn $case() {
                     let test = concat!(module_path!(), "::", stringify!($case));
                     let Some(db) = crate::support::postgres_db(test).await else { return };
-                    crate::cases::$case(db).await;
+                    super::cases::$case(db).await;
                 }
             )*
         }
@@ -910,6 +913,16 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("timed out after {secs} s waiting for {what}");
+}
+
+/// Poll `check` every 20 ms until it is true or `secs` pass, without failing: the caller's assertions then
+/// say what is wrong. For waits on something another task or process finishes (a delayed answer of the
+/// fake Make) instead of sleeping for as long as it might take.
+pub async fn settle(secs: u64, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !check() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// An MCP client that supports form elicitation and answers every confirmation with `confirm`, recording

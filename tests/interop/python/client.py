@@ -4,7 +4,7 @@ make-budget-mcp binary, over stdio or streamable HTTP.
 
     client.py CONFIG.json
 
-tests/interop.rs writes CONFIG (see `Config` there) and runs this with the venv's interpreter. The driver
+tests/integration/interop.rs writes CONFIG (see `Config` there) and runs this with the venv's interpreter. The driver
 lists the tools, calls every one of them with valid arguments in a workflow order (connect Make, sync,
 budgets, thresholds, webhooks, pause plans with four-eyes approval, ad-hoc pause/resume, audit, clean-up),
 reads the resources and prompts, and prints one line per step. Every tool result goes through the SDK's

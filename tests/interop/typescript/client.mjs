@@ -4,7 +4,7 @@
 //
 //     node client.mjs CONFIG.json
 //
-// tests/interop.rs writes CONFIG (see `Config` there). The driver lists the tools, calls every one of them
+// tests/integration/interop.rs writes CONFIG (see `Config` there). The driver lists the tools, calls every one of them
 // with valid arguments in a workflow order (connect Make, sync, budgets, thresholds, webhooks, pause plans
 // with four-eyes approval, ad-hoc pause/resume, audit, clean-up), reads the resources and prompts, and
 // prints one line per step. Every tool result goes through the SDK's own output-schema validation

@@ -1,13 +1,11 @@
 //! The real binary over stdio, as Claude Desktop runs it, driven by rmcp's client: both lifecycles, the
 //! tool catalogue an agent sees, the local operator principal, bad input, and stdout purity.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn budget_lifecycle_over_stdio_in_both_lifecycles() {

@@ -1,14 +1,12 @@
 //! The Make API client against the fake Make server: pagination, counter encodings, missing
 //! centicredits, and every retry path (429 with and without Retry-After, 5xx, timeouts, give-up).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::fake_make::{self, CounterStyle, FakeMake, Fault, OrgSpec, ScenarioSpec};
 use make_budget_mcp::crypto::SecretString;
 use make_budget_mcp::make::{self, MakeClient, MakeClientConfig, MakeError, MakeTarget, UsageOf};
 use make_budget_mcp::outbound::OutboundPolicy;
-use support::fake_make::{self, CounterStyle, FakeMake, Fault, OrgSpec, ScenarioSpec};
 
 const TOKEN: &str = "6f1c5b9e-2d4a-4c3b-9e8f-7a6b5c4d3e2f";
 const ORG: i64 = 10;
@@ -184,7 +182,7 @@ async fn a_timeout_then_success() {
     assert_eq!(org.id, ORG);
     assert!(started.elapsed() >= Duration::from_millis(300));
     // The fake records the slow request when it finally answers it.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    crate::support::settle(10, || fake.requests().len() >= 2).await;
     let statuses: Vec<u16> = fake.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses.len(), 2, "one timed-out attempt, one retry: {statuses:?}");
 }

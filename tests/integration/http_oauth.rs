@@ -2,18 +2,16 @@
 //! the test (its JWKS served by a small axum server on loopback, its keys generated here), alongside
 //! API tokens; every refusal is a 401 whose `WWW-Authenticate` points MCP clients at the RFC 9728 metadata.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::support::*;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use support::*;
 
 const ISSUER: &str = "https://idp.example.test/";
 const AUDIENCE: &str = "https://mcp.example.test/mcp";

@@ -4,9 +4,6 @@
 //! case runs on a fresh copy and must be detected at the right sequence number; the untouched chain must
 //! not raise a false alarm.
 
-#[macro_use]
-mod support;
-
 mod cases {
     use make_budget_mcp::admin;
     use make_budget_mcp::audit::{AuditRecord, BreakKind};

@@ -2,9 +2,6 @@
 //! pages, verify the chain, and sign a checkpoint whose signature checks out with the published public
 //! key. Also: the server signs checkpoints on its own, by record count and by timer.
 
-#[macro_use]
-mod support;
-
 mod cases {
     use std::collections::HashSet;
 

@@ -1,9 +1,7 @@
 //! The command line as an operator uses it: tenants, tokens, migrations, audit verification, and the
 //! errors a misconfiguration produces.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

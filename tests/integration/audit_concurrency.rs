@@ -2,10 +2,8 @@
 //! come out valid and gapless. On PostgreSQL this is the multi-instance deployment; on SQLite it shows
 //! two processes sharing one file (WAL, `BEGIN IMMEDIATE`) behave too.
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 const SERVERS: usize = 2;
 const CLIENTS_PER_SERVER: usize = 16;

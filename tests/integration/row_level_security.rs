@@ -6,17 +6,15 @@
 //! store_conformance.rs runs most of the store conformance suite as such a role as well
 //! (`postgres_app_role`).
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::*;
 use make_budget_mcp::admin;
 use make_budget_mcp::auth::Role;
 use make_budget_mcp::domain::{Budget, BudgetId, BudgetSpec, TenantId};
 use make_budget_mcp::store::Store;
 use serde_json::json;
 use sqlx::{AnyConnection, Connection, Row};
-use support::*;
 
 /// Every table of the database with a `tenant_id` column, by the catalogue (not by a list that could go
 /// stale with a new migration).

@@ -4,11 +4,8 @@
 //! fields of parameterless tools, periods with stray dates, RFC 3339 offsets).
 #![allow(deprecated)] // resources/subscribe is legacy-only in MCP 2026-07-28 but still served.
 
-#[macro_use]
-mod support;
-
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 on_both_stores!(
     automatic_actions_act_only_with_the_rights_of_whoever_configured_them,
@@ -209,7 +206,7 @@ struct Team {
     operator_token_id: String,
 }
 
-async fn team(db: &TestDb, fake: &support::fake_make::FakeMake) -> Team {
+async fn team(db: &TestDb, fake: &crate::support::fake_make::FakeMake) -> Team {
     let tenant = create_tenant(&db.url, "acme");
     let admin_token = issue_token(&db.url, &tenant, "admin", "root");
     let manager_token = issue_token(&db.url, &tenant, "manager", "mia");
@@ -251,7 +248,7 @@ fn pause(threshold: &Value, mode: &str) -> Value {
            "mode": mode})
 }
 
-fn stops(fake: &support::fake_make::FakeMake) -> usize {
+fn stops(fake: &crate::support::fake_make::FakeMake) -> usize {
     fake.requests().iter().filter(|r| r.method == "POST" && r.path.ends_with("/stop")).count()
 }
 

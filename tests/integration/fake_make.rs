@@ -1,11 +1,10 @@
 //! Tests of the SIMULATED Make API itself (`tests/support/fake_make.rs`), so that the client's tests can trust it.
-mod support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::fake_make::*;
 use jiff::civil::date;
 use serde_json::Value;
-use support::fake_make::*;
 
 const TOKEN: &str = "0b6d7d3a-8f39-4c55-9d63-6a3a0e2f7c11";
 const OAUTH: &str = "oauth-access-token";
@@ -465,7 +464,7 @@ async fn delay_fault_answers_normally_after_the_delay() {
         .await
         .unwrap_err();
     assert!(err.is_timeout());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    crate::support::settle(10, || !fake.requests().is_empty()).await;
     let recorded = fake.requests();
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0].status, 200);

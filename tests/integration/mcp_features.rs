@@ -2,13 +2,11 @@
 //! real binary over streamable HTTP (bearer tokens, and `--no-auth` on loopback) and over stdio.
 #![allow(deprecated)] // logging and resources/subscribe are deprecated in MCP 2026-07-28 but still served.
 
-#[macro_use]
-mod support;
-
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use rmcp::model::{
     LoggingLevel, LoggingMessageNotificationParam, ReadResourceRequestParams, ResourceContents,
     ResourceUpdatedNotificationParam, SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams,
@@ -18,7 +16,6 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ErrorData, RoleClient, ServiceError};
 use serde_json::{Value, json};
-use support::*;
 
 /// A client that records resource-updated and log notifications.
 #[derive(Clone, Default)]

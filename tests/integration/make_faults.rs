@@ -3,14 +3,11 @@
 //! responses without their envelope key, errors with suberrors and non-JSON bodies, private spaces, yearly
 //! plans, extra operations, token scopes and zones. On both stores wherever something is written.
 
-#[macro_use]
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::fake_make::{Fault, OrgSpec, ScenarioSpec};
+use crate::support::*;
 use serde_json::{Value, json};
-use support::fake_make::{Fault, OrgSpec, ScenarioSpec};
-use support::*;
 
 on_both_stores!(
     a_429_is_waited_out_and_never_fails_the_organization,

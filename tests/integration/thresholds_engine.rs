@@ -2,11 +2,9 @@
 //! once, the cooldown is respected, a new period re-arms, forecast thresholds fire on the forecast and not
 //! the actual, and every crossing is audited.
 
-#[macro_use]
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::*;
 use jiff::civil::{Date, date};
 use jiff::{SignedDuration, Timestamp};
 use make_budget_mcp::admin;
@@ -22,7 +20,6 @@ use make_budget_mcp::make::AuthKind;
 use make_budget_mcp::store::{
     ConnectionRecord, OrgRecord, OrgSync, ScenarioRecord, Store, StoreOptions, UsageRow, UsageSubject, WebhookRecord,
 };
-use support::*;
 
 on_both_stores!(
     crossings_follow_the_rule_over_time,

@@ -4,21 +4,18 @@
 //!   answers as a full read of every scenario (what the sync did before);
 //! - two instances on one PostgreSQL database together stay within the API share in every minute.
 
-#[macro_use]
-mod support;
-#[path = "support/in_process.rs"]
-mod in_process;
+use crate::support::in_process;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::support::fake_make::{AuthKind, FakeMake, OrgSpec};
+use crate::support::*;
 use jiff::{SignedDuration, Timestamp};
 use make_budget_mcp::domain::budget::BudgetDraft;
 use make_budget_mcp::domain::clock::VirtualClock;
 use make_budget_mcp::domain::{Budget, BudgetId, BudgetSpec, Clock, TenantId};
 use serde_json::{Value, json};
-use support::fake_make::{AuthKind, FakeMake, OrgSpec};
-use support::*;
 
 on_both_stores!(a_simulated_day_of_syncs_agrees_with_a_full_read);
 

@@ -1,12 +1,9 @@
 //! Budget status, chart, history, forecast and thresholds through the real binary (HTTP, rmcp client),
 //! on usage synced from the fake Make, anchored to today's date (the server runs on the system clock).
 
-#[macro_use]
-mod support;
-
+use crate::support::*;
 use base64::Engine as _;
 use serde_json::{Value, json};
-use support::*;
 
 on_both_stores!(
     status_of_a_synced_budget,
@@ -23,7 +20,7 @@ fn org_scenarios_spend(days: &[usize]) -> i64 {
     [501, 502, 503, 505].iter().map(|s| days.iter().map(|i| centicredits_on(*s, *i) as i64).sum::<i64>()).sum()
 }
 
-async fn session(db: &TestDb) -> (HttpServer, Client, support::fake_make::FakeMake) {
+async fn session(db: &TestDb) -> (HttpServer, Client, crate::support::fake_make::FakeMake) {
     let fake = seeded_fake_at(utc_today()).await;
     let tenant = create_tenant(&db.url, "acme");
     let token = issue_token(&db.url, &tenant, "admin", "alice");

@@ -2,15 +2,12 @@
 //! Connecting (validated, token sealed), syncing (progress, idempotency, interruption, cancellation),
 //! reading scenarios and usage, pausing/resuming in Make, and keeping the token secret throughout.
 
-#[macro_use]
-mod support;
-
 use std::time::Duration;
 
+use crate::support::fake_make::Fault;
+use crate::support::*;
 use rmcp::model::{CallToolRequestParams, NumberOrString, ProgressToken, RequestMetaObject};
 use serde_json::{Value, json};
-use support::fake_make::Fault;
-use support::*;
 
 on_both_stores!(
     connect_validates_and_never_reveals_the_token,
@@ -489,10 +486,11 @@ async fn a_cancelled_sync_writes_nothing_and_stops_calling_make() {
     let (_server, admin, _) = admin_session(&db, "acme", &[]).await;
     call_ok(&admin, "connect_make", connect_args(&fake, &[ORG])).await;
     // Scenario histories are read highest consumer first: 503 is the first, 502 comes later.
-    fake.inject("/api/v2/scenarios/503/usage", Fault::Delay(Duration::from_secs(3)), 1);
+    fake.inject("/api/v2/scenarios/503/usage", Fault::Delay(Duration::from_millis(1_500)), 1);
     let call = admin.call_tool(CallToolRequestParams::new("sync_usage").with_arguments(Default::default()));
     assert!(tokio::time::timeout(Duration::from_millis(700), call).await.is_err(), "the sync was still running");
-    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    // The fake records the slow request when it finally answers it.
+    settle(10, || fake.requests().iter().any(|r| r.path == "/api/v2/scenarios/503/usage")).await;
     let seen = fake.requests().len();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(fake.requests().len(), seen, "no Make calls after cancellation");

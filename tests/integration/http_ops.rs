@@ -2,14 +2,11 @@
 //! authentication), Prometheus metrics, request ids in JSON logs, request timeouts, read-only mode,
 //! graceful shutdown, and stateless mode with two instances serving one client.
 
-#[macro_use]
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 on_both_stores!(two_stateless_instances_serve_one_client_alternately);
 
@@ -233,7 +230,7 @@ async fn graceful_shutdown_completes_an_in_flight_call_and_make_calls_are_measur
     assert!(m[r#"mbm_make_api_requests_total{outcome="ok"}"#] >= 1.0, "connect_make called Make");
 
     fake.clear_requests();
-    fake.inject("/", support::fake_make::Fault::Delay(Duration::from_secs(2)), 1);
+    fake.inject("/", crate::support::fake_make::Fault::Delay(Duration::from_secs(2)), 1);
     let peer = client.peer().clone();
     let in_flight = tokio::spawn(async move { call(&peer, "sync_usage", json!({})).await });
     // Wait until the call is inside Make's (delayed) answer, then ask the server to stop.

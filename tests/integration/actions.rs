@@ -2,15 +2,13 @@
 //! local webhook receiver. Plans, four-eyes approval, pausing exactly the right scenarios, reversal,
 //! signed notifications, faults, a crash mid-plan, and two instances sharing one PostgreSQL.
 
-#[macro_use]
-mod support;
-
 use std::time::Duration;
 
+use crate::support::fake_make::Fault;
+use crate::support::in_memory::LocalServer;
+use crate::support::*;
 use serde_json::{Value, json};
 use sqlx::Row;
-use support::fake_make::Fault;
-use support::*;
 
 on_both_stores!(
     crossings_plan_approve_pause_and_reverse_exactly_the_right_scenarios,
@@ -53,7 +51,7 @@ struct Session {
 }
 
 /// A tenant with an admin (alice) and an operator (bob), Make connected and synced once.
-async fn session(db: &TestDb, fake: &support::fake_make::FakeMake, env: &[(&str, &str)]) -> Session {
+async fn session(db: &TestDb, fake: &crate::support::fake_make::FakeMake, env: &[(&str, &str)]) -> Session {
     let tenant = create_tenant(&db.url, "acme");
     let alice_token = issue_token(&db.url, &tenant, "admin", "alice");
     let bob_token = issue_token(&db.url, &tenant, "operator", "bob");
@@ -62,6 +60,29 @@ async fn session(db: &TestDb, fake: &support::fake_make::FakeMake, env: &[(&str,
     let bob = http_client(&server.mcp_url, &bob_token, Lifecycle::Initialize).await;
     call_ok(&alice, "connect_make", connect_args(fake, &[ORG])).await;
     Session { server, alice, bob }
+}
+
+struct LocalSession {
+    server: LocalServer,
+    alice: Client,
+    bob: Client,
+}
+
+/// [`session`] with the server in this process on a manual clock (`support::in_memory`), configured as
+/// the binary is plus `set`.
+async fn local_session(
+    db: &TestDb,
+    fake: &crate::support::fake_make::FakeMake,
+    set: impl FnOnce(&mut make_budget_mcp::config::Overrides),
+) -> LocalSession {
+    let tenant = create_tenant(&db.url, "acme");
+    let alice_token = issue_token(&db.url, &tenant, "admin", "alice");
+    let bob_token = issue_token(&db.url, &tenant, "operator", "bob");
+    let server = LocalServer::start_with(&db.url, set).await;
+    let alice = server.client(&alice_token).await;
+    let bob = server.client(&bob_token).await;
+    call_ok(&alice, "connect_make", connect_args(fake, &[ORG])).await;
+    LocalSession { server, alice, bob }
 }
 
 /// A budget on ORG with a 100 % actual threshold that pauses non-critical scenarios after approval.
@@ -456,7 +477,8 @@ mod cases {
         let today = utc_today();
         let fake = seeded_fake_at(today).await;
         let hook = WebhookReceiver::start(HOOK_SECRET).await;
-        let s = session(&db, &fake, &[("MBM_APPROVAL_TTL_MINUTES", "1")]).await;
+        // The server in this process, on a clock the test moves: the window closes without waiting for it.
+        let s = local_session(&db, &fake, |o| o.approval_ttl_minutes = Some(1)).await;
         call_ok(&s.alice, "add_webhook", json!({"url": hook.url, "secret": HOOK_SECRET})).await;
         call_ok(&s.alice, "sync_usage", json!({})).await;
         let spent = month_to_date_centi(today) / 100;
@@ -467,7 +489,7 @@ mod cases {
         let expires: jiff::Timestamp = plan["expires_at"].as_str().unwrap().parse().unwrap();
         assert_eq!(expires.duration_since(requested), jiff::SignedDuration::from_mins(1));
 
-        tokio::time::sleep(Duration::from_secs(61)).await;
+        s.server.clock.advance(jiff::SignedDuration::from_secs(61));
         let e = call_err(&s.bob, "approve_action", json!({"plan_id": plan["id"]})).await;
         assert!(e.starts_with("conflict:") && e.contains("expired"), "{e}");
         let after = only_plan(&s.alice).await;
@@ -543,8 +565,10 @@ mod cases {
     }
 }
 
-/// Two server processes on one PostgreSQL database, each evaluating every second for a minute: every
-/// crossing yields one plan and one notification, and every scenario is stopped once.
+/// Two server processes on one PostgreSQL database, each evaluating every second: every crossing yields
+/// one plan and one notification, and every scenario is stopped once. The test waits for each outcome,
+/// then for [`PASSES_AFTER`] more passes of both instances, in which a second plan, notification or stop
+/// would have happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_postgres_act_once() {
     let Some(db) = postgres_db("actions::two_instances_on_one_postgres_act_once").await else { return };
@@ -554,6 +578,8 @@ async fn two_instances_on_one_postgres_act_once() {
     let tenant = create_tenant(&db.url, "acme");
     let token = issue_token(&db.url, &tenant, "admin", "alice");
     let env = [
+        // Each evaluator pass logs a line at DEBUG: the test counts them.
+        ("MBM_LOG", "info,make_budget_mcp::engine::evaluator=debug"),
         ("MBM_EVALUATE_INTERVAL_SECS", "1"),
         ("MBM_LEASE_SECS", "5"),
         ("MBM_WEBHOOK_RETRY_BASE_MS", "200"),
@@ -590,9 +616,14 @@ async fn two_instances_on_one_postgres_act_once() {
     .await;
     call_ok(&alice, "add_threshold_action", json!({"threshold_id": t_abs["id"], "kind": "notify"})).await;
 
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    wait_until(60, "the first crossing's plan executed and notified", || async {
+        !hook.of_type("plan_executed").is_empty() && !hook.of_type("threshold_crossed").is_empty()
+    })
+    .await;
+    more_passes_of_both(&one, &two).await;
     fake.set_usage(502, today, 50_000, 500);
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    wait_until(60, "the second crossing notified", || async { hook.of_type("threshold_crossed").len() >= 2 }).await;
+    more_passes_of_both(&one, &two).await;
 
     let store = open_store(&db.url).await;
     assert_eq!(count(&store, "threshold_events", "").await, 2, "two crossings, each recorded once");
@@ -612,4 +643,21 @@ async fn two_instances_on_one_postgres_act_once() {
     store.close().await;
     one.stop().await;
     two.stop().await;
+}
+
+/// Evaluator passes each instance runs after an outcome before the test checks it happened only once.
+const PASSES_AFTER: usize = 4;
+
+/// The evaluator passes `server` has logged so far.
+fn passes(server: &HttpServer) -> usize {
+    server.logs().matches("evaluation pass done").count()
+}
+
+/// Wait until both instances have run [`PASSES_AFTER`] more evaluator passes.
+async fn more_passes_of_both(one: &HttpServer, two: &HttpServer) {
+    let (a, b) = (passes(one), passes(two));
+    wait_until(60, "more evaluator passes of both instances", || async {
+        passes(one) >= a + PASSES_AFTER && passes(two) >= b + PASSES_AFTER
+    })
+    .await;
 }

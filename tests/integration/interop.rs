@@ -15,15 +15,12 @@
 //! local operator, they are two server processes on the same database with different
 //! `MBM_LOCAL_SUBJECT`/`MBM_LOCAL_ROLE`.
 
-#[macro_use]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 const HOOK_SECRET: &str = "whsec-interop-0123456789abcdef";
 /// How long one driver may take before it is stopped (a run takes a few seconds).
@@ -104,7 +101,7 @@ const SERVER_ENV: [(&str, &str); 3] = [
     ("MBM_EVALUATE_INTERVAL_SECS", "0"),
 ];
 
-/// The environment of a stdio server, as `support::stdio_command` sets it, for `subject` with `role`.
+/// The environment of a stdio server, as `crate::support::stdio_command` sets it, for `subject` with `role`.
 fn stdio_principal(db_url: &str, subject: &str, role: &str, log: &Path) -> Value {
     let mut env = serde_json::Map::new();
     let mut set = |k: &str, v: &str| {

@@ -1,15 +1,13 @@
 //! The store conformance suite: every case runs against SQLite and against PostgreSQL, so the two
 //! backends behave identically for everything the server relies on.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::*;
 use make_budget_mcp::admin;
 use make_budget_mcp::auth::Role;
 use make_budget_mcp::domain::{Budget, BudgetId, BudgetPatch, BudgetSpec, TenantId};
 use make_budget_mcp::store::{Attempt, BudgetFilter, Store, StoreError};
-use support::*;
 
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {

@@ -4,12 +4,9 @@
 //! by a server restarted without the allowance: the name is judged by what it resolves to when the
 //! connection is made, and the refusal is recorded as a failed delivery.
 
-#[macro_use]
-mod support;
-
+use crate::support::*;
 use serde_json::{Value, json};
 use sqlx::Row;
-use support::*;
 
 on_both_stores!(
     internal_webhook_urls_and_make_zones_are_refused_and_nothing_is_written,

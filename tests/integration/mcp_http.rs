@@ -2,12 +2,9 @@
 //! lifecycles (`initialize` and the stateless 2026-07-28 `server/discover`), on SQLite and PostgreSQL:
 //! authentication, the RBAC matrix, tenant isolation, request size limits and log secrecy.
 
-#[macro_use]
-mod support;
-
+use crate::support::*;
 use make_budget_mcp::auth::{Permission, Role, TOOL_PERMISSIONS};
 use serde_json::{Value, json};
-use support::*;
 
 on_both_stores!(
     crud_in_both_lifecycles,
@@ -96,7 +93,7 @@ mod cases {
     }
 
     /// The connection covering ORG2, connecting it first if needed (as admin).
-    async fn org2_connection(admin: &Client, fake: &support::fake_make::FakeMake) -> String {
+    async fn org2_connection(admin: &Client, fake: &crate::support::fake_make::FakeMake) -> String {
         let conns = call_ok(admin, "list_make_connections", json!({})).await;
         let existing =
             conns["connections"].as_array().unwrap().iter().find(|c| c["organizations"][0]["organization_id"] == ORG2);
@@ -140,7 +137,7 @@ mod cases {
     }
 
     /// Arguments that would succeed for `tool`, preparing what it needs as admin.
-    async fn valid_args(tool: &str, admin: &Client, fake: &support::fake_make::FakeMake, n: usize) -> Value {
+    async fn valid_args(tool: &str, admin: &Client, fake: &crate::support::fake_make::FakeMake, n: usize) -> Value {
         let target = || async { call_ok(admin, "create_budget", budget_args(&format!("target {n}"))).await };
         match tool {
             "whoami" | "list_budgets" | "list_make_connections" | "list_scenarios" => json!({}),
