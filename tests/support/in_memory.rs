@@ -44,6 +44,8 @@ impl LocalServer {
             automated_actions_per_hour: Some(0),
             failed_auths_per_minute: Some(0),
             denied_audits_per_hour: Some(0),
+            // ALL_TOOLSETS
+            toolsets: Some(vec!["all".into()]),
             ..Default::default()
         };
         set(&mut overrides);
@@ -54,7 +56,7 @@ impl LocalServer {
         let audit_keys = config.audit.signing_key.load().expect("audit signing key").map(Arc::new);
         let store = store.with_audit_keys(audit_keys, config.audit.checkpoint_every_records);
         let app = Arc::new(App::build(store, &config).await.expect("app"));
-        let tools = Arc::new(BudgetServer::router_for(app.policy.read_only));
+        let tools = Arc::new(BudgetServer::router_for(&app.tools));
         LocalServer { app, clock, tools }
     }
 

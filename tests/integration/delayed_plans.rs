@@ -3,13 +3,11 @@
 //! runs) and waits; cancelled inside the delay nothing is paused and the cancel is audited with its
 //! reason; not cancelled it runs once after the delay, also when the server restarts in between.
 
-#[macro_use]
-mod support;
-#[path = "support/in_process.rs"]
-mod in_process;
-
 use std::sync::Arc;
 
+use crate::support::fake_make::{AuthKind, FakeMake, OrgSpec, ScenarioSpec};
+use crate::support::in_process;
+use crate::support::*;
 use jiff::{SignedDuration, Timestamp};
 use make_budget_mcp::auth::{Principal, Role, Transport};
 use make_budget_mcp::domain::action::{ActionDraft, ActionKind, Mode, Selector, SelectorKind};
@@ -21,8 +19,6 @@ use make_budget_mcp::engine::evaluator::{UsageSource, run_once};
 use make_budget_mcp::engine::webhooks::NewWebhook;
 use make_budget_mcp::engine::{Caller, actions, budgets, threshold_actions, thresholds, webhooks};
 use serde_json::json;
-use support::fake_make::{AuthKind, FakeMake, OrgSpec, ScenarioSpec};
-use support::*;
 
 on_both_stores!(a_cancelled_delayed_plan_pauses_nothing, a_delayed_plan_runs_once_after_its_delay_across_a_restart);
 
