@@ -6,6 +6,7 @@
 //! which case they fail.
 #![allow(dead_code)]
 
+pub mod channels;
 pub mod fake_make;
 
 /// Run each listed `cases::NAME(db: TestDb)` against a fresh SQLite file and a fresh PostgreSQL
