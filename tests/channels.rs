@@ -29,14 +29,18 @@ fn org_budget(limit: i64) -> Value {
 /// The whole audit log as text, every column.
 async fn audit_text(db: &TestDb) -> String {
     let store = open_store(&db.url).await;
-    let rows = sqlx::query("SELECT action, target, reason, before_state, after_state FROM audit_log ORDER BY tenant_id, seq")
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
+    let rows =
+        sqlx::query("SELECT action, target, reason, before_state, after_state FROM audit_log ORDER BY tenant_id, seq")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
     store.close().await;
     rows.iter()
         .map(|r| {
-            (0..5).map(|i| r.try_get::<Option<String>, _>(i).unwrap().unwrap_or_default()).collect::<Vec<_>>().join(" | ")
+            (0..5)
+                .map(|i| r.try_get::<Option<String>, _>(i).unwrap().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(" | ")
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -98,8 +102,9 @@ mod cases {
         let smtp = SmtpReceiver::start(false).await;
         let (server, alice) = session(&db, &fake).await;
 
-        let s = call_ok(&alice, "add_webhook", json!({"kind": "slack", "url": slack.url(SLACK_SECRET), "label": "ops"}))
-            .await;
+        let s =
+            call_ok(&alice, "add_webhook", json!({"kind": "slack", "url": slack.url(SLACK_SECRET), "label": "ops"}))
+                .await;
         let filtered = call_ok(
             &alice,
             "add_webhook",
@@ -131,9 +136,18 @@ mod cases {
             (json!({"kind": "email", "url": slack.url("x")}), "`url`"),
             (json!({"kind": "email"}), "`smtp`"),
             (json!({"kind": "email", "smtp": {"host": "10.0.0.1", "from": "a@b.c", "to": ["d@e.f"]}}), "`smtp.host`"),
-            (json!({"kind": "email", "smtp": {"host": "smtp.example.com", "tls": "none", "from": "a@b.c", "to": ["d@e.f"]}}), "`smtp.host`"),
-            (json!({"kind": "email", "smtp": {"host": "smtp.example.com", "from": "a@b.c", "to": ["x"]}}), "`smtp.to[0]`"),
-            (json!({"kind": "email", "smtp": {"host": "smtp.example.com", "from": "a@b.c", "to": ["d@e.f"], "username": "u"}}), "`secret`"),
+            (
+                json!({"kind": "email", "smtp": {"host": "smtp.example.com", "tls": "none", "from": "a@b.c", "to": ["d@e.f"]}}),
+                "`smtp.host`",
+            ),
+            (
+                json!({"kind": "email", "smtp": {"host": "smtp.example.com", "from": "a@b.c", "to": ["x"]}}),
+                "`smtp.to[0]`",
+            ),
+            (
+                json!({"kind": "email", "smtp": {"host": "smtp.example.com", "from": "a@b.c", "to": ["d@e.f"], "username": "u"}}),
+                "`secret`",
+            ),
             (json!({"kind": "slack", "url": slack.url("x"), "events": ["no_such_event"]}), "events"),
         ] {
             let err = call_err(&alice, "add_webhook", args.clone()).await;
@@ -172,7 +186,8 @@ mod cases {
         };
         let main = to(SLACK_SECRET);
         assert_eq!(main.len(), 3, "{main:#?}");
-        let crossing = main.iter().find(|m| m["blocks"][0]["text"]["text"] == "Threshold crossed: Acme monthly").unwrap();
+        let crossing =
+            main.iter().find(|m| m["blocks"][0]["text"]["text"] == "Threshold crossed: Acme monthly").unwrap();
         let all = crossing.to_string();
         assert!(all.contains("*Severity*\\ncritical") && all.contains("*Value*\\n"), "{all}");
         let only = to(FILTERED_SECRET);
@@ -287,8 +302,12 @@ mod cases {
             .unwrap()
             .try_get("error")
             .unwrap();
-        let status: Option<i64> =
-            sqlx::query("SELECT status FROM notification_attempts WHERE attempt = 1").fetch_one(store.pool()).await.unwrap().try_get("status").unwrap();
+        let status: Option<i64> = sqlx::query("SELECT status FROM notification_attempts WHERE attempt = 1")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+            .try_get("status")
+            .unwrap();
         store.close().await;
         assert_eq!(status, Some(451));
         assert!(first.unwrap().contains("try again later"));

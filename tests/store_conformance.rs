@@ -110,8 +110,8 @@ mod cases {
     use super::*;
     use make_budget_mcp::crypto::Sealed;
     use make_budget_mcp::domain::action::{ItemStatus, Mode, PlanState, Selector, SelectorKind};
-    use make_budget_mcp::store::{ItemRecord, PlanFilter, PlanRecord, WebhookRecord};
     use make_budget_mcp::domain::channel::{ChannelKind, EventType};
+    use make_budget_mcp::store::{ItemRecord, PlanFilter, PlanRecord, WebhookRecord};
 
     pub async fn leases_are_exclusive_until_they_expire(store: Store) {
         let (t0, t1, t2) =

@@ -151,7 +151,10 @@ pub fn check_address(field: &str, a: &str) -> Result<String, ValidationError> {
         || a.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"'))
         || !matches!(a.split_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains('@'));
     if bad {
-        return Err(ValidationError::new(field, "must be an email address like alerts@example.com (at most 254 characters)"));
+        return Err(ValidationError::new(
+            field,
+            "must be an email address like alerts@example.com (at most 254 characters)",
+        ));
     }
     Ok(a.to_owned())
 }
@@ -161,9 +164,8 @@ pub fn check_host(h: &str) -> Result<String, ValidationError> {
     let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
     let ok_name = !h.is_empty()
         && h.len() <= MAX_HOST_CHARS
-        && h.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
+        && h.split('.')
+            .all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
     if ok_name || h.parse::<std::net::IpAddr>().is_ok() {
         Ok(h)
     } else {

@@ -56,9 +56,18 @@ fn not_sent(error: String) -> AttemptResult {
 }
 
 /// One attempt in the channel's format, with its sealed value opened.
-async fn attempt(app: &App, channel: &WebhookRecord, secret: &[u8], n: &NotificationRecord, now_unix: i64) -> AttemptResult {
+async fn attempt(
+    app: &App,
+    channel: &WebhookRecord,
+    secret: &[u8],
+    n: &NotificationRecord,
+    now_unix: i64,
+) -> AttemptResult {
     if channel.kind == ChannelKind::Webhook {
-        return app.webhooks.deliver(&channel.url, secret, &n.event_type, &n.event_id, n.body.as_bytes(), now_unix).await;
+        return app
+            .webhooks
+            .deliver(&channel.url, secret, &n.event_type, &n.event_id, n.body.as_bytes(), now_unix)
+            .await;
     }
     let Some(event) = Event::parse(&n.body) else {
         return not_sent("the stored event is not readable".into());
@@ -70,8 +79,11 @@ async fn attempt(app: &App, channel: &WebhookRecord, secret: &[u8], n: &Notifica
             let Ok(url) = std::str::from_utf8(secret) else {
                 return not_sent("the sealed URL is not text".into());
             };
-            let body =
-                if channel.kind == ChannelKind::Slack { notify::slack::payload(&summary) } else { notify::teams::payload(&summary) };
+            let body = if channel.kind == ChannelKind::Slack {
+                notify::slack::payload(&summary)
+            } else {
+                notify::teams::payload(&summary)
+            };
             app.webhooks.post_json(url, secret, &body).await
         }
         ChannelKind::Email => {

@@ -52,12 +52,11 @@ fn check_email(e: &NewEmail<'_>, c: &Caller<'_>) -> Result<EmailSettings> {
     if e.to.is_empty() || e.to.len() > MAX_RECIPIENTS {
         return Err(ValidationError::new("smtp.to", "must list 1 to 10 addresses").into());
     }
-    let to = e
-        .to
-        .iter()
-        .enumerate()
-        .map(|(i, a)| channel::check_address(&format!("smtp.to[{i}]"), a))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let to =
+        e.to.iter()
+            .enumerate()
+            .map(|(i, a)| channel::check_address(&format!("smtp.to[{i}]"), a))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
     let username = e.username.map(|u| validation::text("smtp.username", u, 1, MAX_ADDRESS_CHARS)).transpose()?;
     let settings = EmailSettings {
         host,
@@ -86,7 +85,8 @@ fn parts(c: &Caller<'_>, new: &NewWebhook<'_>) -> Result<Parts> {
     let kind = new.kind;
     let url = |field: &str| -> Result<String> {
         let given = new.url.ok_or_else(|| missing("url", kind))?;
-        crate::notify::validate_url(given.trim(), &c.app.outbound).map_err(|rule| ValidationError::new(field, rule).into())
+        crate::notify::validate_url(given.trim(), &c.app.outbound)
+            .map_err(|rule| ValidationError::new(field, rule).into())
     };
     match kind {
         ChannelKind::Webhook => {
@@ -122,7 +122,11 @@ fn parts(c: &Caller<'_>, new: &NewWebhook<'_>) -> Result<Parts> {
             let password = match (settings.username.is_some(), new.secret) {
                 (true, Some(p)) if !p.is_empty() && p.chars().count() <= SECRET_MAX_CHARS => p.to_owned(),
                 (true, _) => {
-                    return Err(ValidationError::new("secret", "the SMTP password (1 to 256 characters) is required with smtp.username").into());
+                    return Err(ValidationError::new(
+                        "secret",
+                        "the SMTP password (1 to 256 characters) is required with smtp.username",
+                    )
+                    .into());
                 }
                 (false, None) => String::new(),
                 (false, Some(_)) => {

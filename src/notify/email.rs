@@ -233,7 +233,8 @@ mod tests {
         });
         assert_eq!(subject(&s), "[make-budget] Plan executed: b1");
         let b = body(&s);
-        for want in ["Plan p1 executed\n", "Budget: b1\n", "Plan: p1\n", "Expected saving: 12\n", "  - Orders (stopped)\n"]
+        for want in
+            ["Plan p1 executed\n", "Budget: b1\n", "Plan: p1\n", "Expected saving: 12\n", "  - Orders (stopped)\n"]
         {
             assert!(b.contains(want), "{want:?} in {b}");
         }

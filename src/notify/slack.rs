@@ -79,7 +79,8 @@ pub fn message(s: &Summary) -> Value {
             list.push(format!("… and {} more", s.more_scenarios));
         }
         let text = format!("*Scenarios*\n{}", list.join("\n"));
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": clip_lines(&text, SECTION_MAX_CHARS)}}));
+        blocks
+            .push(json!({"type": "section", "text": {"type": "mrkdwn", "text": clip_lines(&text, SECTION_MAX_CHARS)}}));
     }
     blocks.push(json!({
         "type": "context",

@@ -40,32 +40,35 @@ async fn json_receiver(check: fn(&Value) -> Vec<String>, ok: (u16, &'static str)
     let log: Log = Arc::default();
     let failures: Failures = Arc::default();
     let (l, f) = (log.clone(), failures.clone());
-    let app = axum::Router::new().route("/{*path}", axum::routing::post(move |uri: Uri, body: axum::body::Bytes| {
-        let (l, f) = (l.clone(), f.clone());
-        async move {
-            let failing = {
-                let mut f = f.lock().unwrap();
-                f.iter().position(|(suffix, _)| uri.path().ends_with(suffix.as_str())).map(|i| f.remove(i).1)
-            };
-            if let Some(status) = failing {
-                return (StatusCode::from_u16(status).unwrap(), "temporarily unavailable".to_owned());
-            }
-            let (body, problems) = match serde_json::from_slice::<Value>(&body) {
-                Ok(v) => {
-                    let p = check(&v);
-                    (v, p)
+    let app = axum::Router::new().route(
+        "/{*path}",
+        axum::routing::post(move |uri: Uri, body: axum::body::Bytes| {
+            let (l, f) = (l.clone(), f.clone());
+            async move {
+                let failing = {
+                    let mut f = f.lock().unwrap();
+                    f.iter().position(|(suffix, _)| uri.path().ends_with(suffix.as_str())).map(|i| f.remove(i).1)
+                };
+                if let Some(status) = failing {
+                    return (StatusCode::from_u16(status).unwrap(), "temporarily unavailable".to_owned());
                 }
-                Err(e) => (Value::Null, vec![format!("not JSON: {e}")]),
-            };
-            let bad = !problems.is_empty();
-            l.lock().unwrap().push(Posted { path: uri.path().to_owned(), body, problems: problems.clone() });
-            if bad {
-                (StatusCode::BAD_REQUEST, format!("invalid_blocks: {}", problems.join("; ")))
-            } else {
-                (StatusCode::from_u16(ok.0).unwrap(), ok.1.to_owned())
+                let (body, problems) = match serde_json::from_slice::<Value>(&body) {
+                    Ok(v) => {
+                        let p = check(&v);
+                        (v, p)
+                    }
+                    Err(e) => (Value::Null, vec![format!("not JSON: {e}")]),
+                };
+                let bad = !problems.is_empty();
+                l.lock().unwrap().push(Posted { path: uri.path().to_owned(), body, problems: problems.clone() });
+                if bad {
+                    (StatusCode::BAD_REQUEST, format!("invalid_blocks: {}", problems.join("; ")))
+                } else {
+                    (StatusCode::from_u16(ok.0).unwrap(), ok.1.to_owned())
+                }
             }
-        }
-    }));
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -244,7 +247,7 @@ pub struct TestCerts {
 }
 
 impl TestCerts {
-    pub fn new() -> Self {
+    pub fn generate() -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, "make-budget-mcp SMTP test CA");
@@ -346,7 +349,7 @@ pub struct SmtpReceiver {
 impl SmtpReceiver {
     /// `implicit_tls`: TLS from the first byte (as on port 465); otherwise plain with STARTTLS.
     pub async fn start(implicit_tls: bool) -> Self {
-        let certs = TestCerts::new();
+        let certs = TestCerts::generate();
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.config.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -492,4 +495,3 @@ fn angle(s: &str) -> String {
     let inner = s.split_once('<').and_then(|(_, r)| r.split_once('>')).map(|(a, _)| a).unwrap_or(s);
     inner.to_owned()
 }
-
