@@ -32,8 +32,10 @@ pub struct App {
     pub keys: Option<Keyring>,
     /// Tunables of automated actions and notifications.
     pub actions: ActionSettings,
-    /// Delivers webhook notifications.
+    /// Delivers webhook, Slack and Teams notifications.
     pub webhooks: WebhookClient,
+    /// Sends email notifications (same timeout and outbound policy).
+    pub mailer: crate::notify::email::Mailer,
     /// This process's name in leases, unique across instances (host, process id and a random part).
     pub instance: String,
     /// Rate limits, the read timeout and read-only mode.
@@ -88,6 +90,7 @@ impl App {
             outbound,
             actions: config.actions.clone(),
             webhooks: crate::notify::WebhookClient::new(config.webhook_timeout, outbound),
+            mailer: crate::notify::email::Mailer::new(config.webhook_timeout, outbound),
             instance: crate::app::instance_name(),
             policy: crate::limits::CallPolicy::new(&config.limits, config.read_tool_timeout, config.read_only),
             sync,

@@ -304,9 +304,12 @@ mod tests {
         let mut tx = store.tenant(tenant).begin().await.unwrap();
         tx.insert_webhook(&WebhookRecord {
             id: id.clone(),
+            kind: Default::default(),
             url: "https://hooks.example.com/budget".into(),
             label: None,
             sealed,
+            events: None,
+            email: None,
             created_at: "2026-11-01T00:00:00.000000Z".into(),
             created_by: "test".into(),
         })

@@ -17,6 +17,7 @@ macro_rules! str_enum {
 
 pub mod action;
 pub mod budget;
+pub mod channel;
 pub mod clock;
 pub mod forecast;
 pub mod ids;

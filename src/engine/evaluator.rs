@@ -1,7 +1,7 @@
 //! The background evaluator: on a schedule (in `serve`) or once (`make-budget-mcp evaluate --once`), it
 //! syncs usage, evaluates every active budget, expires overdue approvals, executes automatic and approved
 //! plans (resuming interrupted ones), reverses plans due for reversal at a new period, and delivers
-//! webhook notifications.
+//! notifications (`engine::deliveries`).
 //!
 //! Several instances may run it against one PostgreSQL database. Each unit of work is taken under a lease
 //! (`store::Store::try_lease`): syncing an organization, evaluating a budget, executing a plan, delivering a
@@ -20,11 +20,8 @@ use super::caller::Caller;
 use super::error::Error;
 use super::{crossings, status, sync};
 use crate::app::App;
-use crate::audit::Target;
 use crate::domain::TenantId;
 use crate::domain::action::PlanState;
-use crate::domain::clock::format_timestamp;
-use crate::store::{Attempt, NotificationRecord, StoreError};
 
 /// Budgets evaluated under one lease.
 const BUDGETS_PER_LEASE: usize = 100;
@@ -84,7 +81,7 @@ pub async fn run_once(app: &App, usage: UsageSource) -> PassReport {
     }
     run_plans(app, None, &request_id, &mut report).await;
     reverse_due(app, &request_id, &mut report).await;
-    deliver_due(app, &mut report).await;
+    super::deliveries::deliver_due(app, &mut report).await;
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report
 }
@@ -198,7 +195,7 @@ async fn evaluate_tenant(app: &App, tenant: TenantId, request_id: &str, report: 
 /// crashed instance, optionally only of one tenant. Plans another instance holds are skipped.
 pub async fn run_plans(app: &App, only: Option<TenantId>, request_id: &str, report: &mut PassReport) {
     let states = [PlanState::Planned, PlanState::Approved, PlanState::Executing];
-    let now = format_timestamp(app.store.clock().now());
+    let now = crate::domain::clock::format_timestamp(app.store.clock().now());
     let listed = match app.store.plans_in_states(&states).await {
         Ok(p) => app.store.scheduled_plans_due(&now).await.map(|due| p.into_iter().chain(due).collect::<Vec<_>>()),
         Err(e) => Err(e),
@@ -247,114 +244,6 @@ async fn reverse_due(app: &App, request_id: &str, report: &mut PassReport) {
             Err(e) => report.errors.push(format!("reversing plan {id}: {e}")),
         }
     }
-}
-
-/// Deliver due notifications (each under a lease), recording every attempt.
-pub async fn deliver_due(app: &App, report: &mut PassReport) {
-    let now = format_timestamp(app.store.clock().now());
-    let due = match app.store.due_notifications(&now, 200).await {
-        Ok(d) => d,
-        Err(e) => {
-            report.errors.push(format!("listing notifications: {e}"));
-            return;
-        }
-    };
-    let holder = actions::holder(app);
-    for (tenant, n) in due {
-        let lease = format!("notification:{tenant}:{}", n.id);
-        match take_lease(app, &lease, &holder).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                report.errors.push(format!("notification lease: {e}"));
-                continue;
-            }
-        }
-        match deliver_one(app, tenant, &n).await {
-            Ok(Some(true)) => report.notifications_delivered += 1,
-            Ok(Some(false)) => report.notifications_failed += 1,
-            Ok(None) => {}
-            Err(e) => report.errors.push(format!("notification {}: {e}", n.id)),
-        }
-        if let Err(e) = app.store.release_lease(&lease, &holder).await {
-            tracing::warn!(error = %e, "could not release a notification lease; it will expire");
-        }
-    }
-}
-
-/// One attempt. Some(true): delivered; Some(false): failed for good; None: will be retried.
-async fn deliver_one(app: &App, tenant: TenantId, n: &NotificationRecord) -> Result<Option<bool>, StoreError> {
-    let ts = app.store.tenant(tenant);
-    // Re-read: another instance may have delivered it between the listing and the lease.
-    let current = match ts.notification(&n.id).await {
-        Ok(c) => c,
-        Err(StoreError::NotFound) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if current.state != "pending" || current.attempts != n.attempts {
-        return Ok(None);
-    }
-    let hook = match ts.webhook(&n.webhook_id).await {
-        Ok(h) => h,
-        Err(StoreError::NotFound) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let tenant_str = tenant.to_string();
-    let attempt = n.attempts + 1;
-    let now = app.store.clock().now();
-    let result = match app.keyring().ok().map(|k| k.open(&hook.sealed, App::webhook_binding(&tenant_str, &hook.id))) {
-        Some(Ok(secret)) => {
-            app.webhooks
-                .deliver(&hook.url, &secret, &n.event_type, &n.event_id, n.body.as_bytes(), now.as_second())
-                .await
-        }
-        Some(Err(e)) => crate::notify::AttemptResult {
-            delivered: false,
-            status: None,
-            error: Some(format!("cannot decrypt the webhook secret: {e}")),
-            duration_ms: 0,
-        },
-        None => crate::notify::AttemptResult {
-            delivered: false,
-            status: None,
-            error: Some("no master key is configured, so the webhook secret cannot be read".into()),
-            duration_ms: 0,
-        },
-    };
-    let at = format_timestamp(now);
-    let last = !result.delivered && attempt >= i64::from(app.actions.webhook_max_attempts);
-    let delay = crate::notify::retry_delay(
-        u32::try_from(attempt).unwrap_or(u32::MAX),
-        app.actions.webhook_retry_base,
-        app.actions.webhook_retry_max,
-    );
-    let next = now.checked_add(delay).unwrap_or(now);
-    let next = format_timestamp(next);
-    let record = Attempt {
-        number: attempt,
-        at: &at,
-        status: result.status.map(i64::from),
-        error: result.error.as_deref(),
-        duration_ms: i64::try_from(result.duration_ms).unwrap_or(i64::MAX),
-        next_attempt_at: &next,
-    };
-    ts.record_attempt(&n.id, &record).await?;
-    if !result.delivered && !last {
-        tracing::info!(notification = n.id, attempt, error = ?result.error, "webhook delivery failed; will retry");
-        return Ok(None);
-    }
-    let mut tx = ts.begin().await?;
-    let state = if result.delivered { "delivered" } else { "failed" };
-    tx.finish_notification(&n.id, state, result.delivered.then_some(at.as_str())).await?;
-    let c = Caller::system(app, tenant, &n.event_id, "");
-    let action = if result.delivered { "webhook_delivered" } else { "webhook_delivery_failed" };
-    let after = serde_json::json!({
-        "notification_id": n.id, "event_type": n.event_type, "attempts": attempt, "status": result.status,
-    });
-    let mut entry = c.entry_as(action, Target::Webhook(hook.id.clone()), None::<&()>, Some(&after));
-    entry.reason = result.error.clone();
-    tx.commit(entry).await?;
-    Ok(Some(result.delivered))
 }
 
 /// Run a pass every `interval` (the first one after `interval`) until `shutdown`.

@@ -15,6 +15,7 @@ pub mod checkpoints;
 pub mod connect;
 pub mod control;
 pub mod crossings;
+pub mod deliveries;
 pub mod error;
 pub mod evaluator;
 pub mod status;

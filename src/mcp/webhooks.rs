@@ -1,5 +1,6 @@
-//! Webhook tools: register, list (with recent deliveries) and remove the tenant's event receivers. The
-//! mutations are `engine::webhooks`' use cases.
+//! Channel tools: register, list (with recent deliveries) and remove the tenant's notification channels
+//! (signed webhooks, Slack, Teams, email). The tools keep their webhook names; `kind` says which channel.
+//! The mutations are `engine::webhooks`' use cases.
 
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Json;
@@ -10,30 +11,71 @@ use serde::{Deserialize, Serialize};
 use super::params::{NoArgs, Parameters};
 use super::status::parse_id;
 use super::{BudgetServer, CallCtx, ToolError};
-use crate::engine::webhooks::{self, NewWebhook};
+use crate::domain::channel::{ChannelKind, EmailSettings, EventType, TlsMode};
+use crate::engine::webhooks::{self, NewEmail, NewWebhook};
 use crate::store::{NotificationRecord, WebhookRecord};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddWebhookArgs {
-    /// Where events are POSTed: https (http only for localhost). At most 2048 characters.
+    /// webhook (signed JSON, default), slack, teams or email.
+    #[serde(default)]
+    pub kind: ChannelKind,
+    /// webhook/slack/teams: the URL to POST to (https; http only for localhost).
+    #[serde(default)]
     #[schemars(length(min = 8, max = 2048))]
-    pub url: String,
-    /// Shared secret for the HMAC-SHA256 signature (16–256 characters). Stored encrypted; never shown again.
-    #[schemars(length(min = 16, max = 256))]
-    pub secret: String,
-    /// Optional name, e.g. "ops Slack relay".
+    pub url: Option<String>,
+    /// webhook: HMAC signing secret (16-256 chars); email: SMTP password. Stored encrypted, never shown.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 256))]
+    pub secret: Option<String>,
+    /// Only these events (default: all).
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 11))]
+    pub events: Option<Vec<EventType>>,
+    /// email only: the SMTP server and addresses.
+    #[serde(default)]
+    pub smtp: Option<SmtpArgs>,
+    /// Optional name, e.g. "ops".
     #[serde(default)]
     #[schemars(length(max = 120))]
     pub label: Option<String>,
 }
 
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpArgs {
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// Default 587 (starttls) or 465 (tls).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// starttls (default) or tls; none only for localhost.
+    #[serde(default)]
+    pub tls: TlsMode,
+    #[schemars(length(min = 3, max = 254))]
+    pub from: String,
+    #[schemars(length(min = 1, max = 10), inner(length(min = 3, max = 254)))]
+    pub to: Vec<String>,
+    /// SMTP user; give the password as `secret`.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 254))]
+    pub username: Option<String>,
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct WebhookView {
     pub id: String,
+    pub kind: ChannelKind,
     /// Scheme, host and port only: the path and query often hold the receiver's credential.
     pub url: String,
     pub label: Option<String>,
+    /// The events delivered; absent for all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<EventType>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<EmailSettings>,
     pub created_at: String,
     pub created_by: String,
     /// The most recent notifications to this webhook (newest first, at most 10) with their delivery state.
@@ -92,8 +134,11 @@ impl BudgetServer {
         let recent = self.tenant(call).notifications(Some(&w.id), 10).await?;
         Ok(WebhookView {
             id: w.id,
+            kind: w.kind,
             url: crate::notify::masked_url(&w.url),
             label: w.label,
+            events: w.events,
+            smtp: w.email,
             created_at: w.created_at,
             created_by: w.created_by,
             recent: recent.into_iter().map(NotificationView::from).collect(),
@@ -103,11 +148,10 @@ impl BudgetServer {
 
 #[tool_router(router = webhook_tools, vis = "pub(super)")]
 impl BudgetServer {
-    /// Register a webhook for the tenant's events (threshold_crossed from notify actions, plan_created,
-    /// approval_needed, plan_approved, plan_rejected, plan_executed, plan_reversed, plan_expired). Each
-    /// event is POSTed as JSON with a Slack-compatible `text`, signed: header x-make-budget-signature is
-    /// `v1=` + hex HMAC-SHA256 of `<x-make-budget-timestamp>.<body>` with your secret. Failed deliveries
-    /// are retried with backoff.
+    /// Add a notification channel for the tenant's events. kind webhook: JSON POST signed with header
+    /// x-make-budget-signature = `v1=` + hex HMAC-SHA256 of `<x-make-budget-timestamp>.<body>`; slack:
+    /// incoming-webhook URL (Block Kit); teams: Workflows webhook URL (Adaptive Card); email: smtp + secret.
+    /// Failed deliveries are retried with backoff.
     #[tool(annotations(
         title = "Add webhook",
         read_only_hint = false,
@@ -120,13 +164,28 @@ impl BudgetServer {
         Parameters(args): Parameters<AddWebhookArgs>,
         Extension(call): Extension<CallCtx>,
     ) -> Result<Json<WebhookView>, ToolError> {
-        let new = NewWebhook { url: &args.url, secret: &args.secret, label: args.label.as_deref() };
+        let email = args.smtp.as_ref().map(|m| NewEmail {
+            host: &m.host,
+            port: m.port,
+            tls: m.tls,
+            from: &m.from,
+            to: &m.to,
+            username: m.username.as_deref(),
+        });
+        let new = NewWebhook {
+            kind: args.kind,
+            url: args.url.as_deref(),
+            secret: args.secret.as_deref(),
+            label: args.label.as_deref(),
+            events: args.events.as_deref(),
+            email,
+        };
         let w = webhooks::add(&call.caller(&self.app), new).await?;
         Ok(Json(self.webhook_view(&call, w).await?))
     }
 
-    /// List the tenant's webhooks (never their secrets) with their ten most recent notifications and how
-    /// delivery went (pending, delivered or failed, attempts, last HTTP status and error).
+    /// List the tenant's notification channels (never their secrets) with their ten most recent
+    /// notifications and how delivery went (state, attempts, last status and error).
     #[tool(annotations(
         title = "List webhooks",
         read_only_hint = true,
@@ -145,7 +204,7 @@ impl BudgetServer {
         Ok(Json(WebhookList { webhooks }))
     }
 
-    /// Remove a webhook; notifications not yet delivered to it are dropped.
+    /// Remove a notification channel; notifications not yet delivered to it are dropped.
     #[tool(annotations(
         title = "Remove webhook",
         read_only_hint = false,

@@ -1,6 +1,7 @@
-//! Webhooks (their signing secrets stay sealed) and the notification outbox: an event is queued for every
-//! webhook in the transaction that produced it ([`MutationTx::enqueue_event`]); delivery attempts are
-//! bookkeeping outside the audit chain, and the final outcome is audited.
+//! Notification channels (the `webhooks` table: signed webhooks, Slack, Teams, email; their secrets stay
+//! sealed) and the notification outbox: an event is queued for every channel whose filter takes it, in the
+//! transaction that produced it ([`MutationTx::enqueue_event`]); delivery attempts are bookkeeping outside
+//! the audit chain, and the final outcome is audited.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -8,14 +9,22 @@ use sqlx::any::AnyRow;
 use super::{InScope, MutationTx, Scope, Store, StoreError, TenantStore, tenant_of};
 use crate::crypto::Sealed;
 use crate::domain::TenantId;
+use crate::domain::channel::{ChannelKind, EmailSettings, EventType};
 
-/// A webhook; its secret stays sealed.
+/// A notification channel; its secret stays sealed.
 #[derive(Debug, Clone)]
 pub struct WebhookRecord {
     pub id: String,
+    pub kind: ChannelKind,
+    /// The URL of a signed webhook; for the other kinds only what may be shown (scheme, host, port): the
+    /// sealed value is the Slack or Teams URL itself, or the SMTP password.
     pub url: String,
     pub label: Option<String>,
     pub sealed: Sealed,
+    /// The event types delivered; `None` for all.
+    pub events: Option<Vec<EventType>>,
+    /// An email channel's SMTP settings.
+    pub email: Option<EmailSettings>,
     pub created_at: String,
     pub created_by: String,
 }
@@ -40,7 +49,7 @@ pub struct NotificationRecord {
 
 macro_rules! webhook_columns {
     () => {
-        "id, url, label, key_id, nonce, ciphertext, created_at, created_by"
+        "id, kind, url, label, key_id, nonce, ciphertext, events, settings, created_at, created_by"
     };
 }
 
@@ -52,8 +61,15 @@ macro_rules! notification_columns {
 }
 
 fn webhook_from_row(row: &AnyRow) -> Result<WebhookRecord, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let events: Option<String> = row.try_get("events")?;
+    let settings: Option<String> = row.try_get("settings")?;
+    let corrupt = |what: &str| StoreError::Corrupt { table: "webhooks", detail: format!("{what} is not readable") };
     Ok(WebhookRecord {
         id: row.try_get("id")?,
+        kind: ChannelKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
+        events: events.map(|e| serde_json::from_str(&e)).transpose().map_err(|_| corrupt("events"))?,
+        email: settings.map(|e| serde_json::from_str(&e)).transpose().map_err(|_| corrupt("settings"))?,
         url: row.try_get("url")?,
         label: row.try_get("label")?,
         sealed: Sealed {
@@ -87,16 +103,20 @@ impl MutationTx {
     pub async fn insert_webhook(&mut self, w: &WebhookRecord) -> Result<(), StoreError> {
         let tenant = self.tenant.to_string();
         sqlx::query(
-            "INSERT INTO webhooks (tenant_id, id, url, label, key_id, nonce, ciphertext, created_at, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO webhooks (tenant_id, id, kind, url, label, key_id, nonce, ciphertext, events, settings,
+                 created_at, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(tenant)
         .bind(&w.id)
+        .bind(w.kind.as_str())
         .bind(&w.url)
         .bind(w.label.clone())
         .bind(&w.sealed.key_id)
         .bind(w.sealed.nonce.clone())
         .bind(w.sealed.ciphertext.clone())
+        .bind(w.events.as_ref().map(|e| serde_json::to_string(e).expect("event types serialise")))
+        .bind(w.email.as_ref().map(|e| serde_json::to_string(e).expect("settings serialise")))
         .bind(&w.created_at)
         .bind(&w.created_by)
         .execute(self.conn())
@@ -128,8 +148,11 @@ impl MutationTx {
         Ok(())
     }
 
-    /// Queue an event for every webhook of the tenant (the outbox), in this transaction. Returns how many
-    /// notifications were queued.
+    /// Queue an event for every channel of the tenant whose filter takes `event_type` (the outbox), in this
+    /// transaction. Returns how many notifications were queued.
+    ///
+    /// A filter is a JSON array of names; the match is on the quoted name, with `_` escaped so that `LIKE`
+    /// matches it literally (the same in SQLite and PostgreSQL).
     pub async fn enqueue_event(
         &mut self,
         event_id: &str,
@@ -141,13 +164,15 @@ impl MutationTx {
         let done = sqlx::query(
             "INSERT INTO notifications (tenant_id, id, webhook_id, event_id, event_type, body, state, attempts,
                  next_attempt_at, created_at)
-             SELECT tenant_id, $2 || ':' || id, id, $2, $3, $4, 'pending', 0, $5, $5 FROM webhooks WHERE tenant_id = $1",
+             SELECT tenant_id, $2 || ':' || id, id, $2, $3, $4, 'pending', 0, $5, $5 FROM webhooks
+             WHERE tenant_id = $1 AND (events IS NULL OR events LIKE $6 ESCAPE '\\')",
         )
         .bind(tenant)
         .bind(event_id)
         .bind(event_type)
         .bind(body)
         .bind(now)
+        .bind(format!("%\"{}\"%", event_type.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
         .execute(self.conn())
         .await?;
         Ok(done.rows_affected())

@@ -12,6 +12,7 @@ mod audit_concurrency;
 mod audit_tamper;
 mod audit_tools;
 mod budget_status;
+mod channels;
 mod cli;
 mod delayed_plans;
 mod demo;

@@ -110,6 +110,7 @@ mod cases {
     use super::*;
     use make_budget_mcp::crypto::Sealed;
     use make_budget_mcp::domain::action::{ItemStatus, Mode, PlanOrigin, PlanState, Selector, SelectorKind};
+    use make_budget_mcp::domain::channel::{ChannelKind, EventType};
     use make_budget_mcp::store::{ItemRecord, PlanFilter, PlanRecord, WebhookRecord};
 
     pub async fn leases_are_exclusive_until_they_expire(store: Store) {
@@ -292,9 +293,12 @@ mod cases {
             for i in 0..n {
                 let w = WebhookRecord {
                     id: uuid::Uuid::now_v7().to_string(),
+                    kind: ChannelKind::Webhook,
                     url: format!("https://hooks.example.com/{i}"),
                     label: None,
                     sealed: sealed.clone(),
+                    events: None,
+                    email: None,
                     created_at: "2026-03-20T10:00:00.000000Z".into(),
                     created_by: "alice".into(),
                 };
@@ -303,6 +307,23 @@ mod cases {
                 tx.commit(test_entry("add_webhook", "w")).await.unwrap();
             }
         }
+        // A Slack channel subscribed to plan_executed only: threshold_crossed passes it by.
+        let filtered = WebhookRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind: ChannelKind::Slack,
+            url: "https://hooks.slack.com/…".into(),
+            label: None,
+            sealed: sealed.clone(),
+            events: Some(vec![EventType::PlanExecuted]),
+            email: None,
+            created_at: "2026-03-20T10:00:00.000000Z".into(),
+            created_by: "alice".into(),
+        };
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        tx.insert_webhook(&filtered).await.unwrap();
+        tx.commit(test_entry("add_webhook", "w")).await.unwrap();
+        let read = store.tenant(t).webhook(&filtered.id).await.unwrap();
+        assert_eq!((read.kind, read.events), (ChannelKind::Slack, Some(vec![EventType::PlanExecuted])));
         let now = "2026-03-20T10:00:00.000000Z";
         let mut tx = store.tenant(t).begin().await.unwrap();
         assert_eq!(tx.enqueue_event("e1", "threshold_crossed", "{}", now).await.unwrap(), 2, "one per webhook");
@@ -332,6 +353,11 @@ mod cases {
         assert_eq!((read.attempts, read.last_status, read.state.as_str()), (1, Some(500), "pending"));
         assert!(matches!(store.tenant(other).notification(&n.id).await, Err(StoreError::NotFound)));
         assert!(store.tenant(other).notifications(None, 10).await.unwrap().is_empty(), "tenant-scoped");
+        // The filter matches the name exactly: `_` is no wildcard.
+        let mut tx = store.tenant(t).begin().await.unwrap();
+        assert_eq!(tx.enqueue_event("e3", "plan_executed", "{}", now).await.unwrap(), 3);
+        assert_eq!(tx.enqueue_event("e4", "planXexecuted", "{}", now).await.unwrap(), 2);
+        tx.commit(test_entry("plan_executed", "p")).await.unwrap();
     }
 
     /// The evaluator's tenant-wide read (`threshold_book`) and the status's read of one budget

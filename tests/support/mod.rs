@@ -6,6 +6,7 @@
 //! which case they fail.
 #![allow(dead_code)]
 
+pub mod channels;
 pub mod fake_make;
 pub mod in_memory;
 pub mod in_process;

@@ -19,6 +19,17 @@
 //!   proxy is used, and the outcome is an [`AttemptResult`] whose error text is short, single-line and free
 //!   of the secret and the URL's path (a Slack URL's path is itself a credential).
 //! - [`retry_delay`] gives the backoff between attempts; the caller owns the loop and the clock.
+//!
+//! Besides the signed webhook, channels of other kinds get the same event in their service's format, made
+//! by pure functions from the stored event ([`Event`], summarised once by [`Summary::of`]):
+//! [`slack`] (Block Kit for an incoming webhook), [`teams`] (an Adaptive Card for a Workflows webhook) and
+//! [`email`] (a text/plain message, sent over SMTP with TLS). Slack and Teams POSTs go through
+//! [`WebhookClient::post_json`]: the same URL checks, resolver and error scrubbing, without the signature
+//! headers (their URL is the credential, and is scrubbed from errors like a secret).
+
+pub mod email;
+pub mod slack;
+pub mod teams;
 
 use std::time::{Duration, Instant};
 
@@ -231,6 +242,141 @@ pub fn retry_delay(attempt: u32, base: Duration, max: Duration) -> Duration {
     Duration::try_from_secs_f64(nominal.as_secs_f64() * factor).map_or(nominal, |d| d.min(nominal))
 }
 
+/// What makes a POST a signed webhook delivery.
+#[derive(Debug, Clone, Copy)]
+struct Signing<'a> {
+    event_type: &'a str,
+    event_id: &'a str,
+    now_unix: i64,
+}
+
+/// A stored event, as [`event_body`] wrote it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Event {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub occurred_at: String,
+    pub text: String,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    /// Read a stored body; `None` if it is not one.
+    pub fn parse(body: &str) -> Option<Self> {
+        serde_json::from_str(body).ok()
+    }
+}
+
+/// The most scenarios a formatted message lists; the rest are counted.
+pub const MAX_LISTED_SCENARIOS: usize = 10;
+
+/// What every channel format shows of an event: a title, the budget, the one-line text, the figures and,
+/// for plans, the plan and its scenarios. Read leniently from the event's `data`: a field that is absent
+/// is left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// e.g. "Threshold crossed".
+    pub title: String,
+    /// The budget's name, else its id.
+    pub budget: Option<String>,
+    /// The event's one-line text.
+    pub text: String,
+    /// (label, value) pairs, e.g. ("Spent", "120").
+    pub figures: Vec<(String, String)>,
+    /// The plan's scenarios as "name (status)", at most [`MAX_LISTED_SCENARIOS`].
+    pub scenarios: Vec<String>,
+    /// How many scenarios were not listed.
+    pub more_scenarios: usize,
+    pub event_id: String,
+    pub event_type: String,
+    pub occurred_at: String,
+}
+
+impl Summary {
+    pub fn of(e: &Event) -> Self {
+        use crate::domain::channel::EventType;
+        let d = &e.data;
+        let text_of = |k: &str| match d.get(k) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(v @ serde_json::Value::Number(_)) => Some(v.to_string()),
+            Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
+            _ => None,
+        };
+        let title = EventType::parse(&e.event_type).map_or_else(|| e.event_type.clone(), |t| t.title().to_owned());
+        let budget = text_of("budget_name").or_else(|| text_of("budget_id"));
+        let mut figures = Vec::new();
+        let mut add = |label: &str, v: Option<String>| {
+            if let Some(v) = v {
+                figures.push((label.to_owned(), v));
+            }
+        };
+        add("Severity", text_of("severity"));
+        add("Threshold", text_of("label"));
+        add("Basis", text_of("basis"));
+        add("Value", text_of("value"));
+        add("Threshold amount", text_of("amount"));
+        add(
+            "Probability over limit",
+            d.get("probability_over_limit_permille")
+                .and_then(serde_json::Value::as_i64)
+                .map(|p| format!("{}.{} %", p / 10, (p % 10).abs())),
+        );
+        let plan = d.get("plan_id").or_else(|| d.get("items").and(d.get("id"))).and_then(|v| v.as_str());
+        add("Plan", plan.map(str::to_owned));
+        add("Plan state", text_of("state"));
+        add("Mode", text_of("mode"));
+        add("Expected saving", text_of("expected_saving"));
+        add("Period", text_of("period_key"));
+        add("By", text_of("by"));
+        add("Reason", text_of("reason"));
+        add("Why", text_of("why"));
+        let items = d.get("items").and_then(|v| v.as_array()).map(Vec::as_slice).unwrap_or_default();
+        let scenarios = items
+            .iter()
+            .take(MAX_LISTED_SCENARIOS)
+            .map(|i| {
+                let name = i.get("name").and_then(|v| v.as_str()).unwrap_or("?");
+                match i.get("status").and_then(|v| v.as_str()) {
+                    Some(s) => format!("{name} ({s})"),
+                    None => name.to_owned(),
+                }
+            })
+            .collect();
+        Self {
+            title,
+            budget,
+            text: e.text.clone(),
+            figures,
+            scenarios,
+            more_scenarios: items.len().saturating_sub(MAX_LISTED_SCENARIOS),
+            event_id: e.id.clone(),
+            event_type: e.event_type.clone(),
+            occurred_at: e.occurred_at.clone(),
+        }
+    }
+
+    /// "Title: budget", or the title alone.
+    pub fn headline(&self) -> String {
+        match &self.budget {
+            Some(b) => format!("{}: {b}", self.title),
+            None => self.title.clone(),
+        }
+    }
+}
+
+/// At most `max` characters of `s` on one line; an ellipsis marks a cut.
+pub fn clip(s: &str, max: usize) -> String {
+    let line = s.replace(['\r', '\n'], " ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    let mut out: String = line.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// The outcome of one delivery attempt, ready to be stored beside the event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AttemptResult {
@@ -318,10 +464,23 @@ impl WebhookClient {
         body: &[u8],
         now_unix: i64,
     ) -> AttemptResult {
+        let signing = Signing { event_type, event_id, now_unix };
+        self.timed(url, secret, Some(signing), body).await
+    }
+
+    /// One POST of `body` (`Content-Type: application/json`) to `url` without signature headers, for
+    /// services whose URL is itself the credential (Slack and Teams webhooks). Outcomes as for
+    /// [`WebhookClient::deliver`]; the URL, which `credential` names, never appears in the error.
+    pub async fn post_json(&self, url: &str, credential: &[u8], body: &[u8]) -> AttemptResult {
+        self.timed(url, credential, None, body).await
+    }
+
+    async fn timed(&self, url: &str, secret: &[u8], signing: Option<Signing<'_>>, body: &[u8]) -> AttemptResult {
         let started = Instant::now();
-        let (status, error) = self.attempt(url, secret, event_type, event_id, body, now_unix).await;
+        let (status, error) = self.attempt(url, secret, signing, body).await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let delivered = error.is_none();
+        let (event_type, event_id) = signing.map_or(("", ""), |s| (s.event_type, s.event_id));
         tracing::debug!(event_type, event_id, delivered, status, duration_ms, "webhook attempt");
         AttemptResult { delivered, status, error, duration_ms }
     }
@@ -331,10 +490,8 @@ impl WebhookClient {
         &self,
         url: &str,
         secret: &[u8],
-        event_type: &str,
-        event_id: &str,
+        signing: Option<Signing<'_>>,
         body: &[u8],
-        now_unix: i64,
     ) -> (Option<u16>, Option<String>) {
         let url = match request_url(url, &self.policy) {
             Ok(u) => u,
@@ -347,17 +504,19 @@ impl WebhookClient {
         };
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(TIMESTAMP_HEADER, HeaderValue::from(now_unix));
-        for (name, value, what) in [
-            (SIGNATURE_HEADER, sign(secret, now_unix, body), "signature"),
-            (EVENT_ID_HEADER, event_id.to_owned(), "event id"),
-            (EVENT_TYPE_HEADER, event_type.to_owned(), "event type"),
-        ] {
-            match HeaderValue::from_str(&value) {
-                Ok(v) => {
-                    headers.insert(name, v);
+        if let Some(Signing { event_type, event_id, now_unix }) = signing {
+            headers.insert(TIMESTAMP_HEADER, HeaderValue::from(now_unix));
+            for (name, value, what) in [
+                (SIGNATURE_HEADER, sign(secret, now_unix, body), "signature"),
+                (EVENT_ID_HEADER, event_id.to_owned(), "event id"),
+                (EVENT_TYPE_HEADER, event_type.to_owned(), "event type"),
+            ] {
+                match HeaderValue::from_str(&value) {
+                    Ok(v) => {
+                        headers.insert(name, v);
+                    }
+                    Err(_) => return (None, Some(format!("the {what} contains characters not allowed in a header"))),
                 }
-                Err(_) => return (None, Some(format!("the {what} contains characters not allowed in a header"))),
             }
         }
         let sent = self.http.post(url).headers(headers).body(body.to_vec()).send().await;
