@@ -50,7 +50,7 @@ fn assert_no_secrets(what: &str, text: &str) {
 }
 
 /// A session (admin alice) with Make connected and synced once, and a CA file for the SMTP receiver.
-async fn session(db: &TestDb, fake: &support::fake_make::FakeMake) -> (HttpServer, Client) {
+async fn session(db: &TestDb, fake: &crate::support::fake_make::FakeMake) -> (HttpServer, Client) {
     let tenant = create_tenant(&db.url, "acme");
     let token = issue_token(&db.url, &tenant, "admin", "alice");
     let server = HttpServer::start_with(&db.url, &[]).await;

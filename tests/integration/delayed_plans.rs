@@ -12,6 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use make_budget_mcp::auth::{Principal, Role, Transport};
 use make_budget_mcp::domain::action::{ActionDraft, ActionKind, Mode, Selector, SelectorKind};
 use make_budget_mcp::domain::budget::BudgetDraft;
+use make_budget_mcp::domain::channel::ChannelKind;
 use make_budget_mcp::domain::clock::VirtualClock;
 use make_budget_mcp::domain::threshold::{Basis, Severity, ThresholdDraft, ThresholdKind, ThresholdSpec};
 use make_budget_mcp::domain::{BudgetSpec, TenantId};
@@ -86,7 +87,15 @@ async fn world(db: &TestDb) -> World {
     in_process::sync(&i, tenant).await;
     let p = alice(tenant);
     let c = Caller::principal(&i.app, &p, "test", "setup");
-    webhooks::add(&c, NewWebhook { url: &hook.url, secret: HOOK_SECRET, label: None }).await.unwrap();
+    let receiver = NewWebhook {
+        kind: ChannelKind::Webhook,
+        url: Some(&hook.url),
+        secret: Some(HOOK_SECRET),
+        label: None,
+        events: None,
+        email: None,
+    };
+    webhooks::add(&c, receiver).await.unwrap();
     let draft: BudgetDraft = serde_json::from_value(json!({
         "name": "Acme", "unit": "credits", "limit": 50, "period": {"kind": "monthly"}, "timezone": "UTC",
         "scope": {"organization_id": ORG},

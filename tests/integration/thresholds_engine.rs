@@ -351,6 +351,9 @@ mod cases {
         let keys = Keyring::new(MasterKey::from_bytes([7; 32]), vec![]);
         let hook = WebhookRecord {
             id: uuid::Uuid::now_v7().to_string(),
+            kind: make_budget_mcp::domain::channel::ChannelKind::Webhook,
+            events: None,
+            email: None,
             url: "https://hooks.example.com/budget".into(),
             label: None,
             sealed: keys.seal_secret(&SecretString::new("whsec-0123456789abcdef"), App::webhook_binding("t", "w")),
